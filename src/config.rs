@@ -1,0 +1,717 @@
+//! The YAML configuration: parsed once into validated, typed values.
+//!
+//! Raw serde structs (`Raw*`) never leave this module. `Config::load` reads
+//! the file, deserialises it (serde_yaml reports syntax and type errors with
+//! their line), then validates the whole document and reports *every*
+//! problem as `file:line: path: reason`, not just the first. Runtime code
+//! sees `SocketAddr`, `Duration`, enums and resolved route indices.
+//!
+//! Files the config names (certificates, keys, the registry) are checked by
+//! the modules that own them (`tls`, `registry`) through `check_files`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::proxy_protocol;
+use crate::yaml_lines::SourceMap;
+
+/// One problem found in a file, with its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{}: {}", self.file.display(), l, self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// All problems of one load; never empty.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects problems of one file with line lookups.
+pub struct Reporter<'a> {
+    pub file: &'a Path,
+    pub map: &'a SourceMap,
+    pub problems: Vec<Problem>,
+}
+
+impl<'a> Reporter<'a> {
+    pub fn new(file: &'a Path, map: &'a SourceMap) -> Self {
+        Self {
+            file,
+            map,
+            problems: Vec::new(),
+        }
+    }
+
+    /// Report `msg` at the line of YAML `path`.
+    pub fn at(&mut self, path: &str, msg: impl fmt::Display) {
+        self.problems.push(Problem {
+            file: self.file.to_owned(),
+            line: self.map.line(path),
+            message: if path.is_empty() {
+                msg.to_string()
+            } else {
+                format!("{path}: {msg}")
+            },
+        });
+    }
+}
+
+/// Turn a serde_yaml error into a problem with its line.
+pub fn yaml_problem(file: &Path, e: &serde_yaml::Error) -> Problem {
+    let line = e.location().map(|l| l.line());
+    // serde_yaml appends " at line L column C"; the line is already in front.
+    let mut msg = e.to_string();
+    if let Some(i) = msg.find(" at line ") {
+        msg.truncate(i);
+    }
+    Problem {
+        file: file.to_owned(),
+        line,
+        message: msg,
+    }
+}
+
+// ---------------------------------------------------------------- raw shape
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listeners: Vec<RawListener>,
+    #[serde(default)]
+    tls: RawTls,
+    routes: BTreeMap<String, RawRoute>,
+    #[serde(default)]
+    timeouts: RawTimeouts,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    client_auth: Option<RawClientAuth>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListener {
+    bind: String,
+    #[serde(default)]
+    default_route: Option<String>,
+    #[serde(default)]
+    sni_routes: BTreeMap<String, String>,
+    #[serde(default)]
+    route: Option<String>,
+    #[serde(default)]
+    client_auth: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    #[serde(default)]
+    certificates: Vec<RawCert>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCert {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    #[serde(default)]
+    alpn: Vec<String>,
+    backend: String,
+    #[serde(default)]
+    proxy_protocol: Option<String>,
+    #[serde(default)]
+    protocol: Option<String>,
+    #[serde(default)]
+    client_auth: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    handshake: Option<String>,
+    connect: Option<String>,
+    idle: Option<String>,
+    shutdown_grace: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_connections: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClientAuth {
+    registry: PathBuf,
+    #[serde(default)]
+    unknown_key: Option<String>,
+    #[serde(default)]
+    identity_secret: Option<PathBuf>,
+}
+
+// ---------------------------------------------------------------- typed shape
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it was loaded from (relative paths in it are relative to its directory).
+    pub path: PathBuf,
+    pub listeners: Vec<Listener>,
+    pub certificates: Vec<CertPaths>,
+    /// Routes; listeners refer to them by index.
+    pub routes: Vec<Route>,
+    pub timeouts: Timeouts,
+    pub max_connections: usize,
+    pub client_auth: Option<ClientAuth>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub bind: SocketAddr,
+    /// Route for a connection with no ALPN and no SNI match.
+    pub default_route: Option<usize>,
+    /// Lower-case SNI name → route.
+    pub sni_routes: HashMap<String, usize>,
+    /// Fixed route (993/465-style listener): everything goes there.
+    pub route: Option<usize>,
+    pub client_auth: ClientAuthMode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertPaths {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// What the backend speaks: picks the error line a client gets when the
+/// backend is down, and keeps web ALPNs away from mail backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Imap,
+    Smtp,
+    Http,
+    Raw,
+}
+
+impl Protocol {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "imap" => Self::Imap,
+            "smtp" => Self::Smtp,
+            "http" => Self::Http,
+            "raw" => Self::Raw,
+            _ => return None,
+        })
+    }
+    pub fn is_mail(self) -> bool {
+        matches!(self, Self::Imap | Self::Smtp)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// `ip:port`.
+    Tcp(SocketAddr),
+    /// `host:port`, resolved at connect time.
+    Host(String, u16),
+    /// `unix:/path`.
+    Unix(PathBuf),
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Backend::Tcp(a) => write!(f, "{a}"),
+            Backend::Host(h, p) => write!(f, "{h}:{p}"),
+            Backend::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+impl Backend {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if let Some(p) = s.strip_prefix("unix:") {
+            if p.is_empty() {
+                return Err("unix: needs a socket path".into());
+            }
+            return Ok(Backend::Unix(PathBuf::from(p)));
+        }
+        if let Ok(a) = s.parse::<SocketAddr>() {
+            return Ok(Backend::Tcp(a));
+        }
+        let Some((host, port)) = s.rsplit_once(':') else {
+            return Err(format!(
+                "bad backend address {s:?}: expected ip:port, host:port or unix:/path"
+            ));
+        };
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("bad backend address {s:?}: port {port:?} is not a number 1-65535"))?;
+        let valid_host = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .split('.')
+                .all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        if !valid_host || port == 0 {
+            return Err(format!(
+                "bad backend address {s:?}: expected ip:port, host:port or unix:/path"
+            ));
+        }
+        Ok(Backend::Host(host.to_owned(), port))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAuthMode {
+    /// Ask for a certificate; none is fine.
+    #[default]
+    Optional,
+    /// A pinned key is mandatory.
+    Required,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub alpn: Vec<String>,
+    pub backend: Backend,
+    pub proxy_protocol: proxy_protocol::Version,
+    pub protocol: Protocol,
+    pub client_auth: ClientAuthMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub handshake: Duration,
+    pub connect: Duration,
+    pub idle: Duration,
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            handshake: Duration::from_secs(10),
+            connect: Duration::from_secs(5),
+            idle: Duration::from_secs(30 * 60),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnknownKey {
+    /// Fail the handshake with `bad_certificate`.
+    #[default]
+    Reject,
+    /// Continue without identity.
+    Anonymous,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientAuth {
+    pub registry: PathBuf,
+    pub unknown_key: UnknownKey,
+    pub identity_secret: Option<PathBuf>,
+}
+
+/// Default cap on simultaneous client connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+impl Config {
+    /// Read, parse and validate `path`. File contents named by the config
+    /// (certificates, registry) are not read here; see `check_files`.
+    pub fn load(path: &Path) -> Result<Config, Problems> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Problems(vec![Problem {
+                file: path.to_owned(),
+                line: None,
+                message: format!("cannot read: {e}"),
+            }])
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parse and validate `text` as if read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, Problems> {
+        let raw: RawConfig =
+            serde_yaml::from_str(text).map_err(|e| Problems(vec![yaml_problem(path, &e)]))?;
+        let map = SourceMap::new(text);
+        let mut r = Reporter::new(path, &map);
+        let base = path.parent().unwrap_or(Path::new(".")).to_owned();
+        let cfg = validate(raw, &base, path, &mut r);
+        if r.problems.is_empty() {
+            Ok(cfg)
+        } else {
+            r.problems.sort_by_key(|p| p.line);
+            Err(Problems(r.problems))
+        }
+    }
+
+    pub fn route_by_name(&self, name: &str) -> Option<usize> {
+        self.routes.iter().position(|r| r.name == name)
+    }
+
+    /// ALPN protocols a listener offers, mail protocols first (DESIGN §2):
+    /// only those of routes it can reach.
+    pub fn listener_alpn(&self, l: &Listener) -> Vec<Vec<u8>> {
+        let mut routes: Vec<&Route> = match l.route {
+            Some(i) => vec![&self.routes[i]],
+            None => self.routes.iter().collect(),
+        };
+        routes.sort_by_key(|r| match r.protocol {
+            Protocol::Imap => 0,
+            Protocol::Smtp => 1,
+            Protocol::Http => 3,
+            Protocol::Raw => 2,
+        });
+        routes
+            .iter()
+            .flat_map(|r| r.alpn.iter().map(|a| a.as_bytes().to_vec()))
+            .collect()
+    }
+}
+
+fn resolve(base: &Path, p: PathBuf) -> PathBuf {
+    if p.is_absolute() {
+        p
+    } else {
+        base.join(p)
+    }
+}
+
+fn duration(r: &mut Reporter, path: &str, v: &Option<String>, default: Duration) -> Duration {
+    match v {
+        None => default,
+        Some(s) => match humantime::parse_duration(s) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                r.at(path, "must be greater than zero");
+                default
+            }
+            Err(e) => {
+                r.at(path, format!("bad duration {s:?}: {e} (examples: 10s, 5m, 1h)"));
+                default
+            }
+        },
+    }
+}
+
+fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Config {
+    // Routes first: listeners refer to them.
+    let mut routes = Vec::new();
+    let mut alpn_owner: HashMap<String, String> = HashMap::new();
+    for (name, rr) in raw.routes {
+        let p = SourceMap::child("routes", &name);
+        let backend = match Backend::parse(&rr.backend) {
+            Ok(b) => b,
+            Err(e) => {
+                r.at(&SourceMap::child(&p, "backend"), e);
+                Backend::Unix(PathBuf::new())
+            }
+        };
+        let backend = match backend {
+            Backend::Unix(sock) if !sock.as_os_str().is_empty() => Backend::Unix(resolve(base, sock)),
+            b => b,
+        };
+        let proxy_protocol = match rr.proxy_protocol.as_deref() {
+            None | Some("v2") => proxy_protocol::Version::V2,
+            Some("v1") => proxy_protocol::Version::V1,
+            Some("none") => proxy_protocol::Version::None,
+            Some(o) => {
+                r.at(
+                    &SourceMap::child(&p, "proxy_protocol"),
+                    format!("unknown value {o:?} (expected v2, v1 or none)"),
+                );
+                proxy_protocol::Version::V2
+            }
+        };
+        for (i, a) in rr.alpn.iter().enumerate() {
+            let ap = SourceMap::item(&SourceMap::child(&p, "alpn"), i);
+            if a.is_empty() || a.len() > 255 {
+                r.at(&ap, "an ALPN protocol name is 1 to 255 bytes");
+            }
+            if let Some(other) = alpn_owner.insert(a.clone(), name.clone()) {
+                r.at(
+                    &ap,
+                    format!("ALPN {a:?} is already routed by route {other:?}; each ALPN value may belong to one route"),
+                );
+            }
+        }
+        let inferred = || {
+            let has = |v: &str| rr.alpn.iter().any(|a| a == v) || name == v;
+            if has("imap") {
+                Protocol::Imap
+            } else if has("smtp") || name == "submission" {
+                Protocol::Smtp
+            } else if has("h2") || has("http/1.1") || name == "web" || name == "http" {
+                Protocol::Http
+            } else {
+                Protocol::Raw
+            }
+        };
+        let protocol = match rr.protocol.as_deref() {
+            None => inferred(),
+            Some(s) => Protocol::parse(s).unwrap_or_else(|| {
+                r.at(
+                    &SourceMap::child(&p, "protocol"),
+                    format!("unknown protocol {s:?} (expected imap, smtp, http or raw)"),
+                );
+                inferred()
+            }),
+        };
+        let web_alpn = rr.alpn.iter().any(|a| a == "h2" || a.starts_with("http/"));
+        if protocol.is_mail() && web_alpn {
+            r.at(
+                &SourceMap::child(&p, "alpn"),
+                "a mail route must not take web ALPN values (h2, http/1.x): that is what cross-protocol attacks use",
+            );
+        }
+        let client_auth = client_auth_mode(r, &SourceMap::child(&p, "client_auth"), &rr.client_auth);
+        routes.push(Route {
+            name,
+            alpn: rr.alpn,
+            backend,
+            proxy_protocol,
+            protocol,
+            client_auth,
+        });
+    }
+    let find = |r: &mut Reporter, path: &str, name: &str| -> Option<usize> {
+        let i = routes.iter().position(|x| x.name == name);
+        if i.is_none() {
+            let known: Vec<&str> = routes.iter().map(|x| x.name.as_str()).collect();
+            r.at(
+                path,
+                format!("unknown route {name:?} (routes defined: {})", known.join(", ")),
+            );
+        }
+        i
+    };
+
+    if raw.listeners.is_empty() {
+        r.at("listeners", "at least one listener is needed");
+    }
+    let mut listeners = Vec::new();
+    let mut binds: HashMap<SocketAddr, usize> = HashMap::new();
+    for (i, rl) in raw.listeners.into_iter().enumerate() {
+        let p = SourceMap::item("listeners", i);
+        let bind = match rl.bind.parse::<SocketAddr>() {
+            Ok(a) => {
+                if let Some(j) = binds.insert(a, i) {
+                    r.at(&SourceMap::child(&p, "bind"), format!("address {a} is already bound by listeners[{j}]"));
+                }
+                a
+            }
+            Err(_) => {
+                r.at(
+                    &SourceMap::child(&p, "bind"),
+                    format!("bad listen address {:?}: expected ip:port such as \"0.0.0.0:443\" or \"[::]:443\"", rl.bind),
+                );
+                SocketAddr::from(([0, 0, 0, 0], 0))
+            }
+        };
+        let route = rl
+            .route
+            .as_deref()
+            .and_then(|n| find(r, &SourceMap::child(&p, "route"), n));
+        let default_route = match rl.default_route.as_deref() {
+            Some(n) => find(r, &SourceMap::child(&p, "default_route"), n),
+            None => routes.iter().position(|x| x.name == "web"),
+        };
+        let mut sni_routes = HashMap::new();
+        for (host, n) in &rl.sni_routes {
+            let hp = SourceMap::child(&SourceMap::child(&p, "sni_routes"), host);
+            if let Some(idx) = find(r, &hp, n) {
+                sni_routes.insert(host.to_ascii_lowercase(), idx);
+            }
+        }
+        let client_auth = client_auth_mode(r, &SourceMap::child(&p, "client_auth"), &rl.client_auth);
+        listeners.push(Listener {
+            bind,
+            default_route,
+            sni_routes,
+            route,
+            client_auth,
+        });
+    }
+
+    let certificates = raw
+        .tls
+        .certificates
+        .into_iter()
+        .map(|c| CertPaths {
+            cert: resolve(base, c.cert),
+            key: resolve(base, c.key),
+        })
+        .collect();
+
+    let d = Timeouts::default();
+    let t = &raw.timeouts;
+    let timeouts = Timeouts {
+        handshake: duration(r, "timeouts.handshake", &t.handshake, d.handshake),
+        connect: duration(r, "timeouts.connect", &t.connect, d.connect),
+        idle: duration(r, "timeouts.idle", &t.idle, d.idle),
+        shutdown_grace: duration(r, "timeouts.shutdown_grace", &t.shutdown_grace, d.shutdown_grace),
+    };
+    let max_connections = match raw.limits.max_connections {
+        Some(0) => {
+            r.at("limits.max_connections", "must be at least 1");
+            DEFAULT_MAX_CONNECTIONS
+        }
+        Some(n) => n,
+        None => DEFAULT_MAX_CONNECTIONS,
+    };
+    let client_auth = raw.client_auth.map(|c| {
+        let unknown_key = match c.unknown_key.as_deref() {
+            None | Some("reject") => UnknownKey::Reject,
+            Some("anonymous") => UnknownKey::Anonymous,
+            Some(o) => {
+                r.at(
+                    "client_auth.unknown_key",
+                    format!("unknown value {o:?} (expected reject or anonymous)"),
+                );
+                UnknownKey::Reject
+            }
+        };
+        ClientAuth {
+            registry: resolve(base, c.registry),
+            unknown_key,
+            identity_secret: c.identity_secret.map(|p| resolve(base, p)),
+        }
+    });
+    let needs_auth = listeners.iter().any(|l| l.client_auth == ClientAuthMode::Required)
+        || routes.iter().any(|x| x.client_auth == ClientAuthMode::Required);
+    if needs_auth && client_auth.is_none() {
+        r.at("", "client_auth: required is set but there is no client_auth section with a registry");
+    }
+    Config {
+        path: path.to_owned(),
+        listeners,
+        certificates,
+        routes,
+        timeouts,
+        max_connections,
+        client_auth,
+    }
+}
+
+fn client_auth_mode(r: &mut Reporter, path: &str, v: &Option<String>) -> ClientAuthMode {
+    match v.as_deref() {
+        None | Some("optional") => ClientAuthMode::Optional,
+        Some("required") => ClientAuthMode::Required,
+        Some(o) => {
+            r.at(path, format!("unknown value {o:?} (expected optional or required)"));
+            ClientAuthMode::Optional
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+listeners:
+  - bind: "127.0.0.1:8443"
+    default_route: web
+    sni_routes:
+      imap.example.org: imap
+tls:
+  certificates: []
+routes:
+  imap:
+    alpn: [imap]
+    backend: "127.0.0.1:1143"
+    proxy_protocol: v2
+  smtp:
+    alpn: [smtp]
+    backend: "unix:/run/frontdoor/submission.sock"
+  web:
+    alpn: [h2, "http/1.1"]
+    backend: "127.0.0.1:8080"
+    proxy_protocol: none
+timeouts: { handshake: 10s, connect: 5s, idle: 30m }
+limits: { max_connections: 20000 }
+"#;
+
+    #[test]
+    fn issue_example_is_accepted() {
+        let c = Config::parse(Path::new("/etc/f.yaml"), GOOD).unwrap();
+        assert_eq!(c.routes.len(), 3);
+        let l = &c.listeners[0];
+        assert_eq!(c.routes[l.default_route.unwrap()].name, "web");
+        assert_eq!(c.routes[l.sni_routes["imap.example.org"]].protocol, Protocol::Imap);
+        assert_eq!(c.timeouts.idle, Duration::from_secs(1800));
+        assert_eq!(c.max_connections, 20000);
+        assert_eq!(
+            c.listener_alpn(l),
+            vec![b"imap".to_vec(), b"smtp".to_vec(), b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_line() {
+        let bad = GOOD
+            .replace("default_route: web", "default_route: nosuch")
+            .replace("alpn: [smtp]", "alpn: [imap]")
+            .replace("\"127.0.0.1:8080\"", "\"127.0.0.1\"");
+        let e = Config::parse(Path::new("f.yaml"), &bad).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("f.yaml:4: listeners[0].default_route: unknown route \"nosuch\""), "{text}");
+        assert!(text.contains("f.yaml:15: routes.smtp.alpn[0]: ALPN \"imap\" is already routed"), "{text}");
+        assert!(text.contains("f.yaml:19: routes.web.backend: bad backend address"), "{text}");
+        assert_eq!(e.0.len(), 3, "{text}");
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let bad = GOOD.replace("limits: {", "limitz: {");
+        let e = Config::parse(Path::new("f.yaml"), &bad).unwrap_err();
+        let text = e.to_string();
+        assert!(text.starts_with("f.yaml:22: unknown field `limitz`"), "{text}");
+    }
+
+    #[test]
+    fn backend_forms() {
+        assert_eq!(Backend::parse("[::1]:25").unwrap(), Backend::Tcp("[::1]:25".parse().unwrap()));
+        assert_eq!(Backend::parse("mail.local:25").unwrap(), Backend::Host("mail.local".into(), 25));
+        assert!(Backend::parse("127.0.0.1").is_err());
+        assert!(Backend::parse("host:99999").is_err());
+        assert!(Backend::parse("unix:").is_err());
+        assert!(Backend::parse("a b:1").is_err());
+    }
+}

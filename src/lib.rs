@@ -1,0 +1,12 @@
+//! frontdoor: a TLS front door for mail hosts.
+//!
+//! One port (443) terminates TLS, authenticates clients by the pinned public
+//! key of their certificate, routes by ALPN/SNI, and hands each connection to
+//! a backend behind a PROXY v2 header. `main.rs` only wires the CLI to this
+//! library, so tests and examples use the same API.
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod config;
+pub mod proxy_protocol;
+pub mod yaml_lines;
