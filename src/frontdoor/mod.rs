@@ -1,0 +1,3 @@
+//! The front door: listener, handshake, routing, backend connect, relay.
+
+pub mod xclient;
