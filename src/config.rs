@@ -155,6 +155,8 @@ struct RawRoute {
     protocol: Option<String>,
     #[serde(default)]
     client_auth: Option<String>,
+    #[serde(default)]
+    identity: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -315,6 +317,19 @@ pub struct Route {
     pub proxy_protocol: proxy_protocol::Version,
     pub protocol: Protocol,
     pub client_auth: ClientAuthMode,
+    /// How a pinned key's identity reaches the backend.
+    pub identity: IdentityMode,
+}
+
+/// How a route hands the identity to its backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IdentityMode {
+    /// In the PROXY v2 header only (`PP2_SUBTYPE_SSL_CN` and the 0xE0.. TLVs).
+    #[default]
+    ProxyHeader,
+    /// SMTP only: the front door sends Postfix `XCLIENT LOGIN=… ADDR=…`
+    /// before relaying (`frontdoor::xclient`); needs `proxy_protocol: none`.
+    Xclient,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -521,6 +536,33 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
         }
         let client_auth =
             client_auth_mode(r, &SourceMap::child(&p, "client_auth"), &rr.client_auth);
+        let identity = match rr.identity.as_deref() {
+            None | Some("proxy") => IdentityMode::ProxyHeader,
+            Some("xclient") => {
+                if protocol != Protocol::Smtp {
+                    r.at(
+                        &SourceMap::child(&p, "identity"),
+                        "identity: xclient is for SMTP routes only",
+                    );
+                }
+                if proxy_protocol != proxy_protocol::Version::None {
+                    // Postfix would check XCLIENT authorization against the
+                    // client address from the header, not the front door's.
+                    r.at(
+                        &SourceMap::child(&p, "identity"),
+                        "identity: xclient needs proxy_protocol: none (XCLIENT carries the client address)",
+                    );
+                }
+                IdentityMode::Xclient
+            }
+            Some(o) => {
+                r.at(
+                    &SourceMap::child(&p, "identity"),
+                    format!("unknown value {o:?} (expected proxy or xclient)"),
+                );
+                IdentityMode::ProxyHeader
+            }
+        };
         routes.push(Route {
             name,
             alpn: rr.alpn,
@@ -528,6 +570,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
             proxy_protocol,
             protocol,
             client_auth,
+            identity,
         });
     }
     let find = |r: &mut Reporter, path: &str, name: &str| -> Option<usize> {

@@ -18,9 +18,10 @@ use tokio_rustls::TlsAcceptor;
 
 use super::backend::{self, BackendStream};
 use super::relay::{self, End};
+use super::xclient;
 use super::Shared;
 use crate::auth::{ClientKey, Identity};
-use crate::config::{ClientAuthMode, Config, Listener, UnknownKey};
+use crate::config::{ClientAuthMode, Config, IdentityMode, Listener, UnknownKey};
 use crate::proxy_protocol::{self, ConnInfo, IdentityTlvs, SslInfo};
 
 /// The connection facts derived once after the handshake (DESIGN §7.5).
@@ -274,6 +275,35 @@ pub async fn handle(
             let _ = tls.shutdown().await;
             log.emit("backend closed before the PROXY header was written");
             return;
+        }
+    }
+
+    if route.identity == IdentityMode::Xclient {
+        // Postfix learns the login and client address by XCLIENT; its fresh
+        // greeting becomes the client's greeting (see `xclient`).
+        let login = peer.identity.as_ref().map(|i| i.login.as_str());
+        let helo = peer.sni.as_deref().unwrap_or("frontdoor");
+        match xclient::xclient_prelude_for(&mut be, login, client, helo, cfg.timeouts.connect).await
+        {
+            Ok(greeting) => {
+                let w = tokio::time::timeout(cfg.timeouts.connect, tls.write_all(&greeting)).await;
+                if !matches!(w, Ok(Ok(()))) {
+                    log.emit("client gone before the greeting was written");
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(id = %id, route = %route.name, backend = %route.backend, error = %e, fault = ?e.fault(), "XCLIENT prelude failed");
+                let _ = tokio::time::timeout(cfg.timeouts.connect, async {
+                    let _ = tls
+                        .write_all(b"421 4.3.2 Service not available, try again later\r\n")
+                        .await;
+                    let _ = tls.shutdown().await;
+                })
+                .await;
+                log.emit(&format!("XCLIENT prelude failed: {e}"));
+                return;
+            }
         }
     }
 

@@ -227,14 +227,18 @@ pub fn xclient_addr(ip: IpAddr) -> String {
     }
 }
 
-/// The XCLIENT command line, CRLF included.
-pub fn xclient_command(login: &str, client: SocketAddr) -> Result<String, XclientError> {
-    if login.is_empty() || login.len() > MAX_LOGIN {
-        return Err(XclientError::BadLogin(login.to_string()));
-    }
+/// The XCLIENT command line, CRLF included. Without a login only the
+/// address is handed over and the client must still authenticate.
+pub fn xclient_command(login: Option<&str>, client: SocketAddr) -> Result<String, XclientError> {
+    let login = match login {
+        Some(l) if l.is_empty() || l.len() > MAX_LOGIN => {
+            return Err(XclientError::BadLogin(l.to_string()));
+        }
+        Some(l) => format!("LOGIN={} ", xtext_encode(l)),
+        None => String::new(),
+    };
     Ok(format!(
-        "XCLIENT LOGIN={} ADDR={} PORT={}\r\n",
-        xtext_encode(login),
+        "XCLIENT {login}ADDR={} PORT={}\r\n",
         xclient_addr(client.ip()),
         client.port()
     ))
@@ -308,6 +312,21 @@ fn expect(reply: Reply, code: u16, stage: Stage) -> Result<Reply, XclientError> 
 pub async fn xclient_prelude<S: AsyncRead + AsyncWrite + Unpin>(
     backend: &mut S,
     login: &str,
+    client: SocketAddr,
+    helo_name: &str,
+    timeout: Duration,
+) -> Result<Vec<u8>, XclientError> {
+    xclient_prelude_for(backend, Some(login), client, helo_name, timeout).await
+}
+
+/// [`xclient_prelude`] for any client on an XCLIENT route. A client without a
+/// pinned key still gets the prelude (with `ADDR`/`PORT`, no `LOGIN`): that
+/// moves Postfix's idea of the client off the front door's address, so the
+/// client cannot send an XCLIENT of its own (Postfix re-checks
+/// `smtpd_authorized_xclient_hosts` against the new address).
+pub async fn xclient_prelude_for<S: AsyncRead + AsyncWrite + Unpin>(
+    backend: &mut S,
+    login: Option<&str>,
     client: SocketAddr,
     helo_name: &str,
     timeout: Duration,
@@ -454,6 +473,24 @@ mod tests {
         )
         .await
         .unwrap();
+        assert_eq!(got, GREETING);
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn anonymous_client_gets_addr_only() {
+        let (mut ours, theirs) = duplex(4096);
+        let server = tokio::spawn(fake_server(
+            theirs,
+            GREETING,
+            vec![
+                ("EHLO fd\r\n", EHLO_REPLY),
+                ("XCLIENT ADDR=192.0.2.7 PORT=50123\r\n", GREETING),
+            ],
+        ));
+        let got = xclient_prelude_for(&mut ours, None, client(), "fd", Duration::from_secs(5))
+            .await
+            .unwrap();
         assert_eq!(got, GREETING);
         server.await.unwrap();
     }
