@@ -3,7 +3,7 @@
 //! On a route with `identity: xclient`, the front door speaks the first few
 //! SMTP lines to Postfix itself before it relays any client byte: it reads the
 //! greeting, sends `EHLO`, checks that `XCLIENT` is offered with the
-//! attributes it needs, sends `XCLIENT LOGIN=… ADDR=… PORT=…`, and reads the
+//! attributes it needs, sends `XCLIENT LOGIN=… NAME=[UNAVAILABLE] ADDR=… PORT=…`, and reads the
 //! fresh `220` greeting Postfix answers with. That greeting is what the client
 //! sees as its own greeting; from there on the bytes are relayed untouched, and
 //! Postfix treats the session as SASL-authenticated as `LOGIN` (so
@@ -38,7 +38,7 @@ pub const MAX_REPLY: usize = 8192;
 /// default (`line_length_limit`), and addresses are at most 254 octets.
 pub const MAX_LOGIN: usize = 255;
 /// Attributes the prelude sends, which `EHLO` must list after `XCLIENT`.
-pub const NEEDED_ATTRIBUTES: [&str; 3] = ["LOGIN", "ADDR", "PORT"];
+pub const NEEDED_ATTRIBUTES: [&str; 4] = ["LOGIN", "NAME", "ADDR", "PORT"];
 
 /// Which step of the prelude an error happened in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,8 +237,11 @@ pub fn xclient_command(login: Option<&str>, client: SocketAddr) -> Result<String
         Some(l) => format!("LOGIN={} ", xtext_encode(l)),
         None => String::new(),
     };
+    // NAME=[UNAVAILABLE]: without it Postfix keeps the front door's host
+    // name for the session, in its logs and in any name-based access rule
+    // (smtpd_authorized_xclient_hosts included).
     Ok(format!(
-        "XCLIENT {login}ADDR={} PORT={}\r\n",
+        "XCLIENT {login}NAME=[UNAVAILABLE] ADDR={} PORT={}\r\n",
         xclient_addr(client.ip()),
         client.port()
     ))
@@ -431,7 +434,7 @@ mod tests {
             vec![
                 ("EHLO frontdoor.example.org\r\n", EHLO_REPLY),
                 (
-                    "XCLIENT LOGIN=alice+2Bkey@example.org ADDR=192.0.2.7 PORT=50123\r\n",
+                    "XCLIENT LOGIN=alice+2Bkey@example.org NAME=[UNAVAILABLE] ADDR=192.0.2.7 PORT=50123\r\n",
                     fresh,
                 ),
             ],
@@ -458,7 +461,7 @@ mod tests {
             vec![
                 ("EHLO fd\r\n", EHLO_REPLY),
                 (
-                    "XCLIENT LOGIN=bob@example.org ADDR=IPV6:2001:db8::5 PORT=443\r\n",
+                    "XCLIENT LOGIN=bob@example.org NAME=[UNAVAILABLE] ADDR=IPV6:2001:db8::5 PORT=443\r\n",
                     GREETING,
                 ),
             ],
@@ -485,7 +488,10 @@ mod tests {
             GREETING,
             vec![
                 ("EHLO fd\r\n", EHLO_REPLY),
-                ("XCLIENT ADDR=192.0.2.7 PORT=50123\r\n", GREETING),
+                (
+                    "XCLIENT NAME=[UNAVAILABLE] ADDR=192.0.2.7 PORT=50123\r\n",
+                    GREETING,
+                ),
             ],
         ));
         let got = xclient_prelude_for(&mut ours, None, client(), "fd", Duration::from_secs(5))
@@ -541,7 +547,7 @@ mod tests {
             vec![
                 ("EHLO fd\r\n", EHLO_REPLY),
                 (
-                    "XCLIENT LOGIN=a@b ADDR=192.0.2.7 PORT=50123\r\n",
+                    "XCLIENT LOGIN=a@b NAME=[UNAVAILABLE] ADDR=192.0.2.7 PORT=50123\r\n",
                     b"550 5.7.0 Error: insufficient authorization\r\n",
                 ),
             ],
@@ -619,7 +625,7 @@ mod tests {
             vec![
                 ("EHLO fd\r\n", EHLO_REPLY),
                 (
-                    "XCLIENT LOGIN=a@b ADDR=192.0.2.7 PORT=50123\r\n",
+                    "XCLIENT LOGIN=a@b NAME=[UNAVAILABLE] ADDR=192.0.2.7 PORT=50123\r\n",
                     b"220 hi\r\n250 surprise\r\n",
                 ),
             ],
