@@ -443,6 +443,27 @@ async fn xclient_prelude_against_real_postfix() {
         rcpt.contains("553 5.7.1") && rcpt.contains("not logged in"),
         "{rcpt}"
     );
+    let _ = smtp_cmd(&mut r, &mut w, "QUIT").await;
+
+    // An IPv6 client address travels as ADDR=IPV6:….
+    let v6: SocketAddr = "[2001:db8::5]:4321".parse().unwrap();
+    let mut s = TcpStream::connect(stack.submission_xclient).await.unwrap();
+    xclient::xclient_prelude(&mut s, "alice@example.org", v6, "fd", T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", stack.postfix_log()));
+    let (r, mut w) = s.into_split();
+    let mut r = BufReader::new(r);
+    let _ = smtp_cmd(&mut r, &mut w, "EHLO c").await;
+    let _ = smtp_cmd(&mut r, &mut w, "QUIT").await;
+    assert!(
+        stack.wait_log(
+            MailStack::postfix_log,
+            "disconnect from unknown[2001:db8::5]",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        stack.postfix_log()
+    );
 }
 
 /// A Postfix service without `smtpd_authorized_xclient_hosts` for us: the
