@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use common::{write_cert, Frontdoor};
 use frontdoor::frontdoor::xclient::{self, XclientError};
-use frontdoor::proxy_protocol::{self, ConnInfo, SslInfo};
+use frontdoor::proxy_protocol::{self, ConnInfo, IdentityTlvs, SslInfo};
 use interop::{python, MailStack};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -330,9 +330,17 @@ async fn imap_with_header(stack: &MailStack, cn: Option<&str>, port: u16) -> Ima
             key_alg: None,
             cn: cn.map(str::to_owned),
         }),
-        identity: None,
+        // The whole header as frontdoor sends it for a pinned key: Dovecot
+        // must skip the 0xE0.. identity TLVs and the HMAC.
+        identity: cn.map(|login| IdentityTlvs {
+            account: "alice".into(),
+            login: login.into(),
+            key_name: "alice-laptop".into(),
+            fingerprint: [7; 32],
+            no_imap_preauth: true,
+        }),
     };
-    let header = proxy_protocol::encode_v2(&info, None);
+    let header = proxy_protocol::encode_v2(&info, cn.map(|_| &b"shared secret"[..]));
     let mut s = TcpStream::connect(stack.imap_proxied).await.unwrap();
     s.write_all(&header).await.unwrap();
     let (r, w) = s.into_split();
