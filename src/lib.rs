@@ -9,4 +9,5 @@
 
 pub mod config;
 pub mod proxy_protocol;
+pub mod registry;
 pub mod yaml_lines;
