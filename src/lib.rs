@@ -8,6 +8,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod config;
+pub mod keys_cli;
 pub mod proxy_protocol;
 pub mod registry;
 pub mod yaml_lines;

@@ -13,7 +13,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{read_registry_file, KeyEntry, Registry};
@@ -29,12 +29,11 @@ pub const NEW_FILE_HEADER: &str = "# Pinned TLS client keys (see `frontdoor keys
 pub enum EditError {
     #[error("{path} has problems; fix them before editing it with frontdoor keys:\n{problems}")]
     Invalid { path: String, problems: Problems },
-    #[error("{path}: cannot {what}: {source}")]
+    #[error("{path}: cannot {what}: {err}")]
     Io {
         path: String,
         what: &'static str,
-        #[source]
-        source: std::io::Error,
+        err: std::io::Error,
     },
     #[error("a key named {name:?} is already registered in {path}")]
     DuplicateName { path: String, name: String },
@@ -51,16 +50,27 @@ pub enum EditError {
 }
 
 fn io_err<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(std::io::Error) -> EditError + 'a {
-    move |source| EditError::Io {
+    move |err| EditError::Io {
         path: path.display().to_string(),
         what,
-        source,
+        err,
     }
 }
 
 /// Append `entry` to the registry at `path` (created if missing).
 pub fn add_entry(path: &Path, entry: &KeyEntry) -> Result<(), EditError> {
     let path = &target_path(path);
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        // A new data directory holds secrets-adjacent state: owner only.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_err(dir, "create the directory"))?;
+    }
     with_lock(path, || {
         let existing = read_existing(path)?;
         let old = match &existing {
@@ -113,6 +123,12 @@ pub fn add_entry(path: &Path, entry: &KeyEntry) -> Result<(), EditError> {
 /// in any accepted form) and return it.
 pub fn remove_entry(path: &Path, name_or_fingerprint: &str) -> Result<KeyEntry, EditError> {
     let path = &target_path(path);
+    if path.symlink_metadata().is_err() {
+        return Err(EditError::NotFound(
+            name_or_fingerprint.to_owned(),
+            path.display().to_string(),
+        ));
+    }
     with_lock(path, || {
         let shown = path.display().to_string();
         let not_found = || EditError::NotFound(name_or_fingerprint.to_owned(), shown.clone());

@@ -31,12 +31,8 @@ pub const MIN_RSA_BITS: usize = 2048;
 /// Why a key could not be read or is not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("cannot read {path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot read {path}: {err}")]
+    Io { path: String, err: std::io::Error },
     #[error("{path}: file is larger than {MAX_KEY_FILE} bytes; not a key or certificate")]
     TooLarge { path: String },
     #[error("not a valid X.509 certificate: {0}")]
@@ -155,9 +151,9 @@ pub fn spki_from_cert_der(der: &[u8]) -> Result<Vec<u8>, KeyError> {
 /// Read a file (bounded) as bytes.
 fn read_small(path: &Path) -> Result<Vec<u8>, KeyError> {
     let shown = path.display().to_string();
-    let io = |source| KeyError::Io {
+    let io = |err| KeyError::Io {
         path: shown.clone(),
-        source,
+        err,
     };
     let f = std::fs::File::open(path).map_err(io)?;
     let mut buf = Vec::new();
