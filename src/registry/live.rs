@@ -194,7 +194,7 @@ async fn watch_loop(weak: Weak<Inner>, path: PathBuf, mut seen: Seen) {
         ticks = ticks.wrapping_add(1);
         let now = look(&path);
         let changed = now != seen;
-        if !changed && ticks % FORCE_READ_EVERY != 0 {
+        if !changed && !ticks.is_multiple_of(FORCE_READ_EVERY) {
             continue;
         }
         seen = now;

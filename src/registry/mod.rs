@@ -204,42 +204,62 @@ fn validate(doc: &Value, r: &mut Reporter) -> Registry {
     let mut first_by_fp: HashMap<Fingerprint, (usize, String)> = HashMap::new();
     for (i, item) in items.iter().enumerate() {
         let p = SourceMap::item("keys", i);
-        if let Some(e) = entry(item, &p, r) {
-            let np = SourceMap::child(&p, "name");
-            let fp_path = SourceMap::child(&p, "fingerprint");
-            let mut dup = false;
-            if let Some(j) = first_by_name.get(&e.name) {
-                r.at(
-                    &np,
-                    format!("name {:?} is already used by keys[{j}]", e.name),
-                );
-                dup = true;
+        // Duplicates are checked on whichever of name and fingerprint are
+        // valid, even when other fields of the item are not.
+        let item = entry(item, &p, r);
+        let mut dup = false;
+        if let Some(name) = &item.name {
+            match first_by_name.get(name) {
+                Some(j) => {
+                    r.at(
+                        &SourceMap::child(&p, "name"),
+                        format!("name {name:?} is already used by keys[{j}]"),
+                    );
+                    dup = true;
+                }
+                None => {
+                    first_by_name.insert(name.clone(), i);
+                }
             }
-            if let Some((j, other)) = first_by_fp.get(&e.fingerprint) {
-                r.at(
-                    &fp_path,
-                    format!("the same key is already registered as keys[{j}] ({other:?}); a key may be registered once"),
-                );
-                dup = true;
+        }
+        if let Some(fp) = item.fingerprint {
+            match first_by_fp.get(&fp) {
+                Some((j, other)) => {
+                    r.at(
+                        &SourceMap::child(&p, "fingerprint"),
+                        format!("the same key is already registered as keys[{j}] ({other:?}); a key may be registered once"),
+                    );
+                    dup = true;
+                }
+                None => {
+                    first_by_fp.insert(fp, (i, item.name.clone().unwrap_or_default()));
+                }
             }
-            if !dup {
-                first_by_name.insert(e.name.clone(), i);
-                first_by_fp.insert(e.fingerprint, (i, e.name.clone()));
-                reg.push(e);
-            }
+        }
+        if let (Some(e), false) = (item.entry, dup) {
+            reg.push(e);
         }
     }
     reg
 }
 
-/// One `keys[i]` item, or None after reporting why not.
-fn entry(item: &Value, p: &str, r: &mut Reporter) -> Option<KeyEntry> {
+/// What one `keys[i]` item yielded: its valid name and fingerprint (for
+/// duplicate checks), and the whole entry if every field is valid.
+#[derive(Default)]
+struct ParsedItem {
+    name: Option<String>,
+    fingerprint: Option<Fingerprint>,
+    entry: Option<KeyEntry>,
+}
+
+/// Parse one `keys[i]` item, reporting each bad field.
+fn entry(item: &Value, p: &str, r: &mut Reporter) -> ParsedItem {
     let Value::Mapping(m) = item else {
         r.at(
             p,
             "expected a mapping with name, fingerprint, account, login and optionally imap_preauth",
         );
-        return None;
+        return ParsedItem::default();
     };
     let before = r.problems.len();
     let mut fields: HashMap<&str, &Value> = HashMap::new();
@@ -313,16 +333,25 @@ fn entry(item: &Value, p: &str, r: &mut Reporter) -> Option<KeyEntry> {
             true
         }
     };
-    if r.problems.len() != before {
-        return None;
+    let entry = match (&name, fingerprint, account, login) {
+        (Some(name), Some(fingerprint), Some(account), Some(login))
+            if r.problems.len() == before =>
+        {
+            Some(KeyEntry {
+                name: name.clone(),
+                fingerprint,
+                account,
+                login,
+                imap_preauth,
+            })
+        }
+        _ => None,
+    };
+    ParsedItem {
+        name,
+        fingerprint,
+        entry,
     }
-    Some(KeyEntry {
-        name: name?,
-        fingerprint: fingerprint?,
-        account: account?,
-        login: login?,
-        imap_preauth,
-    })
 }
 
 /// A registry file could not be read; `not_found` lets editors start a new one.
