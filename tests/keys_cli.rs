@@ -541,10 +541,50 @@ fn duplicates_and_weak_or_bad_input_are_refused() {
         String::from_utf8_lossy(&o.stderr).contains("--login \"not-an-address\" is not an address"),
         "{o:?}"
     );
+    // Key types rustls cannot verify are refused by name, from either file form.
+    for (name, alg, kind) in [
+        ("ed448", "-algorithm ed448", "Ed448"),
+        (
+            "p521",
+            "-algorithm EC -pkeyopt ec_paramgen_curve:P-521",
+            "ECDSA P-521",
+        ),
+    ] {
+        let (key, crt) = openssl_key(dir, name, alg);
+        for f in [key, crt] {
+            let o = add(name, "a@x.org", &f);
+            assert_eq!(o.status.code(), Some(1));
+            let e = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                e.contains(&format!("{kind} keys are not accepted")),
+                "{}: {e}",
+                f.display()
+            );
+        }
+    }
     assert_eq!(
         std::fs::read(&reg).unwrap(),
         before,
         "a refused add changed the file"
+    );
+}
+
+#[test]
+fn version_1_certificates_work() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    sh(
+        "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out v1.key 2>/dev/null && \
+         openssl req -new -key v1.key -subj /CN=someone@else.example -out v1.csr && \
+         openssl x509 -req -in v1.csr -signkey v1.key -days 1 -out v1.crt 2>/dev/null",
+        dir,
+    );
+    let text = sh("openssl x509 -in v1.crt -noout -text", dir);
+    assert!(text.contains("Version: 1 (0x0)"), "{text}");
+    let crt = dir.join("v1.crt");
+    assert_eq!(
+        ok(&["keys", "fingerprint", crt.to_str().unwrap()]).trim(),
+        openssl_fingerprint(dir, &crt)
     );
 }
 

@@ -116,7 +116,7 @@ impl KeyKind {
                     KeyKind::Other("ECDSA P-384 with a compressed or malformed point".into())
                 }
             } else {
-                KeyKind::Other(format!("ECDSA on curve {curve}"))
+                kind_of_oids(alg, Some(&curve))
             });
         }
         if *alg == OID_PKCS1_RSAENCRYPTION {
@@ -127,7 +127,7 @@ impl KeyKind {
                 _ => Err(KeyError::BadPublicKey("malformed RSA public key".into())),
             };
         }
-        Ok(KeyKind::Other(format!("public key algorithm {alg}")))
+        Ok(kind_of_oids(alg, None))
     }
 }
 
@@ -249,12 +249,73 @@ fn spki_from_pkcs8(der: &[u8]) -> Result<Vec<u8>, KeyError> {
     if let Ok(k) = rsa::PrivateKey::from_pkcs8_der(der) {
         return rsa_spki(&k);
     }
-    let kp = rcgen::KeyPair::try_from(der).map_err(|_| {
-        KeyError::BadPrivateKey(
-            "not an Ed25519, ECDSA P-256/P-384 or RSA PKCS#8 private key".into(),
-        )
-    })?;
-    Ok(kp.public_key_der())
+    match rcgen::KeyPair::try_from(der) {
+        Ok(kp) => Ok(kp.public_key_der()),
+        // Say which kind it is when we can tell: "Ed448 keys are not accepted"
+        // helps more than "cannot read".
+        Err(_) => Err(match pkcs8_algorithm(der) {
+            Some(kind @ KeyKind::Other(_)) => KeyError::NotAccepted(kind),
+            _ => KeyError::BadPrivateKey(
+                "not a valid Ed25519, ECDSA P-256/P-384 or RSA PKCS#8 private key".into(),
+            ),
+        }),
+    }
+}
+
+/// The key kind a PKCS#8 `PrivateKeyInfo` names in its AlgorithmIdentifier.
+fn pkcs8_algorithm(der: &[u8]) -> Option<KeyKind> {
+    use x509_parser::der_parser::ber::BerObjectContent;
+    use x509_parser::der_parser::der::parse_der;
+    let (_, obj) = parse_der(der).ok()?;
+    let BerObjectContent::Sequence(items) = &obj.content else {
+        return None;
+    };
+    let BerObjectContent::Sequence(alg) = &items.get(1)?.content else {
+        return None;
+    };
+    let oid = alg.first()?.as_oid().ok()?.to_owned();
+    let param = alg
+        .get(1)
+        .and_then(|p| p.as_oid().ok())
+        .map(|o| o.to_owned());
+    Some(kind_of_oids(&oid, param.as_ref()))
+}
+
+/// Name a key algorithm (and EC curve) for messages.
+fn kind_of_oids(alg: &Oid, curve: Option<&Oid>) -> KeyKind {
+    if *alg == OID_SIG_ED25519 {
+        return KeyKind::Ed25519;
+    }
+    if *alg == OID_PKCS1_RSAENCRYPTION {
+        return KeyKind::Other("RSA".into());
+    }
+    let named = |o: &Oid| -> Option<&'static str> {
+        Some(match o.to_id_string().as_str() {
+            "1.3.101.110" => "X25519",
+            "1.3.101.111" => "X448",
+            "1.3.101.113" => "Ed448",
+            "1.2.840.10040.4.1" => "DSA",
+            "1.2.840.113549.1.1.10" => "RSA-PSS (restricted)",
+            "1.3.132.0.35" => "ECDSA P-521",
+            "1.3.132.0.10" => "ECDSA secp256k1",
+            "1.2.840.10045.3.1.7" => "ECDSA P-256",
+            "1.3.132.0.34" => "ECDSA P-384",
+            _ => return None,
+        })
+    };
+    if *alg == OID_KEY_TYPE_EC_PUBLIC_KEY {
+        return KeyKind::Other(match curve {
+            Some(c) => named(c)
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("ECDSA on curve {c}")),
+            None => "ECDSA with no named curve".into(),
+        });
+    }
+    KeyKind::Other(
+        named(alg)
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("public key algorithm {alg}")),
+    )
 }
 
 fn spki_from_pkcs1(der: &[u8]) -> Result<Vec<u8>, KeyError> {
@@ -322,4 +383,87 @@ pub(crate) fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     }
     out.extend_from_slice(content);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::fingerprint_spki;
+
+    fn spki_of(alg: &'static rcgen::SignatureAlgorithm) -> Vec<u8> {
+        rcgen::KeyPair::generate_for(alg).unwrap().public_key_der()
+    }
+
+    #[test]
+    fn kinds_of_accepted_keys() {
+        assert_eq!(
+            check_key_acceptable(&spki_of(&rcgen::PKCS_ED25519)).unwrap(),
+            KeyKind::Ed25519
+        );
+        assert_eq!(
+            check_key_acceptable(&spki_of(&rcgen::PKCS_ECDSA_P256_SHA256)).unwrap(),
+            KeyKind::EcdsaP256
+        );
+        assert_eq!(
+            check_key_acceptable(&spki_of(&rcgen::PKCS_ECDSA_P384_SHA384)).unwrap(),
+            KeyKind::EcdsaP384
+        );
+    }
+
+    #[test]
+    fn weak_and_unknown_keys_are_refused_by_name() {
+        let k = rsa::PrivateKey::new(&mut getrandom::SysRng, 1024).unwrap();
+        let spki = rsa_spki(&k).unwrap();
+        assert_eq!(
+            KeyKind::of_spki(&spki).unwrap(),
+            KeyKind::Rsa { bits: 1024 }
+        );
+        assert_eq!(
+            check_key_acceptable(&spki).unwrap_err().to_string(),
+            "RSA-1024 keys are not accepted: frontdoor accepts Ed25519, ECDSA P-256, ECDSA P-384 and RSA of at least 2048 bits"
+        );
+        // An Ed448 SPKI (RFC 8410 §4): algorithm 1.3.101.113, 57-byte key.
+        let mut ed448 = vec![
+            0x30, 0x43, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x71, 0x03, 0x3a, 0x00,
+        ];
+        ed448.extend_from_slice(&[7u8; 57]);
+        assert_eq!(
+            KeyKind::of_spki(&ed448).unwrap(),
+            KeyKind::Other("Ed448".into())
+        );
+        assert!(check_key_acceptable(&ed448).is_err());
+        // Garbage and trailing bytes are errors, not panics.
+        assert!(KeyKind::of_spki(b"").is_err());
+        let mut long = spki_of(&rcgen::PKCS_ED25519);
+        long.push(0);
+        assert!(KeyKind::of_spki(&long).is_err());
+    }
+
+    #[test]
+    fn only_the_key_of_a_certificate_counts() {
+        // Expired long ago, no SAN, CN of someone else: the SPKI is what we get.
+        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "postmaster@example.org");
+        let cert = p.self_signed(&kp).unwrap();
+        let spki = spki_from_cert_der(cert.der()).unwrap();
+        assert_eq!(spki, kp.public_key_der());
+        assert_eq!(
+            fingerprint_spki(&spki),
+            fingerprint_spki(&kp.public_key_der())
+        );
+        // From files: certificate PEM, public key PEM, private key PEM all agree.
+        for text in [cert.pem(), kp.public_key_pem(), kp.serialize_pem()] {
+            assert_eq!(public_key_from_bytes(text.as_bytes()).unwrap(), spki);
+        }
+        assert_eq!(public_key_from_bytes(cert.der()).unwrap(), spki);
+        assert!(spki_from_cert_der(b"not a certificate").is_err());
+        assert!(public_key_from_bytes(
+            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+        )
+        .is_err());
+    }
 }
