@@ -225,6 +225,11 @@ fn gen_output_loads_in_python_ssl_and_openssl_pkcs12() {
             .trim(),
             fp
         );
+        // The bundle itself can be given to `keys fingerprint` / `keys add`.
+        assert_eq!(
+            ok(&["keys", "fingerprint", p12.to_str().unwrap()]).trim(),
+            fp
+        );
         let subject = sh(
             &format!("openssl x509 -in {} -noout -subject", crt.display()),
             dir,

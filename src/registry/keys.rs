@@ -166,8 +166,9 @@ fn read_small(path: &Path) -> Result<Vec<u8>, KeyError> {
 
 /// The DER SubjectPublicKeyInfo in `path`: a certificate (PEM or DER), a
 /// public key (`BEGIN PUBLIC KEY`), or a private key (PKCS#8, SEC1 or
-/// PKCS#1 PEM, or PKCS#8 DER), whose public half is derived. In a PEM file
-/// the first certificate or key found is used.
+/// PKCS#1 PEM, or PKCS#8 DER), whose public half is derived, or a PKCS#12
+/// bundle without a password (its certificate). In a PEM file the first
+/// certificate or key found is used.
 pub fn load_public_key(path: &Path) -> Result<Vec<u8>, KeyError> {
     let bytes = read_small(path)?;
     public_key_from_bytes(&bytes).map_err(|e| match e {
@@ -198,9 +199,20 @@ pub fn public_key_from_bytes(bytes: &[u8]) -> Result<Vec<u8>, KeyError> {
         if KeyKind::of_spki(bytes).is_ok() {
             return Ok(bytes.to_vec());
         }
+        // A PKCS#12 bundle without a password, as `keys gen` writes.
+        if let Ok(ks) = p12_keystore::KeyStore::from_pkcs12(
+            bytes,
+            "",
+            p12_keystore::Pkcs12ImportPolicy::Relaxed,
+        ) {
+            if let Some(cert) = ks.private_key_chain().and_then(|(_, c)| c.certs().first()) {
+                return spki_from_cert_der(cert.as_der());
+            }
+        }
         return Err(unrecognised(
             "not a certificate, public key or private key (expected PEM, or DER of a certificate, \
-             PKCS#8 private key or SubjectPublicKeyInfo)",
+             PKCS#8 private key, SubjectPublicKeyInfo or a PKCS#12 file without password; for one \
+             with a password: openssl pkcs12 -in FILE -clcerts -nokeys -out cert.pem)",
         ));
     }
     let mut rd = bytes;
