@@ -110,7 +110,8 @@ impl RegistryHandle {
     }
 
     /// Watch the file and reload within about a second of a change. The
-    /// task ends when the last handle is dropped.
+    /// task ends when the last handle is dropped. Call it inside a tokio
+    /// runtime (it spawns a task).
     pub fn spawn_watcher(&self) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(&self.inner);
         let path = self.inner.path.clone();
@@ -228,6 +229,33 @@ mod tests {
         )
     }
 
+    /// A log sink for a test subscriber.
+    #[derive(Clone, Default)]
+    struct LogBuf(Arc<Mutex<Vec<u8>>>);
+
+    impl LogBuf {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    impl std::io::Write for LogBuf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuf {
+        type Writer = LogBuf;
+        fn make_writer(&'a self) -> LogBuf {
+            self.clone()
+        }
+    }
+
     /// Wait (bounded) until the handle's registry has `n` keys.
     async fn wait_len(h: &RegistryHandle, n: usize) -> bool {
         for _ in 0..60 {
@@ -264,7 +292,7 @@ mod tests {
         assert!(rx.has_changed().unwrap());
         assert_eq!(rx.borrow_and_update().len(), 2);
 
-        // A broken edit: duplicate fingerprint on line 10.
+        // A broken edit: duplicate fingerprint on line 11.
         std::fs::write(
             &path,
             format!(
@@ -275,7 +303,25 @@ mod tests {
             ),
         )
         .unwrap();
-        let e = h.reload().unwrap_err();
+        let log = LogBuf::default();
+        let sub = tracing_subscriber::fmt()
+            .with_writer(log.clone())
+            .with_ansi(false)
+            .finish();
+        let e = {
+            let _g = tracing::subscriber::set_default(sub);
+            h.reload().unwrap_err()
+        };
+        // The log names the file and line of each problem.
+        let logged = log.text();
+        assert!(
+            logged.contains(&format!(
+                "registry not reloaded, keeping the last good one (2 keys): {}:11: keys[2].fingerprint: the same key",
+                path.display()
+            )),
+            "{logged}"
+        );
+        assert!(logged.contains("WARN"), "{logged}");
         assert_eq!(e.0.len(), 1, "{e}");
         assert_eq!(e.0[0].line, Some(11), "{e}");
         assert_eq!(h.current().len(), 2);
@@ -286,6 +332,42 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         assert!(h.reload().is_err());
         assert_eq!(h.current().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn edits_by_the_cli_are_picked_up() {
+        use crate::registry::{add_entry, remove_entry, KeyEntry};
+        let dir = tempfile::tempdir().unwrap();
+        // A registry in a symlinked location: edits go to the target, the
+        // server watches the link.
+        let real = dir.path().join("real.yaml");
+        std::fs::write(&real, "# hand-written\nkeys: []\n").unwrap();
+        let path = dir.path().join("keys.yaml");
+        std::os::unix::fs::symlink(&real, &path).unwrap();
+        let h = RegistryHandle::open(&path).unwrap();
+        let _task = h.spawn_watcher();
+        let e = |name: &str, b: u8| KeyEntry {
+            name: name.into(),
+            fingerprint: Fingerprint([b; 32]),
+            account: "a".into(),
+            login: "a@example.org".into(),
+            imap_preauth: true,
+        };
+        add_entry(&path, &e("one", 1)).unwrap();
+        assert!(wait_len(&h, 1).await);
+        add_entry(&path, &e("two", 2)).unwrap();
+        assert!(wait_len(&h, 2).await);
+        assert_eq!(
+            h.current().lookup(&Fingerprint([2; 32])).unwrap().name,
+            "two"
+        );
+        remove_entry(&path, "one").unwrap();
+        assert!(wait_len(&h, 1).await);
+        assert!(h.current().lookup(&Fingerprint([1; 32])).is_none());
+        assert!(std::fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_symlink());
     }
 
     #[tokio::test]

@@ -348,3 +348,48 @@ fn from_entries_refuses_duplicates() {
     assert!(Registry::from_entries(vec![entry("a", 1), entry("a", 2)]).is_err());
     assert!(Registry::from_entries(vec![entry("a", 1), entry("b", 1)]).is_err());
 }
+
+#[test]
+fn mangled_input_never_panics() {
+    // Every byte of a good file replaced by characters that matter to YAML,
+    // and every prefix: parse must return, valid or with problems.
+    let bytes = GOOD.as_bytes();
+    for i in 0..bytes.len() {
+        for c in [b':', b'-', b'"', b' ', b'\n', b'[', b'#', b'x'] {
+            let mut m = bytes.to_vec();
+            m[i] = c;
+            let _ = Registry::parse_bytes(Path::new("m.yaml"), &m);
+        }
+        let _ = Registry::parse_bytes(Path::new("m.yaml"), &bytes[..i]);
+        if let Ok(r) = parse(std::str::from_utf8(&bytes[..i]).unwrap_or("")) {
+            let _ = appended(Some(&GOOD[..i]), &r, &entry("x", 200));
+            for j in 0..r.len() {
+                let _ = removed(&GOOD[..i], j, r.len());
+            }
+        }
+    }
+    let fp = fp(1).to_string();
+    for i in 0..fp.len() {
+        let _ = fp[..i].parse::<Fingerprint>();
+    }
+}
+
+#[test]
+fn truncated_certificates_and_keys_never_panic() {
+    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["x".to_string()])
+        .unwrap()
+        .self_signed(&kp)
+        .unwrap();
+    for blob in [
+        cert.der().to_vec(),
+        kp.serialized_der().to_vec(),
+        kp.public_key_der(),
+        cert.pem().into_bytes(),
+    ] {
+        for i in 0..blob.len() {
+            let _ = keys::public_key_from_bytes(&blob[..i]);
+            let _ = KeyKind::of_spki(&blob[..i]);
+        }
+    }
+}
