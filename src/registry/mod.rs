@@ -70,6 +70,19 @@ impl Registry {
         self.by_fingerprint.get(fp).map(|&i| &self.entries[i])
     }
 
+    /// The one call a TLS verifier needs: refuse a key of a kind frontdoor
+    /// does not accept, else give its fingerprint and its entry (None: not
+    /// pinned). `spki_der` is the certificate's SubjectPublicKeyInfo
+    /// (`spki_from_cert_der`).
+    pub fn identify_spki(
+        &self,
+        spki_der: &[u8],
+    ) -> Result<(Fingerprint, Option<&KeyEntry>), KeyError> {
+        check_key_acceptable(spki_der)?;
+        let fp = fingerprint_spki(spki_der);
+        Ok((fp, self.lookup(&fp)))
+    }
+
     /// The entry with this name, if any.
     pub fn by_name(&self, name: &str) -> Option<&KeyEntry> {
         self.by_name.get(name).map(|&i| &self.entries[i])

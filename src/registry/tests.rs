@@ -393,3 +393,22 @@ fn truncated_certificates_and_keys_never_panic() {
         }
     }
 }
+
+#[test]
+fn identify_spki_checks_kind_then_looks_up() {
+    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let spki = kp.public_key_der();
+    let fp = fingerprint_spki(&spki);
+    let mut e = entry("dev", 0);
+    e.fingerprint = fp;
+    let r = Registry::from_entries(vec![e.clone(), entry("other", 5)]).unwrap();
+    assert_eq!(r.identify_spki(&spki).unwrap(), (fp, Some(&e)));
+    let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .unwrap()
+        .public_key_der();
+    assert_eq!(
+        r.identify_spki(&other).unwrap(),
+        (fingerprint_spki(&other), None)
+    );
+    assert!(r.identify_spki(b"junk").is_err());
+}
