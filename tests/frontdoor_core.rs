@@ -548,7 +548,10 @@ fn check_reports_each_problem_with_file_and_line() {
 async fn ipv6_client_addresses_reach_the_backend_and_json_logs() {
     let dir = tempfile::tempdir().unwrap();
     let imap = CaptureBackend::start("imap", Expect::V2).await;
-    let cfg = format!("listeners:\n  - bind: \"[::1]:0\"\nroutes:\n  imap: {{ alpn: [imap], backend: \"{}\" }}\n", imap.addr);
+    let cfg = format!(
+        "listeners:\n  - bind: \"[::1]:0\"\nroutes:\n  imap: {{ alpn: [imap], backend: \"{}\" }}\n",
+        imap.addr
+    );
     let p = dir.path().join("f.yaml");
     std::fs::write(&p, cfg).unwrap();
     // JSON logs: the harness reads `addr` from them too.
@@ -562,7 +565,10 @@ async fn ipv6_client_addresses_reach_the_backend_and_json_logs() {
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for l in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for l in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             let _ = tx.send(l);
         }
     });
@@ -579,7 +585,10 @@ async fn ipv6_client_addresses_reach_the_backend_and_json_logs() {
     match parsed.addresses {
         ppp::v2::Addresses::IPv6(a) => {
             assert_eq!(SocketAddr::from((a.source_address, a.source_port)), me);
-            assert_eq!(SocketAddr::from((a.destination_address, a.destination_port)), addr);
+            assert_eq!(
+                SocketAddr::from((a.destination_address, a.destination_port)),
+                addr
+            );
         }
         other => panic!("expected IPv6, got {other:?}"),
     }
