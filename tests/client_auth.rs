@@ -371,7 +371,7 @@ async fn hot_reload_adds_removes_and_survives_a_broken_edit() {
     let alice = rcgen_key(&rcgen::PKCS_ED25519, params("a"));
     let bob = rcgen_key(&rcgen::PKCS_ECDSA_P256_SHA256, params("b"));
     let a_entry = entry("alice-phone", &alice.fp, "alice@example.org", true);
-    let e = env("reject", &[a_entry.clone()], None).await;
+    let e = env("reject", std::slice::from_ref(&a_entry), None).await;
     let addr = e.fd.addrs[0];
     assert!(greet(
         addr,
@@ -451,7 +451,7 @@ async fn hot_reload_adds_removes_and_survives_a_broken_edit() {
     .await
     .unwrap();
     assert_eq!(read_line(&mut alice_open).await.unwrap(), "imap ready\r\n");
-    write_registry(&e.registry, &[a_entry.clone()]);
+    write_registry(&e.registry, std::slice::from_ref(&a_entry));
     let t0 = Instant::now();
     let mut buf = [0u8; 16];
     let r = tokio::time::timeout(Duration::from_secs(3), open.read(&mut buf))
@@ -479,7 +479,7 @@ async fn hot_reload_adds_removes_and_survives_a_broken_edit() {
 async fn resumed_sessions_are_checked_against_the_current_registry() {
     let alice = rcgen_key(&rcgen::PKCS_ED25519, params("a"));
     let a_entry = entry("alice-phone", &alice.fp, "alice@example.org", true);
-    let e = env("reject", &[a_entry.clone()], None).await;
+    let e = env("reject", std::slice::from_ref(&a_entry), None).await;
     let addr = e.fd.addrs[0];
     // One client config = one session cache: later connections resume.
     let cfg = client_config(&["imap"], Some(alice.cert.clone()), Tls::V13);
