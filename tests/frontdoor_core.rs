@@ -603,3 +603,45 @@ async fn ipv6_client_addresses_reach_the_backend_and_json_logs() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builtin_status_page_over_http1_with_curl() {
+    let dir = tempfile::tempdir().unwrap();
+    let imap = CaptureBackend::start("imap", Expect::V2).await;
+    let cfg = format!(
+        "listeners:\n  - bind: \"127.0.0.1:0\"\nroutes:\n  imap: {{ alpn: [imap], backend: \"{}\" }}\n  web: {{ alpn: [\"http/1.1\"], backend: \"builtin:status\" }}\n",
+        imap.addr
+    );
+    let p = dir.path().join("f.yaml");
+    std::fs::write(&p, cfg).unwrap();
+    let fd = Frontdoor::start(&p, 1);
+    let url = format!("https://{}/", fd.addrs[0]);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .args([
+                "-sk",
+                "--http1.1",
+                "-w",
+                "\n%{http_code} %{http_version}",
+                &url,
+            ])
+            .output()
+            .expect("curl runs")
+    })
+    .await
+    .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(body.contains("<h1>frontdoor</h1>"), "{body}");
+    assert!(body.contains("ALPN imap, http/1.1"), "{body}");
+    assert!(body.trim_end().ends_with("200 1.1"), "{body}");
+    // No ALPN at all goes to the default route `web` too; h2 is not offered.
+    let mut c = connect(fd.addrs[0], &[], "localhost").await.unwrap();
+    c.write_all(b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        read_line(&mut c).await.unwrap(),
+        "HTTP/1.1 404 Not Found\r\n"
+    );
+    assert!(connect(fd.addrs[0], &["h2"], "localhost").await.is_err());
+}

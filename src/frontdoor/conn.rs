@@ -244,6 +244,14 @@ pub async fn handle(
         return;
     }
 
+    if route.backend == crate::config::Backend::BuiltinStatus {
+        let (up, down) = super::builtin::serve(&mut tls, &shared).await;
+        log.up = up;
+        log.down = down;
+        log.emit("closed");
+        return;
+    }
+
     let mut be = match backend::connect(&route.backend, cfg.timeouts.connect).await {
         Ok(b) => b,
         Err(e) => {
