@@ -253,6 +253,9 @@ pub enum Backend {
     Host(String, u16),
     /// `unix:/path`.
     Unix(PathBuf),
+    /// `builtin:status`: a small page served by frontdoor itself (HTTP/1.1)
+    /// saying what runs and how to connect.
+    BuiltinStatus,
 }
 
 impl fmt::Display for Backend {
@@ -261,12 +264,16 @@ impl fmt::Display for Backend {
             Backend::Tcp(a) => write!(f, "{a}"),
             Backend::Host(h, p) => write!(f, "{h}:{p}"),
             Backend::Unix(p) => write!(f, "unix:{}", p.display()),
+            Backend::BuiltinStatus => f.write_str("builtin:status"),
         }
     }
 }
 
 impl Backend {
     pub fn parse(s: &str) -> Result<Self, String> {
+        if s == "builtin:status" {
+            return Ok(Backend::BuiltinStatus);
+        }
         if let Some(p) = s.strip_prefix("unix:") {
             if p.is_empty() {
                 return Err("unix: needs a socket path".into());
@@ -278,7 +285,7 @@ impl Backend {
         }
         let Some((host, port)) = s.rsplit_once(':') else {
             return Err(format!(
-                "bad backend address {s:?}: expected ip:port, host:port or unix:/path"
+                "bad backend address {s:?}: expected ip:port, host:port, unix:/path or builtin:status"
             ));
         };
         let port: u16 = port.parse().map_err(|_| {
@@ -532,6 +539,12 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
             r.at(
                 &SourceMap::child(&p, "alpn"),
                 "a mail route must not take web ALPN values (h2, http/1.x): that is what cross-protocol attacks use",
+            );
+        }
+        if backend == Backend::BuiltinStatus && rr.alpn.iter().any(|a| a != "http/1.1") {
+            r.at(
+                &SourceMap::child(&p, "alpn"),
+                "builtin:status speaks HTTP/1.1 only: list just \"http/1.1\" (h2 must not be advertised for it)",
             );
         }
         let client_auth =

@@ -9,6 +9,7 @@
 //! (`limits.max_connections`) and lives in a `TaskTracker` for the drain.
 
 pub mod backend;
+pub mod builtin;
 pub mod conn;
 pub mod relay;
 pub mod xclient;
