@@ -547,9 +547,9 @@ fn xclient_route_anonymous_client_authenticates_and_cannot_xclient() {
 
 // ------------------------------------------------------------ pinned keys
 //
-// These need pinned-key client auth in the front door (`client_auth:
-// { registry: PATH, unknown_key: reject }`, DESIGN §3). They are written
-// against that documented contract.
+// The front door with `client_auth: { registry: PATH, unknown_key: reject }`
+// (DESIGN §3): the registry login, never the certificate's own CN, reaches
+// Dovecot (as PP2_SUBTYPE_SSL_CN) and Postfix (as XCLIENT LOGIN).
 
 struct ClientKey {
     cert: PathBuf,
@@ -601,7 +601,6 @@ fn registry_section(dir: &Path, key: &ClientKey) -> String {
 }
 
 #[test]
-#[ignore = "needs pinned-key client auth (client_auth/registry) in the front door"]
 fn pinned_key_logs_in_to_dovecot_with_external() {
     let mut key = None;
     let s = setup(false, |dir| {
@@ -637,7 +636,6 @@ fn pinned_key_logs_in_to_dovecot_with_external() {
 }
 
 #[test]
-#[ignore = "needs pinned-key client auth (client_auth/registry) in the front door"]
 fn pinned_key_submits_through_postfix_with_xclient_without_auth() {
     let mut key = None;
     let s = setup(true, |dir| {
@@ -682,6 +680,11 @@ fn pinned_key_submits_through_postfix_with_xclient_without_auth() {
         &["--login", "bob@example.org", "bobpw", "--wait-for", &tok],
     );
     assert!(ok, "{out:?}");
+    assert!(
+        !s.stack.postfix_log().contains("mallory"),
+        "{}",
+        s.stack.postfix_log()
+    );
     // A sender alice's login does not own is refused.
     let (ok, out) = s.client(
         "smtp",
