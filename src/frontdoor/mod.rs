@@ -12,6 +12,7 @@ pub mod backend;
 pub mod builtin;
 pub mod conn;
 pub mod relay;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
