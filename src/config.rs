@@ -127,6 +127,14 @@ struct RawListener {
     route: Option<String>,
     #[serde(default)]
     client_auth: Option<String>,
+    #[serde(default)]
+    accept_proxy_protocol: Option<RawAcceptProxy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAcceptProxy {
+    from: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -212,6 +220,9 @@ pub struct Listener {
     /// Fixed route (993/465-style listener): everything goes there.
     pub route: Option<usize>,
     pub client_auth: ClientAuthMode,
+    /// Upstream load balancers whose PROXY v1/v2 header (sent before the
+    /// TLS handshake) gives the real client address. Empty: no header is read.
+    pub accept_proxy_from: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -643,12 +654,32 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
         }
         let client_auth =
             client_auth_mode(r, &SourceMap::child(&p, "client_auth"), &rl.client_auth);
+        let mut accept_proxy_from = Vec::new();
+        if let Some(ap) = &rl.accept_proxy_protocol {
+            let fp = SourceMap::child(&SourceMap::child(&p, "accept_proxy_protocol"), "from");
+            if ap.from.is_empty() {
+                r.at(
+                    &fp,
+                    "list at least one source address or CIDR (e.g. \"10.0.0.0/8\")",
+                );
+            }
+            for (k, c) in ap.from.iter().enumerate() {
+                match parse_cidr(c) {
+                    Some(n) => accept_proxy_from.push(n),
+                    None => r.at(
+                        &SourceMap::item(&fp, k),
+                        format!("bad address or CIDR {c:?}"),
+                    ),
+                }
+            }
+        }
         listeners.push(Listener {
             bind,
             default_route,
             sni_routes,
             route,
             client_auth,
+            accept_proxy_from,
         });
     }
 
@@ -723,6 +754,13 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
         client_auth,
         lines: SourceMap::default(),
     }
+}
+
+/// `10.0.0.0/8`, `::1/128`, or a bare address (a /32 or /128).
+pub fn parse_cidr(s: &str) -> Option<ipnet::IpNet> {
+    s.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 fn client_auth_mode(r: &mut Reporter, path: &str, v: &Option<String>) -> ClientAuthMode {

@@ -113,8 +113,8 @@ pub async fn handle(
     shared: Arc<Shared>,
     listener: usize,
     acceptor: TlsAcceptor,
-    tcp: TcpStream,
-    client: SocketAddr,
+    mut tcp: TcpStream,
+    mut client: SocketAddr,
     _permit: OwnedSemaphorePermit,
 ) {
     shared.stats.open.fetch_add(1, Ordering::Relaxed);
@@ -136,7 +136,32 @@ pub async fn handle(
         up: 0,
         down: 0,
     };
-    let local = tcp.local_addr().unwrap_or(l.bind);
+    let mut local = tcp.local_addr().unwrap_or(l.bind);
+    if l.accept_proxy_from.iter().any(|n| n.contains(&client.ip())) {
+        // An upstream load balancer: its header gives the real client.
+        match tokio::time::timeout(
+            cfg.timeouts.handshake,
+            super::upstream::read_header(&mut tcp),
+        )
+        .await
+        {
+            Ok(Ok(Some((src, dst)))) => {
+                tracing::debug!(id = %id, upstream = %client, client = %src, "PROXY header from upstream");
+                client = src;
+                local = dst;
+                log.client = src;
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                log.emit(&format!("bad PROXY header from upstream {client}: {e}"));
+                return;
+            }
+            Err(_) => {
+                log.emit("no PROXY header from upstream within the handshake timeout");
+                return;
+            }
+        }
+    }
     let _ = tcp.set_nodelay(true);
     // Long IMAP IDLE sessions sit behind NATs: keep them alive.
     let ka = socket2::TcpKeepalive::new().with_time(std::time::Duration::from_secs(120));

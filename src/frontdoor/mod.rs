@@ -12,6 +12,7 @@ pub mod backend;
 pub mod builtin;
 pub mod conn;
 pub mod relay;
+pub mod upstream;
 pub mod xclient;
 
 use std::net::SocketAddr;
