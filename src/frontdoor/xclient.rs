@@ -3,8 +3,9 @@
 //! On a route with `identity: xclient`, the front door speaks the first few
 //! SMTP lines to Postfix itself before it relays any client byte: it reads the
 //! greeting, sends `EHLO`, checks that `XCLIENT` is offered with the
-//! attributes it needs, sends `XCLIENT LOGIN=… NAME=[UNAVAILABLE] ADDR=… PORT=…`, and reads the
-//! fresh `220` greeting Postfix answers with. That greeting is what the client
+//! attributes it needs, sends
+//! `XCLIENT LOGIN=… NAME=[UNAVAILABLE] ADDR=… PORT=…`, and reads the fresh
+//! `220` greeting Postfix answers with. That greeting is what the client
 //! sees as its own greeting; from there on the bytes are relayed untouched, and
 //! Postfix treats the session as SASL-authenticated as `LOGIN` (so
 //! `reject_sender_login_mismatch` applies) and as coming from `ADDR`.
@@ -18,11 +19,11 @@
 //! Invariants:
 //! - the reply parser is pure ([`parse_reply`]) with an explicit "need more
 //!   bytes" result and hard limits ([`MAX_LINE`], [`MAX_REPLY`]);
-//! - nothing is read past the reply to `XCLIENT`: Postfix sends nothing more
-//!   until spoken to, and stray bytes are an error, never relayed;
+//! - Postfix sends nothing after its reply to `XCLIENT` until spoken to, so
+//!   any byte read beyond that reply is an error, never relayed;
 //! - the whole prelude runs under one deadline;
-//! - the login is xtext-encoded (RFC 3461 §4) and bounded, so it cannot inject
-//!   a second attribute or command.
+//! - the login is xtext-encoded (RFC 3461 §4) and bounded, and the EHLO name
+//!   is one printable word, so neither can inject an attribute or a command.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -90,6 +91,8 @@ pub enum XclientError {
     TrailingBytes(usize),
     #[error("login {0:?} cannot be sent with XCLIENT (empty or longer than {MAX_LOGIN} bytes)")]
     BadLogin(String),
+    #[error("EHLO name {0:?} is not one printable ASCII word")]
+    BadHeloName(String),
 }
 
 impl XclientError {
@@ -98,7 +101,8 @@ impl XclientError {
         match self {
             XclientError::NotOffered
             | XclientError::MissingAttribute(_)
-            | XclientError::BadLogin(_) => Fault::Configuration,
+            | XclientError::BadLogin(_)
+            | XclientError::BadHeloName(_) => Fault::Configuration,
             XclientError::Refused {
                 stage: Stage::Xclient,
                 reply,
@@ -337,6 +341,12 @@ pub async fn xclient_prelude_for<S: AsyncRead + AsyncWrite + Unpin>(
     // Build the command first: a bad login is a configuration error and must
     // not cost a backend round trip.
     let command = xclient_command(login, client)?;
+    if helo_name.is_empty()
+        || helo_name.len() > MAX_LOGIN
+        || !helo_name.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(XclientError::BadHeloName(helo_name.to_string()));
+    }
     match tokio::time::timeout(timeout, prelude(backend, &command, helo_name)).await {
         Ok(result) => result,
         Err(_) => Err(XclientError::Timeout(timeout)),
@@ -638,7 +648,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn bad_login_sends_nothing() {
+    async fn bad_login_or_helo_name_sends_nothing() {
         let (mut ours, mut theirs) = duplex(4096);
         let long = "x".repeat(MAX_LOGIN + 1);
         for login in ["", long.as_str()] {
@@ -647,6 +657,17 @@ mod tests {
                 .unwrap_err();
             assert!(matches!(err, XclientError::BadLogin(_)), "{err}");
         }
+        let err = xclient_prelude(
+            &mut ours,
+            "a@b",
+            client(),
+            "fd\r\nRSET",
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, XclientError::BadHeloName(_)), "{err}");
+        assert_eq!(err.fault(), Fault::Configuration);
         drop(ours);
         let mut sent = Vec::new();
         theirs.read_to_end(&mut sent).await.unwrap();
