@@ -41,16 +41,18 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     let shutdown = CancellationToken::new();
     let shared = fd.shared();
     let stop = shutdown.clone();
+    // Install the handlers before the listeners announce themselves, so a
+    // signal sent right after "listening" is never the default (fatal) one.
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut hup, mut term, mut int) = match (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(h), Ok(t), Ok(i)) => (h, t, i),
+        _ => return Err("cannot install signal handlers".into()),
+    };
     let signals = tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::hangup()),
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            tracing::error!("cannot install signal handlers");
-            return;
-        };
         loop {
             tokio::select! {
                 _ = hup.recv() => {

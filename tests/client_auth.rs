@@ -538,7 +538,9 @@ async fn weak_rsa_is_refused_even_when_pinned_and_no_ca_hints_are_sent() {
     )
     .await;
     // rustls clients cannot sign with RSA-1024; OpenSSL can when told to.
-    let out = Command::new("openssl")
+    // Under TLS 1.3 the alert arrives after the handshake: keep stdin open a
+    // moment so s_client reads it before it closes.
+    let mut child = Command::new("openssl")
         .args([
             "s_client",
             "-connect",
@@ -557,8 +559,16 @@ async fn weak_rsa_is_refused_even_when_pinned_and_no_ca_hints_are_sent() {
             "weak.key",
         ])
         .current_dir(tmp.path())
-        .stdin(std::process::Stdio::null())
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    drop(stdin);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
         .unwrap();
     let text = format!(
         "{}{}",

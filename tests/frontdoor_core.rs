@@ -572,9 +572,12 @@ async fn ipv6_client_addresses_reach_the_backend_and_json_logs() {
             let _ = tx.send(l);
         }
     });
-    let first = rx.recv_timeout(T).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&first).expect("a JSON log line");
-    assert_eq!(v["message"], "listening");
+    // Every line is JSON; the one that says "listening" has the address.
+    let v = (0..20)
+        .map(|_| rx.recv_timeout(T).expect("a log line"))
+        .map(|l| serde_json::from_str::<serde_json::Value>(&l).expect("a JSON log line"))
+        .find(|v| v["message"] == "listening")
+        .expect("a listening line");
     let addr: SocketAddr = v["addr"].as_str().unwrap().parse().unwrap();
     assert!(addr.is_ipv6());
     let mut c = connect(addr, &["imap"], "localhost").await.unwrap();
