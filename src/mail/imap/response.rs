@@ -1,1 +1,742 @@
+//! Response encoding (RFC 3501 §7, §9 `response`): status responses with
+//! response codes, untagged data, FETCH items with ENVELOPE and
+//! BODYSTRUCTURE, and the string quoting rules.
+//!
+//! Every function appends to a caller-owned `Vec<u8>` and every response
+//! ends with CRLF. Strings are written quoted when that is safe (7-bit, no
+//! CR/LF/NUL, not long) and as a literal otherwise, so no byte a message
+//! contains can break the framing.
 
+use std::io::Write as _;
+
+use super::mime::{Address, Envelope, Part, PartKind};
+use super::parser::{Section, SectionText, StatusItem};
+use super::sequence::format_numbers;
+use super::types::{DateTime, Flag};
+
+/// Longest string written quoted; longer ones go as literals, which
+/// clients read without scanning for escapes.
+pub const MAX_QUOTED: usize = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    No,
+    Bad,
+    Preauth,
+    Bye,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "OK",
+            Status::No => "NO",
+            Status::Bad => "BAD",
+            Status::Preauth => "PREAUTH",
+            Status::Bye => "BYE",
+        }
+    }
+}
+
+/// Response codes (RFC 3501 §7.1, RFC 4315, RFC 5530, RFC 7162, RFC 6154).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Code {
+    Alert,
+    Capability(Vec<String>),
+    Parse,
+    /// `allow_new` adds `\*` (clients may create keywords).
+    PermanentFlags {
+        flags: Vec<Flag>,
+        allow_new: bool,
+    },
+    ReadOnly,
+    ReadWrite,
+    TryCreate,
+    UidNext(u32),
+    UidValidity(u32),
+    Unseen(u32),
+    AppendUid {
+        uid_validity: u32,
+        uids: Vec<u32>,
+    },
+    /// Source and destination UIDs in corresponding order.
+    CopyUid {
+        uid_validity: u32,
+        source: Vec<u32>,
+        dest: Vec<u32>,
+    },
+    UidNotSticky,
+    HighestModSeq(u64),
+    NoModSeq,
+    /// CONDSTORE: messages that failed UNCHANGEDSINCE, already formatted.
+    Modified(String),
+    Closed,
+    TooBig,
+    Limit,
+    OverQuota,
+    AuthenticationFailed,
+    AuthorizationFailed,
+    Unavailable,
+    Nonexistent,
+    AlreadyExists,
+    Cannot,
+    ServerBug,
+    ClientBug,
+    Expunged,
+    InUse,
+    NoPerm,
+    UseAttr,
+    CompressionActive,
+    Other(String),
+}
+
+impl Code {
+    fn write(&self, out: &mut Vec<u8>) {
+        out.push(b'[');
+        let simple = |out: &mut Vec<u8>, s: &str| out.extend_from_slice(s.as_bytes());
+        match self {
+            Code::Alert => simple(out, "ALERT"),
+            Code::Capability(c) => {
+                simple(out, "CAPABILITY");
+                for cap in c {
+                    out.push(b' ');
+                    simple(out, cap);
+                }
+            }
+            Code::Parse => simple(out, "PARSE"),
+            Code::PermanentFlags { flags, allow_new } => {
+                simple(out, "PERMANENTFLAGS ");
+                write_flags_with(out, flags, *allow_new);
+            }
+            Code::ReadOnly => simple(out, "READ-ONLY"),
+            Code::ReadWrite => simple(out, "READ-WRITE"),
+            Code::TryCreate => simple(out, "TRYCREATE"),
+            Code::UidNext(n) => {
+                let _ = write!(out, "UIDNEXT {n}");
+            }
+            Code::UidValidity(n) => {
+                let _ = write!(out, "UIDVALIDITY {n}");
+            }
+            Code::Unseen(n) => {
+                let _ = write!(out, "UNSEEN {n}");
+            }
+            Code::AppendUid { uid_validity, uids } => {
+                let _ = write!(out, "APPENDUID {uid_validity} {}", format_numbers(uids));
+            }
+            Code::CopyUid {
+                uid_validity,
+                source,
+                dest,
+            } => {
+                let _ = write!(
+                    out,
+                    "COPYUID {uid_validity} {} {}",
+                    format_numbers(source),
+                    format_numbers(dest)
+                );
+            }
+            Code::UidNotSticky => simple(out, "UIDNOTSTICKY"),
+            Code::HighestModSeq(n) => {
+                let _ = write!(out, "HIGHESTMODSEQ {n}");
+            }
+            Code::NoModSeq => simple(out, "NOMODSEQ"),
+            Code::Modified(set) => {
+                let _ = write!(out, "MODIFIED {set}");
+            }
+            Code::Closed => simple(out, "CLOSED"),
+            Code::TooBig => simple(out, "TOOBIG"),
+            Code::Limit => simple(out, "LIMIT"),
+            Code::OverQuota => simple(out, "OVERQUOTA"),
+            Code::AuthenticationFailed => simple(out, "AUTHENTICATIONFAILED"),
+            Code::AuthorizationFailed => simple(out, "AUTHORIZATIONFAILED"),
+            Code::Unavailable => simple(out, "UNAVAILABLE"),
+            Code::Nonexistent => simple(out, "NONEXISTENT"),
+            Code::AlreadyExists => simple(out, "ALREADYEXISTS"),
+            Code::Cannot => simple(out, "CANNOT"),
+            Code::ServerBug => simple(out, "SERVERBUG"),
+            Code::ClientBug => simple(out, "CLIENTBUG"),
+            Code::Expunged => simple(out, "EXPUNGED"),
+            Code::InUse => simple(out, "INUSE"),
+            Code::NoPerm => simple(out, "NOPERM"),
+            Code::UseAttr => simple(out, "USEATTR"),
+            Code::CompressionActive => simple(out, "COMPRESSIONACTIVE"),
+            // Only printable text that cannot close the bracket early.
+            Code::Other(s) => out.extend(
+                s.bytes()
+                    .filter(|&b| (0x20..0x7f).contains(&b) && b != b']'),
+            ),
+        }
+        out.push(b']');
+    }
+}
+
+/// Human-readable text: printable ASCII only, so it cannot break a line.
+fn write_text(out: &mut Vec<u8>, text: &str) {
+    out.extend(
+        text.bytes()
+            .map(|b| if (0x20..0x7f).contains(&b) { b } else { b'?' }),
+    );
+}
+
+fn status_line(out: &mut Vec<u8>, tag: &str, status: Status, code: Option<&Code>, text: &str) {
+    out.extend_from_slice(tag.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.as_str().as_bytes());
+    if let Some(c) = code {
+        out.push(b' ');
+        c.write(out);
+    }
+    // `resp-text` needs text after a code; a lone space is ugly but legal.
+    if !text.is_empty() || code.is_none() {
+        out.push(b' ');
+        write_text(out, text);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `tag OK [code] text`.
+pub fn tagged(out: &mut Vec<u8>, tag: &str, status: Status, code: Option<&Code>, text: &str) {
+    // A tag came from the parser (astring chars); still keep it printable.
+    let tag: String = tag.chars().filter(|c| c.is_ascii_graphic()).collect();
+    status_line(
+        out,
+        if tag.is_empty() { "*" } else { &tag },
+        status,
+        code,
+        text,
+    );
+}
+
+/// `* OK [code] text` (also BYE, PREAUTH, and `* BAD` for tagless errors).
+pub fn untagged(out: &mut Vec<u8>, status: Status, code: Option<&Code>, text: &str) {
+    status_line(out, "*", status, code, text);
+}
+
+/// `+ text`: the continuation request for a literal, AUTHENTICATE or IDLE.
+pub fn continuation(out: &mut Vec<u8>, text: &str) {
+    out.extend_from_slice(b"+ ");
+    write_text(out, text);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `+ base64`: an AUTHENTICATE challenge.
+pub fn continuation_base64(out: &mut Vec<u8>, data: &[u8]) {
+    use base64::Engine as _;
+    out.extend_from_slice(b"+ ");
+    out.extend_from_slice(
+        base64::engine::general_purpose::STANDARD
+            .encode(data)
+            .as_bytes(),
+    );
+    out.extend_from_slice(b"\r\n");
+}
+
+pub fn capability(out: &mut Vec<u8>, caps: &[&str]) {
+    out.extend_from_slice(b"* CAPABILITY");
+    for c in caps {
+        out.push(b' ');
+        out.extend_from_slice(c.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+pub fn enabled(out: &mut Vec<u8>, caps: &[&str]) {
+    out.extend_from_slice(b"* ENABLED");
+    for c in caps {
+        out.push(b' ');
+        out.extend_from_slice(c.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn write_flags_with(out: &mut Vec<u8>, flags: &[Flag], star: bool) {
+    out.push(b'(');
+    for (i, f) in flags.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        out.extend_from_slice(f.as_str().as_bytes());
+    }
+    if star {
+        if !flags.is_empty() {
+            out.push(b' ');
+        }
+        out.extend_from_slice(b"\\*");
+    }
+    out.push(b')');
+}
+
+/// `* FLAGS (...)`.
+pub fn flags(out: &mut Vec<u8>, flags: &[Flag]) {
+    out.extend_from_slice(b"* FLAGS ");
+    write_flags_with(out, flags, false);
+    out.extend_from_slice(b"\r\n");
+}
+
+pub fn exists(out: &mut Vec<u8>, n: u32) {
+    let _ = write!(out, "* {n} EXISTS\r\n");
+}
+
+pub fn recent(out: &mut Vec<u8>, n: u32) {
+    let _ = write!(out, "* {n} RECENT\r\n");
+}
+
+pub fn expunge(out: &mut Vec<u8>, msn: u32) {
+    let _ = write!(out, "* {msn} EXPUNGE\r\n");
+}
+
+/// `* SEARCH 2 3 6`, with CONDSTORE's `(MODSEQ n)` when asked.
+pub fn search(out: &mut Vec<u8>, nums: &[u32], modseq: Option<u64>) {
+    out.extend_from_slice(b"* SEARCH");
+    for n in nums {
+        let _ = write!(out, " {n}");
+    }
+    if let (Some(m), false) = (modseq, nums.is_empty()) {
+        let _ = write!(out, " (MODSEQ {m})");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `* LIST (\HasNoChildren \Sent) "/" "Sent"` (or LSUB with `lsub`).
+/// Attributes include special-use ones (RFC 6154) as the session decides.
+pub fn list(out: &mut Vec<u8>, lsub: bool, attrs: &[&str], delimiter: Option<char>, name: &str) {
+    out.extend_from_slice(if lsub { b"* LSUB (" } else { b"* LIST (" });
+    for (i, a) in attrs.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        out.extend_from_slice(a.as_bytes());
+    }
+    out.extend_from_slice(b") ");
+    match delimiter {
+        Some(d @ ('"' | '\\')) => {
+            let _ = write!(out, "\"\\{d}\"");
+        }
+        Some(d) => {
+            let _ = write!(out, "\"{d}\"");
+        }
+        None => out.extend_from_slice(b"NIL"),
+    }
+    out.push(b' ');
+    write_mailbox(out, name);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `* STATUS "name" (MESSAGES 231 UIDNEXT 44292)`.
+pub fn status(out: &mut Vec<u8>, mailbox: &str, items: &[(StatusItem, u64)]) {
+    out.extend_from_slice(b"* STATUS ");
+    write_mailbox(out, mailbox);
+    out.extend_from_slice(b" (");
+    for (i, (item, v)) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        let _ = write!(out, "{} {v}", item.name());
+    }
+    out.extend_from_slice(b")\r\n");
+}
+
+/// `* ID (...)` or `* ID NIL`.
+pub fn id(out: &mut Vec<u8>, params: Option<&[(&str, &str)]>) {
+    out.extend_from_slice(b"* ID ");
+    match params {
+        None => out.extend_from_slice(b"NIL"),
+        Some(p) => {
+            out.push(b'(');
+            for (i, (k, v)) in p.iter().enumerate() {
+                if i > 0 {
+                    out.push(b' ');
+                }
+                write_string(out, k.as_bytes());
+                out.push(b' ');
+                write_string(out, v.as_bytes());
+            }
+            out.push(b')');
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `* NAMESPACE (("" "/")) NIL NIL`: one personal namespace.
+pub fn namespace(out: &mut Vec<u8>, prefix: &str, delimiter: char) {
+    out.extend_from_slice(b"* NAMESPACE ((");
+    write_string(out, prefix.as_bytes());
+    let _ = write!(out, " \"{delimiter}\")) NIL NIL\r\n");
+}
+
+/// `* METADATA "INBOX" (/private/comment "value")`.
+pub fn metadata(out: &mut Vec<u8>, mailbox: &str, entries: &[(&str, Option<&[u8]>)]) {
+    out.extend_from_slice(b"* METADATA ");
+    write_mailbox(out, mailbox);
+    out.extend_from_slice(b" (");
+    for (i, (k, v)) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        write_astring(out, k.as_bytes());
+        out.push(b' ');
+        write_nstring(out, *v);
+    }
+    out.extend_from_slice(b")\r\n");
+}
+
+/// `* QUOTAROOT "INBOX" ""` and `* QUOTA "" (STORAGE 10 512)`.
+pub fn quota_root(out: &mut Vec<u8>, mailbox: &str, roots: &[&str]) {
+    out.extend_from_slice(b"* QUOTAROOT ");
+    write_mailbox(out, mailbox);
+    for r in roots {
+        out.push(b' ');
+        write_astring(out, r.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Resources as (name, usage, limit), e.g. ("STORAGE", kib, kib).
+pub fn quota(out: &mut Vec<u8>, root: &str, resources: &[(&str, u64, u64)]) {
+    out.extend_from_slice(b"* QUOTA ");
+    write_astring(out, root.as_bytes());
+    out.extend_from_slice(b" (");
+    for (i, (n, u, l)) in resources.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        let _ = write!(out, "{n} {u} {l}");
+    }
+    out.extend_from_slice(b")\r\n");
+}
+
+fn quotable(s: &[u8]) -> bool {
+    s.len() <= MAX_QUOTED
+        && s.iter()
+            .all(|&b| b != 0 && b != b'\r' && b != b'\n' && b < 0x80)
+}
+
+/// A `string`: quoted when safe, else a literal (RFC 3501 §4.3).
+pub fn write_string(out: &mut Vec<u8>, s: &[u8]) {
+    if quotable(s) {
+        out.push(b'"');
+        for &b in s {
+            if b == b'"' || b == b'\\' {
+                out.push(b'\\');
+            }
+            out.push(b);
+        }
+        out.push(b'"');
+    } else {
+        write_literal(out, s);
+    }
+}
+
+/// `{n}` CRLF and the bytes.
+pub fn write_literal(out: &mut Vec<u8>, s: &[u8]) {
+    let _ = write!(out, "{{{}}}\r\n", s.len());
+    out.extend_from_slice(s);
+}
+
+pub fn write_nstring(out: &mut Vec<u8>, s: Option<&[u8]>) {
+    match s {
+        Some(s) => write_string(out, s),
+        None => out.extend_from_slice(b"NIL"),
+    }
+}
+
+/// An `astring`: a bare atom when it is one (and not `NIL`), else a string.
+pub fn write_astring(out: &mut Vec<u8>, s: &[u8]) {
+    let atom = !s.is_empty()
+        && !s.eq_ignore_ascii_case(b"NIL")
+        && s.iter().all(|&b| {
+            b > 0x20 && b < 0x7f && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\')
+        });
+    if atom {
+        out.extend_from_slice(s);
+    } else {
+        write_string(out, s);
+    }
+}
+
+/// Mailbox names are always quoted (or literal), as most servers do.
+fn write_mailbox(out: &mut Vec<u8>, name: &str) {
+    write_string(out, name.as_bytes());
+}
+
+/// One FETCH data item to send.
+#[derive(Debug, Clone)]
+pub enum FetchData<'a> {
+    Uid(u32),
+    Flags(&'a [Flag]),
+    InternalDate(DateTime),
+    Rfc822Size(u64),
+    ModSeq(u64),
+    Envelope(&'a Envelope),
+    /// BODYSTRUCTURE of `part` inside the stored bytes `raw`.
+    BodyStructure {
+        raw: &'a [u8],
+        part: &'a Part,
+    },
+    /// BODY (no extension data).
+    Body {
+        raw: &'a [u8],
+        part: &'a Part,
+    },
+    /// `BODY[section]<origin> data`; `None` data is NIL.
+    BodySection {
+        section: &'a Section,
+        origin: Option<u32>,
+        data: Option<&'a [u8]>,
+    },
+    Rfc822(&'a [u8]),
+    Rfc822Header(&'a [u8]),
+    Rfc822Text(&'a [u8]),
+}
+
+/// `* 12 FETCH (...)`.
+pub fn fetch(out: &mut Vec<u8>, msn: u32, items: &[FetchData<'_>]) {
+    let _ = write!(out, "* {msn} FETCH (");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        write_fetch_item(out, item);
+    }
+    out.extend_from_slice(b")\r\n");
+}
+
+fn write_fetch_item(out: &mut Vec<u8>, item: &FetchData<'_>) {
+    match item {
+        FetchData::Uid(u) => {
+            let _ = write!(out, "UID {u}");
+        }
+        FetchData::Flags(f) => {
+            out.extend_from_slice(b"FLAGS ");
+            write_flags_with(out, f, false);
+        }
+        FetchData::InternalDate(d) => {
+            let _ = write!(out, "INTERNALDATE {d}");
+        }
+        FetchData::Rfc822Size(n) => {
+            let _ = write!(out, "RFC822.SIZE {n}");
+        }
+        FetchData::ModSeq(m) => {
+            let _ = write!(out, "MODSEQ ({m})");
+        }
+        FetchData::Envelope(e) => {
+            out.extend_from_slice(b"ENVELOPE ");
+            write_envelope(out, e);
+        }
+        FetchData::BodyStructure { raw, part } => {
+            out.extend_from_slice(b"BODYSTRUCTURE ");
+            write_body(out, raw, part, true, 0);
+        }
+        FetchData::Body { raw, part } => {
+            out.extend_from_slice(b"BODY ");
+            write_body(out, raw, part, false, 0);
+        }
+        FetchData::BodySection {
+            section,
+            origin,
+            data,
+        } => {
+            out.extend_from_slice(b"BODY[");
+            write_section(out, section);
+            out.push(b']');
+            if let Some(o) = origin {
+                let _ = write!(out, "<{o}>");
+            }
+            out.push(b' ');
+            write_nstring_literal(out, *data);
+        }
+        FetchData::Rfc822(d) => {
+            out.extend_from_slice(b"RFC822 ");
+            write_literal(out, d);
+        }
+        FetchData::Rfc822Header(d) => {
+            out.extend_from_slice(b"RFC822.HEADER ");
+            write_literal(out, d);
+        }
+        FetchData::Rfc822Text(d) => {
+            out.extend_from_slice(b"RFC822.TEXT ");
+            write_literal(out, d);
+        }
+    }
+}
+
+/// Message data always goes as a literal: it has CRLFs and is often big.
+fn write_nstring_literal(out: &mut Vec<u8>, d: Option<&[u8]>) {
+    match d {
+        Some(d) => write_literal(out, d),
+        None => out.extend_from_slice(b"NIL"),
+    }
+}
+
+/// The section spec as the response echoes it: `1.2.HEADER.FIELDS (A B)`.
+pub fn write_section(out: &mut Vec<u8>, s: &Section) {
+    for (i, p) in s.part.iter().enumerate() {
+        if i > 0 {
+            out.push(b'.');
+        }
+        let _ = write!(out, "{p}");
+    }
+    let Some(text) = &s.text else { return };
+    if !s.part.is_empty() {
+        out.push(b'.');
+    }
+    let names = |out: &mut Vec<u8>, kw: &str, names: &[String]| {
+        out.extend_from_slice(kw.as_bytes());
+        out.extend_from_slice(b" (");
+        for (i, n) in names.iter().enumerate() {
+            if i > 0 {
+                out.push(b' ');
+            }
+            write_astring(out, n.as_bytes());
+        }
+        out.push(b')');
+    };
+    match text {
+        SectionText::Header => out.extend_from_slice(b"HEADER"),
+        SectionText::Text => out.extend_from_slice(b"TEXT"),
+        SectionText::Mime => out.extend_from_slice(b"MIME"),
+        SectionText::HeaderFields(n) => names(out, "HEADER.FIELDS", n),
+        SectionText::HeaderFieldsNot(n) => names(out, "HEADER.FIELDS.NOT", n),
+    }
+}
+
+fn write_addresses(out: &mut Vec<u8>, addrs: &[Address]) {
+    if addrs.is_empty() {
+        out.extend_from_slice(b"NIL");
+        return;
+    }
+    out.push(b'(');
+    for a in addrs {
+        out.push(b'(');
+        write_nstring(out, a.name.as_deref());
+        out.push(b' ');
+        write_nstring(out, a.adl.as_deref());
+        out.push(b' ');
+        write_nstring(out, a.mailbox.as_deref());
+        out.push(b' ');
+        write_nstring(out, a.host.as_deref());
+        out.push(b')');
+    }
+    out.push(b')');
+}
+
+/// ENVELOPE (RFC 3501 §7.4.2).
+pub fn write_envelope(out: &mut Vec<u8>, e: &Envelope) {
+    out.push(b'(');
+    write_nstring(out, e.date.as_deref());
+    out.push(b' ');
+    write_nstring(out, e.subject.as_deref());
+    for list in [&e.from, &e.sender, &e.reply_to, &e.to, &e.cc, &e.bcc] {
+        out.push(b' ');
+        write_addresses(out, list);
+    }
+    out.push(b' ');
+    write_nstring(out, e.in_reply_to.as_deref());
+    out.push(b' ');
+    write_nstring(out, e.message_id.as_deref());
+    out.push(b')');
+}
+
+fn write_params(out: &mut Vec<u8>, params: &[(String, String)]) {
+    if params.is_empty() {
+        out.extend_from_slice(b"NIL");
+        return;
+    }
+    out.push(b'(');
+    for (i, (k, v)) in params.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        write_string(out, k.as_bytes());
+        out.push(b' ');
+        write_string(out, v.as_bytes());
+    }
+    out.push(b')');
+}
+
+fn write_opt(out: &mut Vec<u8>, s: Option<&String>) {
+    write_nstring(out, s.map(|s| s.as_bytes()));
+}
+
+/// BODY / BODYSTRUCTURE of a part (RFC 3501 §7.4.2 `body`). `depth` only
+/// guards against a part tree deeper than the parser makes.
+pub fn write_body(out: &mut Vec<u8>, raw: &[u8], p: &Part, extended: bool, depth: usize) {
+    out.push(b'(');
+    match &p.kind {
+        PartKind::Multipart(children) if depth < super::mime::MAX_DEPTH + 1 => {
+            for c in children {
+                write_body(out, raw, c, extended, depth + 1);
+            }
+            out.push(b' ');
+            write_string(out, p.subtype.as_bytes());
+            if extended {
+                out.push(b' ');
+                write_params(out, &p.params);
+                write_ext_common(out, p);
+            }
+        }
+        _ => {
+            write_string(out, p.media_type.as_bytes());
+            out.push(b' ');
+            write_string(out, p.subtype.as_bytes());
+            out.push(b' ');
+            write_params(out, &p.params);
+            out.push(b' ');
+            write_opt(out, p.id.as_ref());
+            out.push(b' ');
+            write_opt(out, p.description.as_ref());
+            out.push(b' ');
+            write_string(out, p.encoding.as_deref().unwrap_or("7BIT").as_bytes());
+            let _ = write!(out, " {}", p.body.len());
+            if let PartKind::Message(inner) = &p.kind {
+                out.push(b' ');
+                let hdr = raw.get(inner.header.clone()).unwrap_or_default();
+                write_envelope(out, &Envelope::from_header(hdr));
+                out.push(b' ');
+                write_body(out, raw, inner, extended, depth + 1);
+                let _ = write!(out, " {}", p.lines);
+            } else if p.media_type.eq_ignore_ascii_case("text") {
+                let _ = write!(out, " {}", p.lines);
+            }
+            if extended {
+                out.push(b' ');
+                write_opt(out, p.md5.as_ref());
+                write_ext_common(out, p);
+            }
+        }
+    }
+    out.push(b')');
+}
+
+/// Disposition, language, location: the extension data both kinds share.
+fn write_ext_common(out: &mut Vec<u8>, p: &Part) {
+    out.push(b' ');
+    match &p.disposition {
+        Some((d, params)) => {
+            out.push(b'(');
+            write_string(out, d.as_bytes());
+            out.push(b' ');
+            write_params(out, params);
+            out.push(b')');
+        }
+        None => out.extend_from_slice(b"NIL"),
+    }
+    out.push(b' ');
+    match p.language.as_slice() {
+        [] => out.extend_from_slice(b"NIL"),
+        [one] => write_string(out, one.as_bytes()),
+        many => {
+            out.push(b'(');
+            for (i, l) in many.iter().enumerate() {
+                if i > 0 {
+                    out.push(b' ');
+                }
+                write_string(out, l.as_bytes());
+            }
+            out.push(b')');
+        }
+    }
+    out.push(b' ');
+    write_opt(out, p.location.as_ref());
+}
