@@ -17,3 +17,31 @@ pub mod parser;
 pub mod response;
 pub mod sequence;
 pub mod types;
+
+/// The capabilities whose commands and arguments [`parser`] understands.
+/// The session advertises those it also implements; `COMPRESS=DEFLATE`
+/// is deliberately absent (Delta Chat turns it on whenever offered, so it
+/// may only be offered once the session compresses), as is `STARTTLS`
+/// (TLS ends at the front door).
+pub const PARSER_CAPABILITIES: &[&str] = &[
+    "IMAP4rev1",
+    "LITERAL+",
+    "SASL-IR",
+    "AUTH=PLAIN",
+    "AUTH=EXTERNAL",
+    "IDLE",
+    "UIDPLUS",
+    "MOVE",
+    "UNSELECT",
+    "ENABLE",
+    "ID",
+    "NAMESPACE",
+    "SPECIAL-USE",
+    "CREATE-SPECIAL-USE",
+    "LIST-EXTENDED",
+    "LIST-STATUS",
+    "CONDSTORE",
+    "METADATA",
+    "QUOTA",
+    "WITHIN",
+];

@@ -2134,6 +2134,16 @@ Hello Joe, do you think we can meet at 3:30 tomorrow?\r\n";
                 ],
             }
         );
+        // Older async-imap writes the options first.
+        assert_eq!(
+            body("A16 GETMETADATA (DEPTH 0) \"\" (/shared/comment)\r\n"),
+            C::GetMetadata {
+                mailbox: "".into(),
+                max_size: None,
+                depth: MetadataDepth::Zero,
+                entries: vec!["/shared/comment".into()],
+            }
+        );
         let token = "-----BEGIN PGP MESSAGE-----";
         let s = format!(
             "A17 SETMETADATA \"INBOX\" (/private/devicetoken {{{}+}}\r\n{token})\r\n",
