@@ -7,11 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "frontdoor",
-    version,
-    about = "A TLS front door for mail hosts: one port for IMAP, SMTP submission and the web, routed by ALPN, with pinned-key client authentication and PROXY v2 to the backends."
-)]
+#[command(name = "frontdoor", version, about = "A TLS front door for mail hosts: one port for IMAP, SMTP submission and the web, routed by ALPN, with pinned-key client authentication and PROXY v2 to the backends.")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
