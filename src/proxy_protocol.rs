@@ -290,6 +290,26 @@ pub enum Command {
     Proxy,
 }
 
+/// A decoded `PP2_TYPE_SSL` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SslTlv {
+    /// `PP2_CLIENT_*` flags.
+    pub client: u8,
+    /// 0 when the client presented a certificate that was verified.
+    pub verify: u32,
+    /// Sub-TLVs in order.
+    pub subs: Vec<(u8, Vec<u8>)>,
+}
+
+impl SslTlv {
+    pub fn sub(&self, ty: u8) -> Option<&[u8]> {
+        self.subs
+            .iter()
+            .find(|(t, _)| *t == ty)
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
 /// A decoded header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
@@ -382,7 +402,11 @@ fn decode_v2(buf: &[u8]) -> Result<Decoded, DecodeError> {
         b => return Err(DecodeError::BadFamily(b)),
     };
     let tlvs = parse_tlvs(&body[addr_len..], 16 + addr_len)?;
-    let addrs = if command == Command::Local { None } else { addrs };
+    let addrs = if command == Command::Local {
+        None
+    } else {
+        addrs
+    };
     Ok(Decoded::Complete {
         header: Header {
             version: Version::V2,
@@ -432,10 +456,18 @@ fn decode_v1(buf: &[u8]) -> Result<Decoded, DecodeError> {
         "UNKNOWN" => None,
         "TCP4" | "TCP6" => {
             let mut next = || parts.next().ok_or(DecodeError::BadV1("missing field"));
-            let sip: IpAddr = next()?.parse().map_err(|_| DecodeError::BadV1("bad source address"))?;
-            let dip: IpAddr = next()?.parse().map_err(|_| DecodeError::BadV1("bad destination address"))?;
-            let sp: u16 = next()?.parse().map_err(|_| DecodeError::BadV1("bad source port"))?;
-            let dp: u16 = next()?.parse().map_err(|_| DecodeError::BadV1("bad destination port"))?;
+            let sip: IpAddr = next()?
+                .parse()
+                .map_err(|_| DecodeError::BadV1("bad source address"))?;
+            let dip: IpAddr = next()?
+                .parse()
+                .map_err(|_| DecodeError::BadV1("bad destination address"))?;
+            let sp: u16 = next()?
+                .parse()
+                .map_err(|_| DecodeError::BadV1("bad source port"))?;
+            let dp: u16 = next()?
+                .parse()
+                .map_err(|_| DecodeError::BadV1("bad destination port"))?;
             if (fam == "TCP4") != (sip.is_ipv4() && dip.is_ipv4()) {
                 return Err(DecodeError::BadV1("address family mismatch"));
             }
@@ -476,15 +508,17 @@ impl Header {
             .and_then(|v| std::str::from_utf8(v).ok())
     }
 
-    /// `PP2_TYPE_SSL` decoded: (client flags, verify, sub-TLVs).
-    pub fn ssl(&self) -> Option<(u8, u32, Vec<(u8, Vec<u8>)>)> {
+    /// `PP2_TYPE_SSL` decoded.
+    pub fn ssl(&self) -> Option<SslTlv> {
         let v = self.tlv(PP2_TYPE_SSL)?;
         if v.len() < 5 {
             return None;
         }
-        let verify = u32::from_be_bytes([v[1], v[2], v[3], v[4]]);
-        let subs = parse_tlvs(&v[5..], 0).ok()?;
-        Some((v[0], verify, subs))
+        Some(SslTlv {
+            client: v[0],
+            verify: u32::from_be_bytes([v[1], v[2], v[3], v[4]]),
+            subs: parse_tlvs(&v[5..], 0).ok()?,
+        })
     }
 
     /// The identity TLVs, if all required ones are present and well formed.
@@ -495,7 +529,10 @@ impl Header {
                 .map(str::to_owned)
         };
         let fp: [u8; 32] = self.tlv(FD_TYPE_KEY_FINGERPRINT)?.try_into().ok()?;
-        let flags = self.tlv(FD_TYPE_FLAGS).and_then(|v| v.first().copied()).unwrap_or(0);
+        let flags = self
+            .tlv(FD_TYPE_FLAGS)
+            .and_then(|v| v.first().copied())
+            .unwrap_or(0);
         Some(IdentityTlvs {
             account: s(FD_TYPE_ACCOUNT)?,
             login: s(FD_TYPE_LOGIN)?,
@@ -566,7 +603,10 @@ mod tests {
         );
         let src: SocketAddr = "[2001:db8::1]:5".parse().unwrap();
         let line = encode_v1(src, i.dst);
-        assert_eq!(line, b"PROXY TCP6 2001:db8::1 ::ffff:127.0.0.1 5 8443\r\n".to_vec());
+        assert_eq!(
+            line,
+            b"PROXY TCP6 2001:db8::1 ::ffff:127.0.0.1 5 8443\r\n".to_vec()
+        );
         match decode(&line).unwrap() {
             Decoded::Complete { header, len } => {
                 assert_eq!(len, line.len());
@@ -605,10 +645,10 @@ mod tests {
         assert_eq!(header.identity(), i.identity);
         assert!(header.verify_hmac(b"secret"));
         assert!(!header.verify_hmac(b"other"));
-        let (client, verify, subs) = header.ssl().unwrap();
-        assert_eq!(client, PP2_CLIENT_SSL | PP2_CLIENT_CERT_CONN);
-        assert_eq!(verify, 0);
-        assert!(subs.contains(&(PP2_SUBTYPE_SSL_CN, b"alice@example.org".to_vec())));
+        let ssl = header.ssl().unwrap();
+        assert_eq!(ssl.client, PP2_CLIENT_SSL | PP2_CLIENT_CERT_CONN);
+        assert_eq!(ssl.verify, 0);
+        assert_eq!(ssl.sub(PP2_SUBTYPE_SSL_CN), Some(&b"alice@example.org"[..]));
         // Every prefix is Incomplete, never an error.
         for k in 0..b.len() {
             assert_eq!(decode(&b[..k]).unwrap(), Decoded::Incomplete, "prefix {k}");

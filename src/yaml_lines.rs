@@ -61,14 +61,8 @@ impl SourceMap {
 }
 
 enum Frame {
-    Map {
-        path: String,
-        key: Option<String>,
-    },
-    Seq {
-        path: String,
-        next: usize,
-    },
+    Map { path: String, key: Option<String> },
+    Seq { path: String, next: usize },
 }
 
 #[derive(Default)]
@@ -118,11 +112,9 @@ impl MarkedEventReceiver for Builder {
                     self.record(&p, mark);
                 }
             }
-            Event::Alias(_) => {
-                if !self.expecting_key() {
-                    let p = self.value_path();
-                    self.record(&p, mark);
-                }
+            Event::Alias(_) if !self.expecting_key() => {
+                let p = self.value_path();
+                self.record(&p, mark);
             }
             Event::MappingStart(..) => {
                 let p = self.value_path();
