@@ -255,6 +255,11 @@ fn lines(raw: &[u8], range: Range<usize>) -> impl Iterator<Item = (usize, usize,
     })
 }
 
+/// End of a message's header (after its blank line), or its length.
+pub fn parse_header_end(raw: &[u8]) -> usize {
+    find_header_end(raw, 0..raw.len())
+}
+
 /// End of the header (after its blank line), or the range end if none.
 fn find_header_end(raw: &[u8], range: Range<usize>) -> usize {
     for (start, end, next) in lines(raw, range.clone()) {

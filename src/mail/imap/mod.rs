@@ -15,6 +15,7 @@
 pub mod mime;
 pub mod parser;
 pub mod response;
+pub mod search;
 pub mod sequence;
 pub mod types;
 
