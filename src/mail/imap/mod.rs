@@ -7,7 +7,8 @@
 //! [`parser::Command`] against the mail store, and writes what
 //! [`response`] encodes. [`mime`] derives ENVELOPE, BODYSTRUCTURE and
 //! `BODY[section]` from raw message bytes; [`sequence`] maps sequence and UID
-//! sets onto a mailbox's UID list.
+//! sets onto a mailbox's UID list; [`search`] decides whether one message
+//! matches a SEARCH key.
 //!
 //! Invariants: no function here panics on any input, allocates in proportion
 //! to a size the peer only claimed, or recurses deeper than its limit.
