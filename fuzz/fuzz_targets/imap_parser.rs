@@ -2,7 +2,11 @@
 //! commands, literals, BAD recovery, AUTHENTICATE and IDLE lines.
 #![no_main]
 
-use frontdoor::mail::imap::parser::{parse_auth_line, parse_command, parse_idle_done, Limits, Parsed};
+use frontdoor::mail::imap::parser::{
+    parse_auth_line, parse_command, parse_idle_done, CommandBody, Limits, Parsed,
+};
+use frontdoor::mail::imap::search::{self, Mailbox, Message};
+use frontdoor::mail::imap::types::Flag;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -27,6 +31,22 @@ fuzz_target!(|data: &[u8]| {
                         assert_eq!(again, command);
                     }
                     other => panic!("prefix parsed differently: {other:?}"),
+                }
+                if let CommandBody::Search { criteria, .. } = &command.body {
+                    // Evaluate the key on a small message, as the session would.
+                    let raw = b"From: a@b\r\nSubject: x\r\nDate: 1 Jan 2024 00:00 +0000\r\n\r\nbody";
+                    let m = Message {
+                        msn: 1,
+                        uid: 7,
+                        flags: &[Flag::Seen],
+                        internal_date: 1_700_000_000,
+                        size: raw.len() as u64,
+                        modseq: 3,
+                        raw,
+                    };
+                    let mb = Mailbox { count: 1, max_uid: 7, now: i64::MAX };
+                    let _ = search::matches(criteria, &m, &mb);
+                    let _ = search::needs_text(criteria);
                 }
                 buf = &buf[consumed..];
             }
