@@ -930,6 +930,94 @@ mod tests {
         );
     }
 
+    /// §6.3.1 SELECT, §6.4.6 STORE, §6.4.8 UID FETCH and §6.2.2
+    /// AUTHENTICATE answers, byte for byte.
+    #[test]
+    fn rfc3501_section6_sample_answers() {
+        let got = s(|o| {
+            exists(o, 172);
+            recent(o, 1);
+            untagged(
+                o,
+                Status::Ok,
+                Some(&Code::Unseen(12)),
+                "Message 12 is first unseen",
+            );
+            untagged(
+                o,
+                Status::Ok,
+                Some(&Code::UidValidity(3857529045)),
+                "UIDs valid",
+            );
+            untagged(
+                o,
+                Status::Ok,
+                Some(&Code::UidNext(4392)),
+                "Predicted next UID",
+            );
+            flags(
+                o,
+                &[
+                    Flag::Answered,
+                    Flag::Flagged,
+                    Flag::Deleted,
+                    Flag::Seen,
+                    Flag::Draft,
+                ],
+            );
+            let pf = Code::PermanentFlags {
+                flags: vec![Flag::Deleted, Flag::Seen],
+                allow_new: true,
+            };
+            untagged(o, Status::Ok, Some(&pf), "Limited");
+            tagged(
+                o,
+                "A142",
+                Status::Ok,
+                Some(&Code::ReadWrite),
+                "SELECT completed",
+            );
+        });
+        assert_eq!(
+            got,
+            "* 172 EXISTS\r\n* 1 RECENT\r\n* OK [UNSEEN 12] Message 12 is first unseen\r\n\
+* OK [UIDVALIDITY 3857529045] UIDs valid\r\n* OK [UIDNEXT 4392] Predicted next UID\r\n\
+* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n\
+* OK [PERMANENTFLAGS (\\Deleted \\Seen \\*)] Limited\r\nA142 OK [READ-WRITE] SELECT completed\r\n"
+        );
+        assert_eq!(
+            s(|o| fetch(o, 2, &[FetchData::Flags(&[Flag::Deleted, Flag::Seen])])),
+            "* 2 FETCH (FLAGS (\\Deleted \\Seen))\r\n"
+        );
+        assert_eq!(
+            s(|o| fetch(
+                o,
+                23,
+                &[FetchData::Flags(&[Flag::Seen]), FetchData::Uid(4827313)]
+            )),
+            "* 23 FETCH (FLAGS (\\Seen) UID 4827313)\r\n"
+        );
+        use base64::Engine as _;
+        let challenge = "YDMGCSqGSIb3EgECAgIBAAD/////6jcyG4GE3KkTzBeBiVHeceP2CWY0SR0fAQAgAAQEBAQ=";
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(challenge)
+            .unwrap();
+        assert_eq!(
+            s(|o| continuation_base64(o, &data)),
+            format!("+ {challenge}\r\n")
+        );
+        assert_eq!(
+            s(|o| tagged(
+                o,
+                "A001",
+                Status::Ok,
+                None,
+                "GSSAPI authentication successful"
+            )),
+            "A001 OK GSSAPI authentication successful\r\n"
+        );
+    }
+
     #[test]
     fn uidplus_and_condstore_codes() {
         let c = Code::AppendUid {
