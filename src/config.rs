@@ -103,9 +103,11 @@ pub fn yaml_problem(file: &Path, e: &serde_yaml::Error) -> Problem {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    #[serde(default)]
     listeners: Vec<RawListener>,
     #[serde(default)]
     tls: RawTls,
+    #[serde(default)]
     routes: BTreeMap<String, RawRoute>,
     #[serde(default)]
     timeouts: RawTimeouts,
@@ -113,6 +115,8 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     client_auth: Option<RawClientAuth>,
+    #[serde(default)]
+    mail: Option<crate::mail::config::RawMail>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -196,6 +200,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub max_connections: usize,
     pub client_auth: Option<ClientAuth>,
+    /// The bundled mail servers, when a `mail:` section is present.
+    pub mail: Option<crate::mail::config::MailConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -277,14 +283,16 @@ impl Backend {
                 "bad backend address {s:?}: expected ip:port, host:port or unix:/path"
             ));
         };
-        let port: u16 = port
-            .parse()
-            .map_err(|_| format!("bad backend address {s:?}: port {port:?} is not a number 1-65535"))?;
+        let port: u16 = port.parse().map_err(|_| {
+            format!("bad backend address {s:?}: port {port:?} is not a number 1-65535")
+        })?;
         let valid_host = !host.is_empty()
             && host.len() <= 253
-            && host
-                .split('.')
-                .all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+            && host.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
         if !valid_host || port == 0 {
             return Err(format!(
                 "bad backend address {s:?}: expected ip:port, host:port or unix:/path"
@@ -423,7 +431,10 @@ fn duration(r: &mut Reporter, path: &str, v: &Option<String>, default: Duration)
                 default
             }
             Err(e) => {
-                r.at(path, format!("bad duration {s:?}: {e} (examples: 10s, 5m, 1h)"));
+                r.at(
+                    path,
+                    format!("bad duration {s:?}: {e} (examples: 10s, 5m, 1h)"),
+                );
                 default
             }
         },
@@ -444,7 +455,9 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
             }
         };
         let backend = match backend {
-            Backend::Unix(sock) if !sock.as_os_str().is_empty() => Backend::Unix(resolve(base, sock)),
+            Backend::Unix(sock) if !sock.as_os_str().is_empty() => {
+                Backend::Unix(resolve(base, sock))
+            }
             b => b,
         };
         let proxy_protocol = match rr.proxy_protocol.as_deref() {
@@ -500,7 +513,8 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
                 "a mail route must not take web ALPN values (h2, http/1.x): that is what cross-protocol attacks use",
             );
         }
-        let client_auth = client_auth_mode(r, &SourceMap::child(&p, "client_auth"), &rr.client_auth);
+        let client_auth =
+            client_auth_mode(r, &SourceMap::child(&p, "client_auth"), &rr.client_auth);
         routes.push(Route {
             name,
             alpn: rr.alpn,
@@ -516,13 +530,17 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
             let known: Vec<&str> = routes.iter().map(|x| x.name.as_str()).collect();
             r.at(
                 path,
-                format!("unknown route {name:?} (routes defined: {})", known.join(", ")),
+                format!(
+                    "unknown route {name:?} (routes defined: {})",
+                    known.join(", ")
+                ),
             );
         }
         i
     };
 
-    if raw.listeners.is_empty() {
+    // A config with only a `mail:` section runs `frontdoor mail serve`.
+    if raw.listeners.is_empty() && raw.mail.is_none() {
         r.at("listeners", "at least one listener is needed");
     }
     let mut listeners = Vec::new();
@@ -532,7 +550,10 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
         let bind = match rl.bind.parse::<SocketAddr>() {
             Ok(a) => {
                 if let Some(j) = binds.insert(a, i) {
-                    r.at(&SourceMap::child(&p, "bind"), format!("address {a} is already bound by listeners[{j}]"));
+                    r.at(
+                        &SourceMap::child(&p, "bind"),
+                        format!("address {a} is already bound by listeners[{j}]"),
+                    );
                 }
                 a
             }
@@ -559,7 +580,8 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
                 sni_routes.insert(host.to_ascii_lowercase(), idx);
             }
         }
-        let client_auth = client_auth_mode(r, &SourceMap::child(&p, "client_auth"), &rl.client_auth);
+        let client_auth =
+            client_auth_mode(r, &SourceMap::child(&p, "client_auth"), &rl.client_auth);
         listeners.push(Listener {
             bind,
             default_route,
@@ -585,7 +607,12 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
         handshake: duration(r, "timeouts.handshake", &t.handshake, d.handshake),
         connect: duration(r, "timeouts.connect", &t.connect, d.connect),
         idle: duration(r, "timeouts.idle", &t.idle, d.idle),
-        shutdown_grace: duration(r, "timeouts.shutdown_grace", &t.shutdown_grace, d.shutdown_grace),
+        shutdown_grace: duration(
+            r,
+            "timeouts.shutdown_grace",
+            &t.shutdown_grace,
+            d.shutdown_grace,
+        ),
     };
     let max_connections = match raw.limits.max_connections {
         Some(0) => {
@@ -613,11 +640,19 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
             identity_secret: c.identity_secret.map(|p| resolve(base, p)),
         }
     });
-    let needs_auth = listeners.iter().any(|l| l.client_auth == ClientAuthMode::Required)
-        || routes.iter().any(|x| x.client_auth == ClientAuthMode::Required);
+    let needs_auth = listeners
+        .iter()
+        .any(|l| l.client_auth == ClientAuthMode::Required)
+        || routes
+            .iter()
+            .any(|x| x.client_auth == ClientAuthMode::Required);
     if needs_auth && client_auth.is_none() {
-        r.at("", "client_auth: required is set but there is no client_auth section with a registry");
+        r.at(
+            "",
+            "client_auth: required is set but there is no client_auth section with a registry",
+        );
     }
+    let mail = raw.mail.map(|m| crate::mail::config::validate(m, base, r));
     Config {
         path: path.to_owned(),
         listeners,
@@ -626,6 +661,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
         timeouts,
         max_connections,
         client_auth,
+        mail,
     }
 }
 
@@ -634,7 +670,10 @@ fn client_auth_mode(r: &mut Reporter, path: &str, v: &Option<String>) -> ClientA
         None | Some("optional") => ClientAuthMode::Optional,
         Some("required") => ClientAuthMode::Required,
         Some(o) => {
-            r.at(path, format!("unknown value {o:?} (expected optional or required)"));
+            r.at(
+                path,
+                format!("unknown value {o:?} (expected optional or required)"),
+            );
             ClientAuthMode::Optional
         }
     }
@@ -674,12 +713,20 @@ limits: { max_connections: 20000 }
         assert_eq!(c.routes.len(), 3);
         let l = &c.listeners[0];
         assert_eq!(c.routes[l.default_route.unwrap()].name, "web");
-        assert_eq!(c.routes[l.sni_routes["imap.example.org"]].protocol, Protocol::Imap);
+        assert_eq!(
+            c.routes[l.sni_routes["imap.example.org"]].protocol,
+            Protocol::Imap
+        );
         assert_eq!(c.timeouts.idle, Duration::from_secs(1800));
         assert_eq!(c.max_connections, 20000);
         assert_eq!(
             c.listener_alpn(l),
-            vec![b"imap".to_vec(), b"smtp".to_vec(), b"h2".to_vec(), b"http/1.1".to_vec()]
+            vec![
+                b"imap".to_vec(),
+                b"smtp".to_vec(),
+                b"h2".to_vec(),
+                b"http/1.1".to_vec()
+            ]
         );
     }
 
@@ -691,9 +738,18 @@ limits: { max_connections: 20000 }
             .replace("\"127.0.0.1:8080\"", "\"127.0.0.1\"");
         let e = Config::parse(Path::new("f.yaml"), &bad).unwrap_err();
         let text = e.to_string();
-        assert!(text.contains("f.yaml:4: listeners[0].default_route: unknown route \"nosuch\""), "{text}");
-        assert!(text.contains("f.yaml:15: routes.smtp.alpn[0]: ALPN \"imap\" is already routed"), "{text}");
-        assert!(text.contains("f.yaml:19: routes.web.backend: bad backend address"), "{text}");
+        assert!(
+            text.contains("f.yaml:4: listeners[0].default_route: unknown route \"nosuch\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("f.yaml:15: routes.smtp.alpn[0]: ALPN \"imap\" is already routed"),
+            "{text}"
+        );
+        assert!(
+            text.contains("f.yaml:19: routes.web.backend: bad backend address"),
+            "{text}"
+        );
         assert_eq!(e.0.len(), 3, "{text}");
     }
 
@@ -702,13 +758,22 @@ limits: { max_connections: 20000 }
         let bad = GOOD.replace("limits: {", "limitz: {");
         let e = Config::parse(Path::new("f.yaml"), &bad).unwrap_err();
         let text = e.to_string();
-        assert!(text.starts_with("f.yaml:22: unknown field `limitz`"), "{text}");
+        assert!(
+            text.starts_with("f.yaml:22: unknown field `limitz`"),
+            "{text}"
+        );
     }
 
     #[test]
     fn backend_forms() {
-        assert_eq!(Backend::parse("[::1]:25").unwrap(), Backend::Tcp("[::1]:25".parse().unwrap()));
-        assert_eq!(Backend::parse("mail.local:25").unwrap(), Backend::Host("mail.local".into(), 25));
+        assert_eq!(
+            Backend::parse("[::1]:25").unwrap(),
+            Backend::Tcp("[::1]:25".parse().unwrap())
+        );
+        assert_eq!(
+            Backend::parse("mail.local:25").unwrap(),
+            Backend::Host("mail.local".into(), 25)
+        );
         assert!(Backend::parse("127.0.0.1").is_err());
         assert!(Backend::parse("host:99999").is_err());
         assert!(Backend::parse("unix:").is_err());

@@ -8,5 +8,6 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod config;
+pub mod mail;
 pub mod proxy_protocol;
 pub mod yaml_lines;

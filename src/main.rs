@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "frontdoor", version, about = "A TLS front door for mail hosts: one port for IMAP, SMTP submission and the web, routed by ALPN, with pinned-key client authentication and PROXY v2 to the backends.")]
+#[command(
+    name = "frontdoor",
+    version,
+    about = "A TLS front door for mail hosts: one port for IMAP, SMTP submission and the web, routed by ALPN, with pinned-key client authentication and PROXY v2 to the backends."
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -26,6 +30,13 @@ enum Cmd {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// The bundled mail servers.
+    Mail {
+        #[command(subcommand)]
+        cmd: frontdoor::mail::cli::MailCmd,
+    },
+    /// Manage mail accounts of the bundled servers.
+    Accounts(frontdoor::mail::cli::AccountsArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,5 +50,7 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Cmd::Mail { cmd } => frontdoor::mail::cli::run_mail(cmd),
+        Cmd::Accounts(args) => frontdoor::mail::cli::run_accounts(args),
     }
 }

@@ -382,7 +382,11 @@ fn decode_v2(buf: &[u8]) -> Result<Decoded, DecodeError> {
         b => return Err(DecodeError::BadFamily(b)),
     };
     let tlvs = parse_tlvs(&body[addr_len..], 16 + addr_len)?;
-    let addrs = if command == Command::Local { None } else { addrs };
+    let addrs = if command == Command::Local {
+        None
+    } else {
+        addrs
+    };
     Ok(Decoded::Complete {
         header: Header {
             version: Version::V2,
@@ -432,10 +436,18 @@ fn decode_v1(buf: &[u8]) -> Result<Decoded, DecodeError> {
         "UNKNOWN" => None,
         "TCP4" | "TCP6" => {
             let mut next = || parts.next().ok_or(DecodeError::BadV1("missing field"));
-            let sip: IpAddr = next()?.parse().map_err(|_| DecodeError::BadV1("bad source address"))?;
-            let dip: IpAddr = next()?.parse().map_err(|_| DecodeError::BadV1("bad destination address"))?;
-            let sp: u16 = next()?.parse().map_err(|_| DecodeError::BadV1("bad source port"))?;
-            let dp: u16 = next()?.parse().map_err(|_| DecodeError::BadV1("bad destination port"))?;
+            let sip: IpAddr = next()?
+                .parse()
+                .map_err(|_| DecodeError::BadV1("bad source address"))?;
+            let dip: IpAddr = next()?
+                .parse()
+                .map_err(|_| DecodeError::BadV1("bad destination address"))?;
+            let sp: u16 = next()?
+                .parse()
+                .map_err(|_| DecodeError::BadV1("bad source port"))?;
+            let dp: u16 = next()?
+                .parse()
+                .map_err(|_| DecodeError::BadV1("bad destination port"))?;
             if (fam == "TCP4") != (sip.is_ipv4() && dip.is_ipv4()) {
                 return Err(DecodeError::BadV1("address family mismatch"));
             }
@@ -495,7 +507,10 @@ impl Header {
                 .map(str::to_owned)
         };
         let fp: [u8; 32] = self.tlv(FD_TYPE_KEY_FINGERPRINT)?.try_into().ok()?;
-        let flags = self.tlv(FD_TYPE_FLAGS).and_then(|v| v.first().copied()).unwrap_or(0);
+        let flags = self
+            .tlv(FD_TYPE_FLAGS)
+            .and_then(|v| v.first().copied())
+            .unwrap_or(0);
         Some(IdentityTlvs {
             account: s(FD_TYPE_ACCOUNT)?,
             login: s(FD_TYPE_LOGIN)?,
@@ -566,7 +581,10 @@ mod tests {
         );
         let src: SocketAddr = "[2001:db8::1]:5".parse().unwrap();
         let line = encode_v1(src, i.dst);
-        assert_eq!(line, b"PROXY TCP6 2001:db8::1 ::ffff:127.0.0.1 5 8443\r\n".to_vec());
+        assert_eq!(
+            line,
+            b"PROXY TCP6 2001:db8::1 ::ffff:127.0.0.1 5 8443\r\n".to_vec()
+        );
         match decode(&line).unwrap() {
             Decoded::Complete { header, len } => {
                 assert_eq!(len, line.len());
