@@ -95,6 +95,17 @@ pub fn run_mail(cmd: MailCmd) -> ExitCode {
                         return ExitCode::from(1);
                     }
                 };
+                // One line per listener on stdout, for operators and scripts
+                // (the real port when the config says port 0).
+                for (name, addr) in [
+                    ("submission", &servers.submission),
+                    ("lmtp", &servers.lmtp),
+                    ("inbound", &servers.inbound),
+                ] {
+                    if let Some(a) = addr {
+                        println!("{name} listening on {a}");
+                    }
+                }
                 wait_for_signal().await;
                 tracing::info!("shutting down");
                 shutdown.cancel();
