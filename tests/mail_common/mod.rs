@@ -185,13 +185,18 @@ pub struct Client {
 
 impl Client {
     pub fn connect(addr: SocketAddr, header: Option<&[u8]>) -> Client {
-        let s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Self::try_connect(addr, header).expect("connect")
+    }
+
+    /// Connect and send the header; `None` when the server is not there.
+    pub fn try_connect(addr: SocketAddr, header: Option<&[u8]>) -> Option<Client> {
+        let s = TcpStream::connect(addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
         let mut c = Client { s, buf: Vec::new() };
         if let Some(h) = header {
-            c.s.write_all(h).unwrap();
+            c.s.write_all(h).ok()?;
         }
-        c
+        Some(c)
     }
 
     /// Connect, send the header, read the greeting.
