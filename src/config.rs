@@ -202,6 +202,8 @@ pub struct Config {
     pub client_auth: Option<ClientAuth>,
     /// The bundled mail servers, when a `mail:` section is present.
     pub mail: Option<crate::mail::config::MailConfig>,
+    /// Line of each YAML node, for problems found after loading (files it names).
+    pub lines: SourceMap,
 }
 
 #[derive(Debug, Clone)]
@@ -380,12 +382,22 @@ impl Config {
         let map = SourceMap::new(text);
         let mut r = Reporter::new(path, &map);
         let base = path.parent().unwrap_or(Path::new(".")).to_owned();
-        let cfg = validate(raw, &base, path, &mut r);
+        let mut cfg = validate(raw, &base, path, &mut r);
+        cfg.lines = map.clone();
         if r.problems.is_empty() {
             Ok(cfg)
         } else {
             r.problems.sort_by_key(|p| p.line);
             Err(Problems(r.problems))
+        }
+    }
+
+    /// A problem at the line of YAML `path` in this config file.
+    pub fn problem_at(&self, path: &str, msg: impl fmt::Display) -> Problem {
+        Problem {
+            file: self.path.clone(),
+            line: self.lines.line(path),
+            message: format!("{path}: {msg}"),
         }
     }
 
@@ -549,7 +561,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
         let p = SourceMap::item("listeners", i);
         let bind = match rl.bind.parse::<SocketAddr>() {
             Ok(a) => {
-                if let Some(j) = binds.insert(a, i) {
+                if let Some(j) = binds.insert(a, i).filter(|_| a.port() != 0) {
                     r.at(
                         &SourceMap::child(&p, "bind"),
                         format!("address {a} is already bound by listeners[{j}]"),
@@ -662,6 +674,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
         max_connections,
         client_auth,
         mail,
+        lines: SourceMap::default(),
     }
 }
 

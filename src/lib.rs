@@ -7,7 +7,11 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod auth;
 pub mod config;
+pub mod frontdoor;
 pub mod mail;
 pub mod proxy_protocol;
+pub mod serve;
+pub mod tls;
 pub mod yaml_lines;

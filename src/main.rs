@@ -4,29 +4,43 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
 #[command(
     name = "frontdoor",
     version,
-    about = "A TLS front door for mail hosts: one port for IMAP, SMTP submission and the web, routed by ALPN, with pinned-key client authentication and PROXY v2 to the backends."
+    about = "A TLS front door for mail hosts: one port for IMAP, SMTP submission and the web, routed by ALPN, with pinned-key client authentication and PROXY v2 to the backends.",
+    after_help = "Configuration reference and examples: README.md and examples/ in the source tree."
 )]
 struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log filter when RUST_LOG is unset (e.g. info, debug, frontdoor=debug).
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
     #[command(subcommand)]
     cmd: Cmd,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the front door.
+    /// Run the front door (TLS on the configured listeners, routing to backends).
     Serve {
         /// The YAML configuration file.
         #[arg(long, short)]
-        config: Option<PathBuf>,
+        config: PathBuf,
     },
-    /// Load and validate the configuration and every file it names; print each problem as file:line: reason.
+    /// Validate the configuration and every file it names; print each problem as file:line: reason.
     Check {
+        /// The YAML configuration file.
         #[arg(long, short)]
         config: PathBuf,
     },
@@ -41,10 +55,48 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let fmt = match cli.log_format {
+        LogFormat::Text => "text",
+        LogFormat::Json => "json",
+    };
     match cli.cmd {
-        Cmd::Serve { .. } => ExitCode::from(2),
-        Cmd::Check { config } => match frontdoor::config::Config::load(&config) {
-            Ok(_) => ExitCode::SUCCESS,
+        Cmd::Serve { config } => {
+            frontdoor::serve::init_logging(fmt, &cli.log_level);
+            let cfg = match frontdoor::serve::check(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("frontdoor: cannot start the runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match rt.block_on(frontdoor::serve::serve(cfg)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("frontdoor: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Cmd::Check { config } => match frontdoor::serve::check(&config) {
+            Ok(cfg) => {
+                println!(
+                    "{}: OK ({} listeners, {} routes)",
+                    config.display(),
+                    cfg.listeners.len(),
+                    cfg.routes.len()
+                );
+                ExitCode::SUCCESS
+            }
             Err(e) => {
                 eprintln!("{e}");
                 ExitCode::from(1)

@@ -174,7 +174,7 @@ pub async fn read_proxy_header<S: AsyncRead + Unpin>(
     });
     let tls = header
         .ssl()
-        .is_some_and(|(flags, _, _)| flags & proxy_protocol::PP2_CLIENT_SSL != 0);
+        .is_some_and(|s| s.client & proxy_protocol::PP2_CLIENT_SSL != 0);
     Ok(PeerInfo {
         client_addr,
         identity,

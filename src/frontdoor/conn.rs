@@ -1,0 +1,388 @@
+//! One client connection: handshake, identity, route, backend, PROXY header,
+//! relay, and the one log line at close.
+//!
+//! Every wait on a peer has its own deadline: `timeouts.handshake` for TLS,
+//! `timeouts.connect` for the backend, `timeouts.idle` for the relay. The
+//! identity is derived here, after every handshake (full or resumed), from
+//! the certificate rustls kept for the session and the registry in force now.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_rustls::TlsAcceptor;
+
+use super::backend::{self, BackendStream};
+use super::relay::{self, End};
+use super::Shared;
+use crate::auth::{ClientKey, Identity};
+use crate::config::{ClientAuthMode, Config, Listener, UnknownKey};
+use crate::proxy_protocol::{self, ConnInfo, IdentityTlvs, SslInfo};
+
+/// The connection facts derived once after the handshake (DESIGN §7.5).
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub id: String,
+    pub addr: SocketAddr,
+    pub local: SocketAddr,
+    pub alpn: Option<Vec<u8>>,
+    pub sni: Option<String>,
+    pub tls_version: String,
+    pub cipher: String,
+    pub client_cert: bool,
+    pub identity: Option<Arc<Identity>>,
+}
+
+/// Route for a finished handshake: fixed route, else ALPN, else SNI, else
+/// the listener default (DESIGN §2).
+pub fn choose_route(
+    cfg: &Config,
+    l: &Listener,
+    alpn: Option<&[u8]>,
+    sni: Option<&str>,
+) -> Option<usize> {
+    if let Some(r) = l.route {
+        return Some(r);
+    }
+    if let Some(a) = alpn {
+        // rustls only negotiates values this listener offered, all of which
+        // belong to exactly one route.
+        return cfg
+            .routes
+            .iter()
+            .position(|r| r.alpn.iter().any(|x| x.as_bytes() == a));
+    }
+    if let Some(name) = sni {
+        if let Some(r) = l.sni_routes.get(&name.to_ascii_lowercase()) {
+            return Some(*r);
+        }
+    }
+    l.default_route
+}
+
+struct CloseLog<'a> {
+    id: &'a str,
+    client: SocketAddr,
+    listener: usize,
+    started: Instant,
+    sni: Option<String>,
+    alpn: Option<String>,
+    route: Option<String>,
+    backend: Option<String>,
+    account: Option<String>,
+    key: Option<String>,
+    up: u64,
+    down: u64,
+}
+
+impl CloseLog<'_> {
+    fn emit(&self, reason: &str) {
+        tracing::info!(
+            id = %self.id,
+            client = %self.client,
+            listener = self.listener,
+            sni = %self.sni.as_deref().unwrap_or("-"),
+            alpn = %self.alpn.as_deref().unwrap_or("-"),
+            route = %self.route.as_deref().unwrap_or("-"),
+            backend = %self.backend.as_deref().unwrap_or("-"),
+            account = %self.account.as_deref().unwrap_or("-"),
+            key = %self.key.as_deref().unwrap_or("-"),
+            bytes_up = self.up,
+            bytes_down = self.down,
+            duration_ms = self.started.elapsed().as_millis() as u64,
+            reason,
+            "connection closed"
+        );
+    }
+}
+
+/// RAII count of open connections.
+struct OpenGuard<'a>(&'a Shared);
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        self.0.stats.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub async fn handle(
+    shared: Arc<Shared>,
+    listener: usize,
+    acceptor: TlsAcceptor,
+    tcp: TcpStream,
+    client: SocketAddr,
+    _permit: OwnedSemaphorePermit,
+) {
+    shared.stats.open.fetch_add(1, Ordering::Relaxed);
+    let _open = OpenGuard(&shared);
+    let id = shared.next_id();
+    let cfg = shared.config.clone();
+    let l = &cfg.listeners[listener];
+    let mut log = CloseLog {
+        id: &id,
+        client,
+        listener,
+        started: Instant::now(),
+        sni: None,
+        alpn: None,
+        route: None,
+        backend: None,
+        account: None,
+        key: None,
+        up: 0,
+        down: 0,
+    };
+    let local = tcp.local_addr().unwrap_or(l.bind);
+    let _ = tcp.set_nodelay(true);
+    // Long IMAP IDLE sessions sit behind NATs: keep them alive.
+    let ka = socket2::TcpKeepalive::new().with_time(std::time::Duration::from_secs(120));
+    let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&ka);
+
+    if let Some(auth) = &shared.auth {
+        auth.throttle(client.ip()).await;
+    }
+
+    let mut tls = tokio::select! {
+        r = tokio::time::timeout(cfg.timeouts.handshake, acceptor.accept(tcp)) => match r {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                shared.stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
+                if let Some(auth) = &shared.auth {
+                    auth.note_handshake_error(client.ip(), &e);
+                }
+                log.emit(&format!("handshake failed: {e}"));
+                return;
+            }
+            Err(_) => {
+                shared.stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
+                log.emit("handshake timeout");
+                return;
+            }
+        },
+        _ = shared.force_close.cancelled() => {
+            log.emit("shutdown during handshake");
+            return;
+        }
+    };
+
+    let (peer, key) = {
+        let (_, sc) = tls.get_ref();
+        let certs = sc.peer_certificates();
+        let key = match &shared.auth {
+            Some(a) => a.identify(certs),
+            None => ClientKey::Absent,
+        };
+        let peer = Peer {
+            id: id.clone(),
+            addr: client,
+            local,
+            alpn: sc.alpn_protocol().map(<[u8]>::to_vec),
+            sni: sc.server_name().map(str::to_owned),
+            tls_version: crate::tls::version_name(sc.protocol_version()),
+            cipher: sc
+                .negotiated_cipher_suite()
+                .map(|c| format!("{:?}", c.suite()))
+                .unwrap_or_default(),
+            client_cert: certs.is_some_and(|c| !c.is_empty()),
+            identity: match &key {
+                ClientKey::Pinned(i) => Some(i.clone()),
+                _ => None,
+            },
+        };
+        (peer, key)
+    };
+    log.sni = peer.sni.clone();
+    log.alpn = peer
+        .alpn
+        .as_ref()
+        .map(|a| String::from_utf8_lossy(a).into_owned());
+    if let Some(i) = &peer.identity {
+        log.account = Some(i.account.clone());
+        log.key = Some(i.key_name.clone());
+    }
+    if let ClientKey::Unknown(fp) = &key {
+        log.key = Some(format!("unknown {fp}"));
+        tracing::info!(id = %id, client = %client, fingerprint = %fp, "client presented a key that is not in the registry");
+        if shared
+            .auth
+            .as_ref()
+            .is_some_and(|a| a.unknown_key() == UnknownKey::Reject)
+        {
+            // Only reachable on a resumed session (a full handshake already
+            // failed in the verifier): the key was removed since.
+            if let Some(a) = &shared.auth {
+                a.note_failure(client.ip());
+            }
+            let _ = tls.shutdown().await;
+            log.emit("unknown client key (resumed session)");
+            return;
+        }
+    }
+
+    let Some(ri) = choose_route(&cfg, l, peer.alpn.as_deref(), peer.sni.as_deref()) else {
+        let _ = tls.shutdown().await;
+        log.emit("no route for this connection (no ALPN, no SNI route, no default_route)");
+        return;
+    };
+    let route = &cfg.routes[ri];
+    log.route = Some(route.name.clone());
+    log.backend = Some(route.backend.to_string());
+    if route.client_auth == ClientAuthMode::Required && peer.identity.is_none() {
+        let _ = tls.shutdown().await;
+        log.emit("route requires a pinned client key");
+        return;
+    }
+
+    let mut be = match backend::connect(&route.backend, cfg.timeouts.connect).await {
+        Ok(b) => b,
+        Err(e) => {
+            shared.stats.backend_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(id = %id, route = %route.name, backend = %route.backend, error = %e, "backend unreachable");
+            if let Some(msg) = backend::unavailable_message(route.protocol, peer.alpn.as_deref()) {
+                let _ = tokio::time::timeout(cfg.timeouts.connect, async {
+                    let _ = tls.write_all(msg).await;
+                    let _ = tls.shutdown().await;
+                })
+                .await;
+            }
+            log.emit(&format!("backend unreachable: {e}"));
+            return;
+        }
+    };
+
+    let header = match route.proxy_protocol {
+        proxy_protocol::Version::None => Vec::new(),
+        proxy_protocol::Version::V1 => proxy_protocol::encode_v1(client, local),
+        proxy_protocol::Version::V2 => {
+            let meta = shared
+                .resolver
+                .current()
+                .pick(peer.sni.as_deref())
+                .meta
+                .clone();
+            let info = conn_info(&peer, meta.sig_alg, meta.key_alg);
+            let secret = shared.auth.as_ref().and_then(|a| a.identity_secret());
+            proxy_protocol::encode_v2(&info, secret.as_deref())
+        }
+    };
+    if !header.is_empty() {
+        let w = tokio::time::timeout(cfg.timeouts.connect, be.write_all(&header)).await;
+        if !matches!(w, Ok(Ok(()))) {
+            let _ = tls.shutdown().await;
+            log.emit("backend closed before the PROXY header was written");
+            return;
+        }
+    }
+
+    let stop = stop_signal(&shared, &peer);
+    let out = relay::relay(&mut tls, &mut be, cfg.timeouts.idle, stop).await;
+    log.up = out.up;
+    log.down = out.down;
+    if !matches!(out.end, End::Done) {
+        // Best effort: tell the client we are closing (close_notify).
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tls.shutdown()).await;
+        let _ = be_shutdown(&mut be).await;
+    }
+    log.emit(&out.end.to_string());
+}
+
+async fn be_shutdown(be: &mut BackendStream) -> std::io::Result<()> {
+    tokio::time::timeout(std::time::Duration::from_secs(1), be.shutdown())
+        .await
+        .unwrap_or(Ok(()))
+}
+
+/// Resolves when this connection must end early: shutdown grace over, or
+/// (for an authenticated connection) its key left the registry.
+async fn stop_signal(shared: &Shared, peer: &Peer) -> &'static str {
+    let revoked = async {
+        match (&shared.auth, &peer.identity) {
+            (Some(a), Some(i)) => a.wait_revoked(i.fingerprint).await,
+            _ => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = shared.force_close.cancelled() => "shutdown: drain grace period over",
+        _ = revoked => "client key removed from the registry",
+    }
+}
+
+fn conn_info(peer: &Peer, sig_alg: String, key_alg: String) -> ConnInfo {
+    let identity = peer.identity.as_ref().map(|i| IdentityTlvs {
+        account: i.account.clone(),
+        login: i.login.clone(),
+        key_name: i.key_name.clone(),
+        fingerprint: i.fingerprint,
+        no_imap_preauth: !i.imap_preauth,
+    });
+    ConnInfo {
+        src: peer.addr,
+        dst: peer.local,
+        alpn: peer.alpn.clone(),
+        authority: peer.sni.clone(),
+        unique_id: Some(peer.id.as_bytes().to_vec()),
+        ssl: Some(SslInfo {
+            client_cert: peer.client_cert,
+            verified: peer.identity.is_some(),
+            version: peer.tls_version.clone(),
+            cipher: peer.cipher.clone(),
+            sig_alg: Some(sig_alg),
+            key_alg: Some(key_alg),
+            cn: peer.identity.as_ref().map(|i| i.login.clone()),
+        }),
+        identity,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn route_order_is_fixed_alpn_sni_default() {
+        let cfg = Config::parse(
+            Path::new("t.yaml"),
+            r#"
+listeners:
+  - bind: "127.0.0.1:1"
+    sni_routes: { IMAP.example.org: imap }
+  - bind: "127.0.0.1:2"
+    route: smtp
+routes:
+  imap: { alpn: [imap], backend: "127.0.0.1:10" }
+  smtp: { alpn: [smtp], backend: "127.0.0.1:11" }
+  web: { alpn: [h2, "http/1.1"], backend: "127.0.0.1:12" }
+"#,
+        )
+        .unwrap();
+        let name = |r: Option<usize>| r.map(|i| cfg.routes[i].name.as_str());
+        let l0 = &cfg.listeners[0];
+        assert_eq!(
+            name(choose_route(
+                &cfg,
+                l0,
+                Some(b"smtp"),
+                Some("imap.example.org")
+            )),
+            Some("smtp")
+        );
+        assert_eq!(name(choose_route(&cfg, l0, Some(b"h2"), None)), Some("web"));
+        assert_eq!(
+            name(choose_route(&cfg, l0, None, Some("imap.EXAMPLE.org"))),
+            Some("imap")
+        );
+        assert_eq!(
+            name(choose_route(&cfg, l0, None, Some("www.example.org"))),
+            Some("web")
+        );
+        assert_eq!(name(choose_route(&cfg, l0, None, None)), Some("web"));
+        assert_eq!(
+            name(choose_route(&cfg, &cfg.listeners[1], None, None)),
+            Some("smtp")
+        );
+    }
+}

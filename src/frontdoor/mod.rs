@@ -1,0 +1,376 @@
+//! The front door: listeners, accept loops, limits, reload and drain.
+//!
+//! `Frontdoor::bind` turns a validated `Config` into bound sockets and TLS
+//! acceptors; `run` serves until the shutdown token fires, then stops
+//! accepting, lets open connections drain for the grace period and closes
+//! what is left. Each accepted connection is handled by `conn::handle`.
+//!
+//! Resources are counted with RAII: a connection holds a semaphore permit
+//! (`limits.max_connections`) and lives in a `TaskTracker` for the drain.
+
+pub mod backend;
+pub mod conn;
+pub mod relay;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Auth;
+use crate::config::{Config, Listener};
+use crate::tls::{self, CertStore, SniResolver};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Certificates(String),
+    #[error("TLS setup: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("{0}")]
+    Registry(String),
+}
+
+/// Logs at most once per interval, counting what it swallowed.
+pub struct RateLimitedLog {
+    last: AtomicU64,
+    suppressed: AtomicU64,
+    interval_ms: u64,
+}
+
+impl RateLimitedLog {
+    pub const fn new(interval_ms: u64) -> Self {
+        Self {
+            last: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+            interval_ms,
+        }
+    }
+
+    /// `Some(n)` when the caller should log now (n = events swallowed since).
+    pub fn allow(&self) -> Option<u64> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let last = self.last.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= self.interval_ms
+            && self
+                .last
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+/// Counters readable by tests, `status` and metrics.
+#[derive(Default, Debug)]
+pub struct Stats {
+    pub accepted: AtomicU64,
+    pub over_limit: AtomicU64,
+    pub handshake_failed: AtomicU64,
+    pub backend_failed: AtomicU64,
+    pub open: AtomicU64,
+}
+
+/// State shared by every connection.
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub resolver: Arc<SniResolver>,
+    pub auth: Option<Arc<Auth>>,
+    pub stats: Stats,
+    /// Fires when the drain grace period is over: open connections close.
+    pub force_close: CancellationToken,
+    next_id: AtomicU64,
+    id_prefix: String,
+    pub over_limit_log: RateLimitedLog,
+    pub accept_err_log: RateLimitedLog,
+}
+
+impl Shared {
+    /// A connection id, unique across restarts in practice:
+    /// `<start time base36>-<counter>`; it also travels as `PP2_TYPE_UNIQUE_ID`.
+    pub fn next_id(&self) -> String {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n}", self.id_prefix)
+    }
+}
+
+fn base36(mut n: u64) -> String {
+    const D: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(D[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+struct BoundListener {
+    index: usize,
+    socket: TcpListener,
+    acceptor: TlsAcceptor,
+}
+
+pub struct Frontdoor {
+    shared: Arc<Shared>,
+    listeners: Vec<BoundListener>,
+    limit: Arc<Semaphore>,
+}
+
+/// Names for the generated certificate when the config names none.
+pub const SELF_SIGNED_NAMES: [&str; 1] = ["localhost"];
+
+impl Frontdoor {
+    /// Load certificates and the registry, build TLS configs, bind listeners.
+    pub async fn bind(config: Config) -> Result<Self, StartError> {
+        let store = if config.certificates.is_empty() {
+            tracing::warn!(
+                "no tls.certificates configured: serving a freshly generated SELF-SIGNED certificate for 'localhost'. Clients will not trust it; configure real certificates for production"
+            );
+            let names: Vec<String> = SELF_SIGNED_NAMES.iter().map(|s| s.to_string()).collect();
+            let (c, k) = tls::certs::self_signed(&names)
+                .map_err(|e| StartError::Certificates(e.to_string()))?;
+            let loaded = tls::certs::from_pem(
+                c.as_bytes(),
+                k.as_bytes(),
+                "generated".as_ref(),
+                "generated".as_ref(),
+            )
+            .map_err(|e| StartError::Certificates(e.to_string()))?;
+            CertStore::new(vec![loaded]).map_err(|e| StartError::Certificates(e.to_string()))?
+        } else {
+            CertStore::load(&config.certificates).map_err(|errs| {
+                StartError::Certificates(
+                    errs.iter()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                )
+            })?
+        };
+        let resolver = Arc::new(SniResolver::new(store));
+        let auth = match &config.client_auth {
+            Some(ca) => Some(Arc::new(
+                Auth::open(ca).map_err(|e| StartError::Registry(e.to_string()))?,
+            )),
+            None => None,
+        };
+        let mut listeners = Vec::new();
+        for (index, l) in config.listeners.iter().enumerate() {
+            let verifier = auth
+                .as_ref()
+                .map(|a| a.verifier(listener_requires_auth(&config, l)));
+            let tls_cfg = tls::server_config(resolver.clone(), config.listener_alpn(l), verifier)?;
+            let socket = bind_socket(l.bind).map_err(|source| StartError::Bind {
+                addr: l.bind,
+                source,
+            })?;
+            listeners.push(BoundListener {
+                index,
+                socket,
+                acceptor: TlsAcceptor::from(tls_cfg),
+            });
+        }
+        let start = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let limit = Arc::new(Semaphore::new(config.max_connections));
+        Ok(Self {
+            shared: Arc::new(Shared {
+                config: Arc::new(config),
+                resolver,
+                auth,
+                stats: Stats::default(),
+                force_close: CancellationToken::new(),
+                next_id: AtomicU64::new(1),
+                id_prefix: base36(start),
+                over_limit_log: RateLimitedLog::new(1000),
+                accept_err_log: RateLimitedLog::new(1000),
+            }),
+            listeners,
+            limit,
+        })
+    }
+
+    /// Actual bound addresses, in listener order (port 0 resolved).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.socket.local_addr().ok())
+            .collect()
+    }
+
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Serve until `shutdown` fires; then drain and return.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let tracker = TaskTracker::new();
+        let mut loops = Vec::new();
+        for l in self.listeners {
+            if let Ok(a) = l.socket.local_addr() {
+                tracing::info!(listener = l.index, addr = %a, "listening");
+            }
+            let shared = self.shared.clone();
+            let limit = self.limit.clone();
+            let tracker2 = tracker.clone();
+            let stop = shutdown.clone();
+            loops.push(tokio::spawn(accept_loop(shared, l, limit, tracker2, stop)));
+        }
+        shutdown.cancelled().await;
+        for h in loops {
+            let _ = h.await;
+        }
+        tracker.close();
+        let open = self.shared.stats.open.load(Ordering::Relaxed);
+        let grace = self.shared.config.timeouts.shutdown_grace;
+        tracing::info!(
+            open,
+            grace_secs = grace.as_secs_f64(),
+            "shutting down: no longer accepting; draining open connections"
+        );
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            let open = self.shared.stats.open.load(Ordering::Relaxed);
+            tracing::warn!(
+                open,
+                "drain grace period over: closing remaining connections"
+            );
+            self.shared.force_close.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+        }
+        tracing::info!("stopped");
+    }
+
+    /// SIGHUP: reload certificates and the key registry; keep the old ones on error.
+    pub fn reload(&self) {
+        reload(&self.shared);
+    }
+}
+
+/// Reload certificates and the registry (see `Frontdoor::reload`).
+pub fn reload(shared: &Shared) {
+    let cfg = &shared.config;
+    if !cfg.certificates.is_empty() {
+        match CertStore::load(&cfg.certificates) {
+            Ok(store) => {
+                let n = store.certs().len();
+                shared.resolver.replace(store);
+                tracing::info!(certificates = n, "certificates reloaded");
+            }
+            Err(errs) => {
+                for e in errs {
+                    tracing::error!(error = %e, "certificate reload refused; keeping the previous certificates");
+                }
+            }
+        }
+    }
+    if let Some(a) = &shared.auth {
+        a.reload();
+    }
+}
+
+fn listener_requires_auth(cfg: &Config, l: &Listener) -> bool {
+    use crate::config::ClientAuthMode::Required;
+    l.client_auth == Required
+        || l.route
+            .is_some_and(|r| cfg.routes[r].client_auth == Required)
+}
+
+fn bind_socket(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let domain = socket2::Domain::for_address(addr);
+    let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        // "[::]:443" means IPv6 only; list "0.0.0.0:443" too for IPv4.
+        s.set_only_v6(true)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    TcpListener::from_std(s.into())
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    l: BoundListener,
+    limit: Arc<Semaphore>,
+    tracker: TaskTracker,
+    stop: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = l.socket.accept() => r,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(x) => {
+                backoff = Duration::from_millis(10);
+                x
+            }
+            Err(e) => {
+                // EMFILE/ENFILE/ENOBUFS/ENOMEM: the listener stays readable, so
+                // retrying at once would spin a core. Back off, up to 1 s.
+                let resource =
+                    matches!(e.raw_os_error(), Some(23) | Some(24) | Some(105) | Some(12));
+                if let Some(n) = shared.accept_err_log.allow() {
+                    tracing::warn!(listener = l.index, error = %e, suppressed = n, backoff_ms = backoff.as_millis() as u64, "accept failed");
+                }
+                if resource {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                continue;
+            }
+        };
+        shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        let permit = match limit.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                shared.stats.over_limit.fetch_add(1, Ordering::Relaxed);
+                if let Some(n) = shared.over_limit_log.allow() {
+                    tracing::warn!(
+                        client = %peer,
+                        max_connections = shared.config.max_connections,
+                        suppressed = n,
+                        "connection limit reached: closing new connection"
+                    );
+                }
+                drop(tcp);
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        let acceptor = l.acceptor.clone();
+        let index = l.index;
+        tracker.spawn(async move {
+            conn::handle(shared, index, acceptor, tcp, peer, permit).await;
+        });
+    }
+}

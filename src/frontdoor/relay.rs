@@ -1,0 +1,323 @@
+//! Relay bytes both ways between client and backend.
+//!
+//! Half-close aware (EOF on one side shuts down the other side's write half,
+//! which for TLS sends close_notify), back-pressured (a direction stops
+//! reading while its write side is blocked), with an idle deadline and an
+//! external stop signal.
+//!
+//! Memory: a direction reads into a stack buffer inside `poll` and writes
+//! straight through; only bytes the other side could not take yet are moved
+//! to a heap buffer, which is freed as soon as it drains. An idle connection
+//! therefore holds no relay buffer at all.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// Read chunk size: one full TLS record of plaintext.
+const CHUNK: usize = 16 * 1024;
+
+/// Why the relay ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// Both sides closed their write halves.
+    Done,
+    /// No byte moved for the idle timeout.
+    Idle,
+    /// The stop future fired (shutdown, key revoked); it says why.
+    Stopped(&'static str),
+    ClientError(String),
+    BackendError(String),
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::Done => f.write_str("closed"),
+            End::Idle => f.write_str("idle timeout"),
+            End::Stopped(why) => f.write_str(why),
+            End::ClientError(e) => write!(f, "client error: {e}"),
+            End::BackendError(e) => write!(f, "backend error: {e}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Client → backend bytes.
+    pub up: u64,
+    /// Backend → client bytes.
+    pub down: u64,
+    pub end: End,
+}
+
+#[derive(Default)]
+struct Dir {
+    pending: Vec<u8>,
+    off: usize,
+    read_eof: bool,
+    shut: bool,
+    need_flush: bool,
+    bytes: u64,
+}
+
+enum Fail {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// EOF without close_notify is how most clients end a session; count it as EOF.
+fn eof_like(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+    )
+}
+
+impl Dir {
+    fn done(&self) -> bool {
+        self.shut
+    }
+
+    fn poll<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut r: Pin<&mut R>,
+        mut w: Pin<&mut W>,
+        moved: &mut bool,
+    ) -> Poll<Result<(), Fail>>
+    where
+        R: AsyncRead + ?Sized,
+        W: AsyncWrite + ?Sized,
+    {
+        // Yield after this many chunks so one busy direction cannot starve
+        // the other direction or other connections on this worker.
+        let mut budget = 64;
+        loop {
+            budget -= 1;
+            if budget == 0 {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            if self.off < self.pending.len() {
+                match w.as_mut().poll_write(cx, &self.pending[self.off..]) {
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(Err(Fail::Write(io::ErrorKind::WriteZero.into())))
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        self.off += n;
+                        self.need_flush = true;
+                        *moved = true;
+                        if self.off == self.pending.len() {
+                            self.pending = Vec::new();
+                            self.off = 0;
+                        }
+                        continue;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(Fail::Write(e))),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            if self.read_eof {
+                if !self.shut {
+                    ready!(w.as_mut().poll_shutdown(cx)).or_else(|e| {
+                        if eof_like(&e) {
+                            Ok(())
+                        } else {
+                            Err(Fail::Write(e))
+                        }
+                    })?;
+                    self.shut = true;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            let mut stack = [0u8; CHUNK];
+            let mut rb = ReadBuf::new(&mut stack);
+            match r.as_mut().poll_read(cx, &mut rb) {
+                Poll::Pending => {
+                    if self.need_flush {
+                        match w.as_mut().poll_flush(cx) {
+                            Poll::Ready(Ok(())) => self.need_flush = false,
+                            Poll::Ready(Err(e)) => return Poll::Ready(Err(Fail::Write(e))),
+                            Poll::Pending => {}
+                        }
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Err(e)) if eof_like(&e) => self.read_eof = true,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(Fail::Read(e))),
+                Poll::Ready(Ok(())) => {
+                    let n = rb.filled().len();
+                    if n == 0 {
+                        self.read_eof = true;
+                        continue;
+                    }
+                    self.bytes += n as u64;
+                    *moved = true;
+                    let data = &stack[..n];
+                    let mut off = 0;
+                    while off < n {
+                        match w.as_mut().poll_write(cx, &data[off..]) {
+                            Poll::Ready(Ok(0)) => {
+                                return Poll::Ready(Err(Fail::Write(
+                                    io::ErrorKind::WriteZero.into(),
+                                )))
+                            }
+                            Poll::Ready(Ok(k)) => {
+                                off += k;
+                                self.need_flush = true;
+                            }
+                            Poll::Ready(Err(e)) => return Poll::Ready(Err(Fail::Write(e))),
+                            Poll::Pending => {
+                                self.pending = data[off..].to_vec();
+                                self.off = 0;
+                                return Poll::Pending;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Relay until both directions finish, the idle timeout passes, an error
+/// occurs, or `stop` completes.
+pub async fn relay<C, B, S>(client: &mut C, backend: &mut B, idle: Duration, stop: S) -> Outcome
+where
+    C: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    B: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    S: Future<Output = &'static str>,
+{
+    let mut up = Dir::default();
+    let mut down = Dir::default();
+    let mut last = Instant::now();
+    let sleep: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep(idle));
+    let mut sleep = sleep;
+    let mut stop = std::pin::pin!(stop);
+    let end = std::future::poll_fn(|cx| {
+        if let Poll::Ready(why) = stop.as_mut().poll(cx) {
+            return Poll::Ready(End::Stopped(why));
+        }
+        let mut moved = false;
+        if !up.done() {
+            match up.poll(
+                cx,
+                Pin::new(&mut *client),
+                Pin::new(&mut *backend),
+                &mut moved,
+            ) {
+                Poll::Ready(Err(Fail::Read(e))) => {
+                    return Poll::Ready(End::ClientError(e.to_string()))
+                }
+                Poll::Ready(Err(Fail::Write(e))) => {
+                    return Poll::Ready(End::BackendError(e.to_string()))
+                }
+                _ => {}
+            }
+        }
+        if !down.done() {
+            match down.poll(
+                cx,
+                Pin::new(&mut *backend),
+                Pin::new(&mut *client),
+                &mut moved,
+            ) {
+                Poll::Ready(Err(Fail::Read(e))) => {
+                    return Poll::Ready(End::BackendError(e.to_string()))
+                }
+                Poll::Ready(Err(Fail::Write(e))) => {
+                    return Poll::Ready(End::ClientError(e.to_string()))
+                }
+                _ => {}
+            }
+        }
+        if up.done() && down.done() {
+            return Poll::Ready(End::Done);
+        }
+        if moved {
+            last = Instant::now();
+        }
+        // The timer is only re-armed when it fires, not on every byte.
+        while sleep.as_mut().poll(cx).is_ready() {
+            let deadline = last + idle;
+            if Instant::now() >= deadline {
+                return Poll::Ready(End::Idle);
+            }
+            sleep.as_mut().reset(deadline);
+        }
+        Poll::Pending
+    })
+    .await;
+    Outcome {
+        up: up.bytes,
+        down: down.bytes,
+        end,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn relays_both_ways_and_half_closes() {
+        let (mut c_out, mut c_in) = tokio::io::duplex(1024);
+        let (mut b_in, mut b_out) = tokio::io::duplex(1024);
+        let task = tokio::spawn(async move {
+            relay(
+                &mut c_in,
+                &mut b_in,
+                Duration::from_secs(5),
+                std::future::pending(),
+            )
+            .await
+        });
+        let big = vec![7u8; 100_000];
+        let big2 = big.clone();
+        let writer = tokio::spawn(async move {
+            c_out.write_all(&big2).await.unwrap();
+            c_out.shutdown().await.unwrap();
+            let mut back = Vec::new();
+            c_out.read_to_end(&mut back).await.unwrap();
+            back
+        });
+        let mut got = Vec::new();
+        b_out.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, big);
+        b_out.write_all(b"bye").await.unwrap();
+        b_out.shutdown().await.unwrap();
+        assert_eq!(writer.await.unwrap(), b"bye");
+        let o = task.await.unwrap();
+        assert_eq!((o.up, o.down, o.end), (100_000, 3, End::Done));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_timeout_fires_only_after_silence() {
+        let (mut c_out, mut c_in) = tokio::io::duplex(64);
+        let (mut b_in, _b_out) = tokio::io::duplex(64);
+        let task = tokio::spawn(async move {
+            relay(
+                &mut c_in,
+                &mut b_in,
+                Duration::from_secs(10),
+                std::future::pending(),
+            )
+            .await
+        });
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        c_out.write_all(b"x").await.unwrap();
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert!(!task.is_finished(), "activity must push the deadline");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let o = task.await.unwrap();
+        assert_eq!(o.end, End::Idle);
+        assert_eq!(o.up, 1);
+    }
+}

@@ -1,0 +1,84 @@
+//! `frontdoor serve` and `frontdoor check`: load, validate, run, reload, drain.
+
+use std::path::Path;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Problems};
+use crate::frontdoor::Frontdoor;
+
+/// Load the config and every file it names; all problems, each with its place.
+pub fn check(path: &Path) -> Result<Config, Problems> {
+    let cfg = Config::load(path)?;
+    let mut problems = Vec::new();
+    for (i, cp) in cfg.certificates.iter().enumerate() {
+        if let Err(e) = crate::tls::certs::load_pair(cp) {
+            use crate::tls::certs::CertError::*;
+            let on_key = match &e {
+                Read { path, .. } | Pem { path, .. } => *path == cp.key,
+                NoKey { .. } | BadKey { .. } | Mismatch { .. } => true,
+                _ => false,
+            };
+            let field = if on_key { "key" } else { "cert" };
+            problems.push(cfg.problem_at(&format!("tls.certificates[{i}].{field}"), e));
+        }
+    }
+    if let Some(ca) = &cfg.client_auth {
+        if let Err(e) = crate::auth::Auth::check(ca) {
+            problems.extend(e.0);
+        }
+    }
+    if problems.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(Problems(problems))
+    }
+}
+
+/// Run the front door until SIGTERM/SIGINT; SIGHUP reloads certificates and registry.
+pub async fn serve(cfg: Config) -> Result<(), String> {
+    let fd = Frontdoor::bind(cfg).await.map_err(|e| e.to_string())?;
+    let shutdown = CancellationToken::new();
+    let shared = fd.shared();
+    let stop = shutdown.clone();
+    let signals = tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::hangup()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading certificates and key registry");
+                    crate::frontdoor::reload(&shared);
+                }
+                _ = term.recv() => { tracing::info!("SIGTERM received"); break; }
+                _ = int.recv() => { tracing::info!("SIGINT received"); break; }
+            }
+        }
+        stop.cancel();
+    });
+    fd.run(shutdown).await;
+    signals.abort();
+    Ok(())
+}
+
+/// Set up tracing: `format` is `text` or `json`; the filter comes from
+/// `RUST_LOG` when set, else `level`.
+pub fn init_logging(format: &str, level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        b.json().flatten_event(true).init();
+    } else {
+        b.with_ansi(false).init();
+    }
+}
