@@ -141,3 +141,37 @@ fn remote_recipients_go_to_the_smarthost_local_ones_to_the_store() {
     let st = srv.stop_and_open_store();
     assert_eq!(count_token(&st, "bob@example.org", "tok-relay"), 1);
 }
+
+#[test]
+fn inbound_mx_takes_local_mail_only_and_offers_no_auth() {
+    let mut srv = Server::new(Opts {
+        inbound: true,
+        ..Opts::default()
+    });
+    let mut c = Client::open(srv.inbound.unwrap(), None);
+    let (code, ehlo) = c.cmd("EHLO mx.far.example");
+    assert_eq!(code, 250);
+    assert!(!ehlo.contains("AUTH"), "{ehlo}");
+    assert_eq!(
+        c.cmd(&format!(
+            "AUTH PLAIN {}",
+            b64(b"\0alice@example.org\0alice-pw")
+        ))
+        .0,
+        502
+    );
+    assert_eq!(c.cmd("MAIL FROM:<someone@far.example>").0, 250);
+    let (code, t) = c.cmd("RCPT TO:<x@elsewhere.example>");
+    assert_eq!(code, 550, "{t}");
+    assert!(t.contains("5.7.1"), "{t}");
+    assert_eq!(c.cmd("RCPT TO:<Alice@EXAMPLE.org>").0, 250);
+    assert_eq!(c.cmd("DATA").0, 354);
+    c.send(&message(
+        "someone@far.example",
+        "alice@example.org",
+        "tok-mx",
+    ));
+    assert_eq!(c.cmd(".").0, 250);
+    let st = srv.stop_and_open_store();
+    assert_eq!(count_token(&st, "alice@example.org", "tok-mx"), 1);
+}

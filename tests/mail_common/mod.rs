@@ -18,6 +18,7 @@ pub struct Opts {
     pub relay: Option<String>,
     pub max_size: usize,
     pub auto_create: bool,
+    pub inbound: bool,
 }
 
 impl Default for Opts {
@@ -28,6 +29,7 @@ impl Default for Opts {
             relay: None,
             max_size: 100_000,
             auto_create: false,
+            inbound: false,
         }
     }
 }
@@ -37,6 +39,8 @@ pub struct Server {
     pub child: Option<Child>,
     pub submission: SocketAddr,
     pub lmtp: SocketAddr,
+    pub inbound: Option<SocketAddr>,
+    want_inbound: bool,
 }
 
 impl Server {
@@ -59,6 +63,9 @@ impl Server {
             "mail:\n  domains: [example.org]\n  data_dir: data\n  trusted_proxies: [\"{}\"]\n  submission: {{ listen: \"127.0.0.1:0\" }}\n  lmtp: {{ listen: \"127.0.0.1:0\" }}\n  max_message_size: {}\n  accounts: {{ auto_create: {} }}\n",
             o.trusted, o.max_size, o.auto_create
         ));
+        if o.inbound {
+            yaml.push_str("  inbound: { listen: \"127.0.0.1:0\" }\n");
+        }
         if let Some(r) = &o.relay {
             yaml.push_str(&format!("  relay: \"{r}\"\n"));
         }
@@ -68,6 +75,8 @@ impl Server {
             child: None,
             submission: "0.0.0.0:0".parse().unwrap(),
             lmtp: "0.0.0.0:0".parse().unwrap(),
+            inbound: None,
+            want_inbound: o.inbound,
         };
         s.accounts(&["add", "alice@example.org"], Some("alice-pw"));
         s.accounts(&["add", "bob@example.org"], Some("bob-pw"));
@@ -115,7 +124,8 @@ impl Server {
         let mut lines = BufReader::new(out).lines();
         let deadline = Instant::now() + Duration::from_secs(20);
         let (mut sub, mut lmtp) = (None, None);
-        while sub.is_none() || lmtp.is_none() {
+        self.inbound = None;
+        while sub.is_none() || lmtp.is_none() || (self.want_inbound && self.inbound.is_none()) {
             assert!(Instant::now() < deadline, "server did not start");
             let Some(Ok(l)) = lines.next() else {
                 panic!("server exited before listening: {:?}", child.try_wait());
@@ -125,6 +135,9 @@ impl Server {
             }
             if let Some(a) = l.strip_prefix("lmtp listening on ") {
                 lmtp = Some(a.parse().unwrap());
+            }
+            if let Some(a) = l.strip_prefix("inbound listening on ") {
+                self.inbound = Some(a.parse().unwrap());
             }
         }
         self.submission = sub.unwrap();

@@ -1289,6 +1289,36 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_deliveries_get_distinct_uids() {
+        let d = tempfile::tempdir().unwrap();
+        let st = Store::open(d.path()).unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let st = st.clone();
+                std::thread::spawn(move || {
+                    for i in 0..25 {
+                        st.deliver(&s(&["a"]), format!("{t}-{i}").as_bytes())
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let msgs = st.messages("a", "INBOX").unwrap();
+        let uids: Vec<u32> = msgs.iter().map(|m| m.uid).collect();
+        assert_eq!(uids, (1..=100).collect::<Vec<u32>>());
+        let mut bodies: Vec<Vec<u8>> = uids
+            .iter()
+            .map(|u| st.read("a", "INBOX", *u).unwrap())
+            .collect();
+        bodies.sort();
+        bodies.dedup();
+        assert_eq!(bodies.len(), 100);
+    }
+
+    #[test]
     fn compaction_keeps_state() {
         let d = tempfile::tempdir().unwrap();
         let st = Store::open(d.path()).unwrap();
