@@ -17,7 +17,13 @@
 //!   open); neither loses an acknowledged change. A batch (a delivery to several
 //!   recipients, a MOVE) is one record, so it is all or nothing.
 //! - Concurrency: one mutex orders all changes; reads see a consistent
-//!   snapshot. The methods block (file I/O, fsync): async callers run them in
+//!   snapshot. Journal fsyncs are group commits done outside the mutex: a
+//!   change is written and applied under the mutex, then its caller waits
+//!   until an fsync covering it has finished before waking IDLE watchers and
+//!   returning. Readers likewise wait until what they read is durable, so no
+//!   client is ever shown a UID that a power loss could take back. After a
+//!   failed fsync the store refuses all changes (restart to recover).
+//! - The methods block (file I/O, fsync): async callers run them in
 //!   `tokio::task::spawn_blocking`.
 //! - UIDs only grow within a UIDVALIDITY; UIDVALIDITY values are never reused
 //!   in one store, so a deleted and re-created mailbox gets a new one.
@@ -29,7 +35,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -473,11 +479,26 @@ impl State {
 struct Locked {
     state: State,
     journal: File,
+    /// Another handle on `journal`, for fsync outside the state lock.
+    journal_sync: Arc<File>,
+    /// Sequence number of the last record written (not necessarily durable).
+    written: u64,
+}
+
+/// Group commit: which written records are known durable, and whether a
+/// thread is fsyncing the journal for everyone right now.
+#[derive(Default)]
+struct SyncState {
+    durable: u64,
+    syncing: bool,
+    failed: bool,
 }
 
 struct Inner {
     dir: PathBuf,
     locked: Mutex<Locked>,
+    sync: Mutex<SyncState>,
+    synced: Condvar,
     next_blob: AtomicU64,
     watchers: Mutex<HashMap<(String, String), watch::Sender<u64>>>,
     _lock: File,
@@ -625,7 +646,14 @@ impl Store {
         let store = Store {
             inner: Arc::new(Inner {
                 dir,
-                locked: Mutex::new(Locked { state, journal }),
+                locked: Mutex::new(Locked {
+                    state,
+                    journal_sync: Arc::new(journal.try_clone()?),
+                    journal,
+                    written: 0,
+                }),
+                sync: Mutex::new(SyncState::default()),
+                synced: Condvar::new(),
                 next_blob: AtomicU64::new(max_blob + 1),
                 watchers: Mutex::new(HashMap::new()),
                 _lock: lock,
@@ -658,6 +686,13 @@ impl Store {
         fs::rename(&tmp, &jpath)?;
         fsync_dir(&self.inner.dir)?;
         g.journal = OpenOptions::new().read(true).append(true).open(&jpath)?;
+        g.journal_sync = Arc::new(g.journal.try_clone()?);
+        // Everything written so far is in the fsynced snapshot.
+        let written = g.written;
+        drop(g);
+        let mut s = self.sync_lock();
+        s.durable = s.durable.max(written);
+        self.inner.synced.notify_all();
         Ok(())
     }
 
@@ -667,48 +702,130 @@ impl Store {
         self.inner.locked.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Write, fsync and apply one batch. Called with the lock held.
-    fn commit(&self, g: &mut Locked, ops: Vec<Op>) -> Result<()> {
+    fn sync_lock(&self) -> MutexGuard<'_, SyncState> {
+        self.inner.sync.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wait until journal record `seq` is durable, fsyncing the journal
+    /// ourselves when no other thread is (group commit: one fsync covers
+    /// every record written before it started).
+    fn wait_durable(&self, seq: u64) -> Result<()> {
+        let mut s = self.sync_lock();
+        loop {
+            if s.failed {
+                return Err(StoreError::Io(io::Error::other(
+                    "an earlier journal fsync failed; restart to recover from the journal",
+                )));
+            }
+            if s.durable >= seq {
+                return Ok(());
+            }
+            if s.syncing {
+                s = self.inner.synced.wait(s).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            s.syncing = true;
+            drop(s);
+            let (file, target) = {
+                let g = self.lock();
+                (g.journal_sync.clone(), g.written)
+            };
+            let r = file.sync_data();
+            s = self.sync_lock();
+            s.syncing = false;
+            match r {
+                Ok(()) => s.durable = s.durable.max(target),
+                Err(e) => {
+                    // After a failed fsync the kernel may have dropped the
+                    // dirty pages: nothing written since the last good sync
+                    // can be trusted, so refuse all further changes.
+                    tracing::error!("mail store journal fsync failed: {e}");
+                    s.failed = true;
+                }
+            }
+            self.inner.synced.notify_all();
+        }
+    }
+
+    /// Make sure everything a reader is about to see is durable, so that no
+    /// client is ever shown a UID that a power loss could take back.
+    fn settle(&self, seq: u64) {
+        let _ = self.wait_durable(seq);
+    }
+
+    /// Write and apply one batch under the state lock, release the lock,
+    /// then wait for the batch to be durable before waking IDLE watchers
+    /// and returning. `after` reads the state right after the batch.
+    fn commit_with<T>(
+        &self,
+        mut g: MutexGuard<'_, Locked>,
+        ops: Vec<Op>,
+        after: impl FnOnce(&State) -> T,
+    ) -> Result<T> {
         if ops.is_empty() {
-            return Ok(());
+            let out = after(&g.state);
+            let seq = g.written;
+            drop(g);
+            self.settle(seq);
+            return Ok(out);
+        }
+        if self.sync_lock().failed {
+            return Err(StoreError::Io(io::Error::other(
+                "mail store is read-only after an fsync failure",
+            )));
         }
         let payload = serde_json::to_vec(&ops).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let rec = journal::frame(&payload);
         let before = g.journal.metadata().map(|m| m.len()).ok();
-        if let Err(e) = g
-            .journal
-            .write_all(&rec)
-            .and_then(|()| g.journal.sync_data())
-        {
+        if let Err(e) = g.journal.write_all(&rec) {
             // Leave no partial record behind for the next append to follow.
             if let Some(len) = before {
                 let _ = g.journal.set_len(len);
             }
             return Err(e.into());
         }
+        g.written += 1;
+        let seq = g.written;
         let (mut freed, mut touched) = (Vec::new(), Vec::new());
         for op in ops {
             g.state.apply(op, &mut freed, &mut touched);
         }
         g.state.records += 1;
+        touched.sort();
+        touched.dedup();
+        let modseqs: Vec<((String, String), u64)> = touched
+            .into_iter()
+            .map(|(a, m)| {
+                let v = g.state.mailbox(&a, &m).map(|x| x.modseq).unwrap_or(0);
+                ((a, m), v)
+            })
+            .collect();
+        let out = after(&g.state);
+        drop(g);
+        self.wait_durable(seq)?;
         for b in freed {
             // A leftover file is harmless: the next open deletes it.
             let _ = fs::remove_file(self.inner.dir.join("blobs").join(blob_name(b)));
         }
-        touched.sort();
-        touched.dedup();
         let watchers = self
             .inner
             .watchers
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        for (a, m) in touched {
-            if let Some(tx) = watchers.get(&(a.clone(), m.clone())) {
-                let v = g.state.mailbox(&a, &m).map(|x| x.modseq).unwrap_or(0);
-                tx.send_replace(v);
+        for (key, v) in modseqs {
+            if let Some(tx) = watchers.get(&key) {
+                tx.send_if_modified(|cur| {
+                    let changed = v > *cur;
+                    *cur = (*cur).max(v);
+                    changed
+                });
             }
         }
-        Ok(())
+        Ok(out)
+    }
+
+    fn commit(&self, g: MutexGuard<'_, Locked>, ops: Vec<Op>) -> Result<()> {
+        self.commit_with(g, ops, |_| ())
     }
 
     /// Write `bytes` as a new durable blob; returns its id.
@@ -746,19 +863,29 @@ impl Store {
         }
         let mut ops = Vec::new();
         Self::create_ops(&mut g, account, "INBOX", &mut ops);
-        self.commit(&mut g, ops)
+        self.commit(g, ops)
     }
 
     /// Accounts that have mail in the store.
     pub fn accounts(&self) -> Vec<String> {
-        self.lock().state.accounts.keys().cloned().collect()
+        self.view(|st| st.accounts.keys().cloned().collect())
+    }
+
+    /// Read the state; returns only once everything read is durable.
+    fn view<T>(&self, f: impl FnOnce(&State) -> T) -> T {
+        let g = self.lock();
+        let out = f(&g.state);
+        let seq = g.written;
+        drop(g);
+        self.settle(seq);
+        out
     }
 
     /// Delete an account's mailboxes and messages.
     pub fn drop_account(&self, account: &str) -> Result<()> {
-        let mut g = self.lock();
+        let g = self.lock();
         self.commit(
-            &mut g,
+            g,
             vec![Op::DropAccount {
                 account: account.to_owned(),
             }],
@@ -767,19 +894,18 @@ impl Store {
 
     /// All mailboxes of `account`, sorted by name.
     pub fn list_mailboxes(&self, account: &str) -> Vec<MailboxStatus> {
-        let g = self.lock();
-        g.state
-            .accounts
-            .get(account)
-            .map(|a| a.iter().map(|(n, m)| m.status(n)).collect())
-            .unwrap_or_default()
+        self.view(|st| {
+            st.accounts
+                .get(account)
+                .map(|a| a.iter().map(|(n, m)| m.status(n)).collect())
+                .unwrap_or_default()
+        })
     }
 
     /// Status of one mailbox.
     pub fn status(&self, account: &str, mailbox: &str) -> Result<MailboxStatus> {
         let name = canonical_mailbox(mailbox);
-        let g = self.lock();
-        g.state.mailbox(account, &name).map(|m| m.status(&name))
+        self.view(|st| st.mailbox(account, &name).map(|m| m.status(&name)))
     }
 
     /// Create a mailbox (and missing parents, RFC 3501 6.3.3).
@@ -801,7 +927,7 @@ impl Store {
                 Self::create_ops(&mut g, account, &n, &mut ops);
             }
         }
-        self.commit(&mut g, ops)
+        self.commit(g, ops)
     }
 
     /// Delete a mailbox and its messages (not INBOX).
@@ -810,10 +936,10 @@ impl Store {
         if name == "INBOX" {
             return Err(StoreError::CannotDeleteInbox);
         }
-        let mut g = self.lock();
+        let g = self.lock();
         g.state.mailbox(account, &name)?;
         self.commit(
-            &mut g,
+            g,
             vec![Op::Delete {
                 account: account.to_owned(),
                 mailbox: name,
@@ -833,7 +959,7 @@ impl Store {
         }
         let uidvalidity = g.state.next_uidvalidity();
         self.commit(
-            &mut g,
+            g,
             vec![Op::Rename {
                 account: account.to_owned(),
                 from,
@@ -846,10 +972,10 @@ impl Store {
     /// Mark a mailbox subscribed or not (LSUB).
     pub fn set_subscribed(&self, account: &str, mailbox: &str, on: bool) -> Result<()> {
         let name = canonical_mailbox(mailbox);
-        let mut g = self.lock();
+        let g = self.lock();
         g.state.mailbox(account, &name)?;
         self.commit(
-            &mut g,
+            g,
             vec![Op::Subscribe {
                 account: account.to_owned(),
                 mailbox: name,
@@ -861,27 +987,26 @@ impl Store {
     /// The messages of a mailbox, by ascending UID (sequence number = index + 1).
     pub fn messages(&self, account: &str, mailbox: &str) -> Result<Vec<MessageMeta>> {
         let name = canonical_mailbox(mailbox);
-        let g = self.lock();
-        Ok(g.state
-            .mailbox(account, &name)?
-            .messages
-            .values()
-            .cloned()
-            .collect())
+        self.view(|st| {
+            Ok(st
+                .mailbox(account, &name)?
+                .messages
+                .values()
+                .cloned()
+                .collect())
+        })
     }
 
     /// The raw bytes of one message.
     pub fn read(&self, account: &str, mailbox: &str, uid: u32) -> Result<Vec<u8>> {
         let name = canonical_mailbox(mailbox);
-        let blob = {
-            let g = self.lock();
-            g.state
-                .mailbox(account, &name)?
+        let blob = self.view(|st| {
+            st.mailbox(account, &name)?
                 .messages
                 .get(&uid)
                 .map(|m| m.blob)
-                .ok_or(StoreError::NoSuchMessage(uid))?
-        };
+                .ok_or(StoreError::NoSuchMessage(uid))
+        })?;
         // Blobs are immutable and deleted only after their last reference is
         // gone, so reading outside the lock is safe unless the message is
         // expunged meanwhile (then: NoSuchMessage).
@@ -906,7 +1031,7 @@ impl Store {
         let name = canonical_mailbox(mailbox);
         self.lock().state.mailbox(account, &name)?;
         let blob = self.write_blob(bytes)?;
-        let mut g = self.lock();
+        let g = self.lock();
         let m = g.state.mailbox(account, &name)?;
         let (uidvalidity, uid) = (m.uidvalidity, m.uidnext);
         if uid == u32::MAX {
@@ -914,7 +1039,7 @@ impl Store {
         }
         let modseq = m.modseq + 1;
         self.commit(
-            &mut g,
+            g,
             vec![Op::Append {
                 account: account.to_owned(),
                 mailbox: name,
@@ -973,7 +1098,7 @@ impl Store {
             uids.push(e.0);
             e.0 += 1;
         }
-        self.commit(&mut g, ops)?;
+        self.commit(g, ops)?;
         Ok(uids)
     }
 
@@ -990,7 +1115,7 @@ impl Store {
         unchanged_since: Option<u64>,
     ) -> Result<FlagsResult> {
         let name = canonical_mailbox(mailbox);
-        let mut g = self.lock();
+        let g = self.lock();
         let m = g.state.mailbox(account, &name)?;
         let mut modseq = m.modseq;
         let mut ops = Vec::new();
@@ -1027,12 +1152,16 @@ impl Store {
             });
             changed_uids.push(*uid);
         }
-        self.commit(&mut g, ops)?;
-        let m = g.state.mailbox(account, &name)?;
-        res.changed = changed_uids
-            .iter()
-            .filter_map(|u| m.messages.get(u).cloned())
-            .collect();
+        res.changed = self.commit_with(g, ops, |st| {
+            st.mailbox(account, &name)
+                .map(|m| {
+                    changed_uids
+                        .iter()
+                        .filter_map(|u| m.messages.get(u).cloned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        })?;
         Ok(res)
     }
 
@@ -1040,7 +1169,7 @@ impl Store {
     /// given, as UID EXPUNGE does). Returns the removed UIDs, ascending.
     pub fn expunge(&self, account: &str, mailbox: &str, uids: Option<&[u32]>) -> Result<Vec<u32>> {
         let name = canonical_mailbox(mailbox);
-        let mut g = self.lock();
+        let g = self.lock();
         let m = g.state.mailbox(account, &name)?;
         let mut modseq = m.modseq;
         let gone: Vec<u32> = m
@@ -1062,7 +1191,7 @@ impl Store {
                 }
             })
             .collect();
-        self.commit(&mut g, ops)?;
+        self.commit(g, ops)?;
         Ok(gone)
     }
 
@@ -1121,7 +1250,7 @@ impl Store {
         let (from, to) = (canonical_mailbox(from), canonical_mailbox(to));
         let mut g = self.lock();
         let (ops, res) = Self::copy_ops(&mut g, account, &from, uids, &to, false)?;
-        self.commit(&mut g, ops)?;
+        self.commit(g, ops)?;
         Ok(res)
     }
 
@@ -1139,7 +1268,7 @@ impl Store {
         }
         let mut g = self.lock();
         let (ops, res) = Self::copy_ops(&mut g, account, &from, uids, &to, true)?;
-        self.commit(&mut g, ops)?;
+        self.commit(g, ops)?;
         Ok(res)
     }
 
@@ -1148,12 +1277,7 @@ impl Store {
     /// sessions wait on `changed()`.
     pub fn subscribe(&self, account: &str, mailbox: &str) -> watch::Receiver<u64> {
         let name = canonical_mailbox(mailbox);
-        let current = self
-            .lock()
-            .state
-            .mailbox(account, &name)
-            .map(|m| m.modseq)
-            .unwrap_or(0);
+        let current = self.view(|st| st.mailbox(account, &name).map(|m| m.modseq).unwrap_or(0));
         let mut w = self
             .inner
             .watchers
