@@ -51,6 +51,8 @@ enum Cmd {
     },
     /// Manage mail accounts of the bundled servers.
     Accounts(frontdoor::mail::cli::AccountsArgs),
+    /// Manage the pinned TLS client keys: fingerprint, add, list, remove, show, gen.
+    Keys(frontdoor::keys_cli::KeysArgs),
 }
 
 fn main() -> ExitCode {
@@ -104,5 +106,9 @@ fn main() -> ExitCode {
         },
         Cmd::Mail { cmd } => frontdoor::mail::cli::run_mail(cmd),
         Cmd::Accounts(args) => frontdoor::mail::cli::run_accounts(args),
+        Cmd::Keys(args) => frontdoor::keys_cli::run(args).unwrap_or_else(|e| {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }),
     }
 }

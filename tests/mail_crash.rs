@@ -16,7 +16,7 @@ const ROUNDS: usize = 20;
 
 fn random_ms(lo: u64, hi: u64) -> u64 {
     let mut b = [0u8; 8];
-    getrandom::getrandom(&mut b).unwrap();
+    getrandom::fill(&mut b).unwrap();
     lo + u64::from_le_bytes(b) % (hi - lo)
 }
 

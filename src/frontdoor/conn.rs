@@ -142,11 +142,17 @@ pub async fn handle(
     let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&ka);
 
     if let Some(auth) = &shared.auth {
-        auth.throttle(client.ip()).await;
+        if !auth.throttle(client.ip()).await {
+            log.emit("too many client key failures from this address");
+            return;
+        }
     }
 
     let mut tls = tokio::select! {
-        r = tokio::time::timeout(cfg.timeouts.handshake, acceptor.accept(tcp)) => match r {
+        r = tracing::Instrument::instrument(
+            tokio::time::timeout(cfg.timeouts.handshake, acceptor.accept(tcp)),
+            tracing::info_span!("handshake", id = %id, client = %client),
+        ) => match r {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 shared.stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
@@ -230,9 +236,11 @@ pub async fn handle(
     let route = &cfg.routes[ri];
     log.route = Some(route.name.clone());
     log.backend = Some(route.backend.to_string());
-    if route.client_auth == ClientAuthMode::Required && peer.identity.is_none() {
+    let required =
+        route.client_auth == ClientAuthMode::Required || l.client_auth == ClientAuthMode::Required;
+    if required && peer.identity.is_none() {
         let _ = tls.shutdown().await;
-        log.emit("route requires a pinned client key");
+        log.emit("a pinned client key is required here");
         return;
     }
 

@@ -95,7 +95,7 @@ pub fn domain_of(addr: &str) -> &str {
 pub fn generate_password() -> Result<String, AccountError> {
     const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut raw = [0u8; 20];
-    getrandom::getrandom(&mut raw).map_err(|e| AccountError::Hash(e.to_string()))?;
+    getrandom::fill(&mut raw).map_err(|e| AccountError::Hash(e.to_string()))?;
     Ok(raw
         .iter()
         .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
@@ -104,7 +104,7 @@ pub fn generate_password() -> Result<String, AccountError> {
 
 fn hash_password(password: &str) -> Result<String, AccountError> {
     let mut salt = [0u8; 16];
-    getrandom::getrandom(&mut salt).map_err(|e| AccountError::Hash(e.to_string()))?;
+    getrandom::fill(&mut salt).map_err(|e| AccountError::Hash(e.to_string()))?;
     let salt = SaltString::encode_b64(&salt).map_err(|e| AccountError::Hash(e.to_string()))?;
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
