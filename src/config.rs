@@ -103,9 +103,11 @@ pub fn yaml_problem(file: &Path, e: &serde_yaml::Error) -> Problem {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    #[serde(default)]
     listeners: Vec<RawListener>,
     #[serde(default)]
     tls: RawTls,
+    #[serde(default)]
     routes: BTreeMap<String, RawRoute>,
     #[serde(default)]
     timeouts: RawTimeouts,
@@ -113,6 +115,8 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     client_auth: Option<RawClientAuth>,
+    #[serde(default)]
+    mail: Option<crate::mail::config::RawMail>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,6 +210,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub max_connections: usize,
     pub client_auth: Option<ClientAuth>,
+    /// The bundled mail servers, when a `mail:` section is present.
+    pub mail: Option<crate::mail::config::MailConfig>,
     /// Line of each YAML node, for problems found after loading (files it names).
     pub lines: SourceMap,
 }
@@ -612,7 +618,8 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
         i
     };
 
-    if raw.listeners.is_empty() {
+    // A config with only a `mail:` section runs `frontdoor mail serve`.
+    if raw.listeners.is_empty() && raw.mail.is_none() {
         r.at("listeners", "at least one listener is needed");
     }
     let mut listeners = Vec::new();
@@ -744,6 +751,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
             "client_auth: required is set but there is no client_auth section with a registry",
         );
     }
+    let mail = raw.mail.map(|m| crate::mail::config::validate(m, base, r));
     Config {
         path: path.to_owned(),
         listeners,
@@ -752,6 +760,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
         timeouts,
         max_connections,
         client_auth,
+        mail,
         lines: SourceMap::default(),
     }
 }
