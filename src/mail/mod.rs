@@ -256,6 +256,7 @@ pub struct MailServers {
     pub submission: Option<ListenAddr>,
     pub lmtp: Option<ListenAddr>,
     pub inbound: Option<ListenAddr>,
+    pub imap: Option<ListenAddr>,
     /// Tracks accept loops and sessions; closed by [`MailServers::wait`].
     pub tracker: TaskTracker,
 }
@@ -319,6 +320,7 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> Result<MailServ
         submission: None,
         lmtp: None,
         inbound: None,
+        imap: None,
         tracker: tracker.clone(),
     };
     let listeners = [
@@ -371,6 +373,17 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> Result<MailServ
                 }
             },
         );
+    }
+    if let Some(addr) = mail.imap.as_ref() {
+        let l = Listener::bind(addr).await?;
+        servers.imap = l.local_addr();
+        tracing::info!(listener = "imap", addr = %servers.imap.as_ref().map(ToString::to_string).unwrap_or_default(), "listening");
+        let ctx = Arc::new(imap::session::ImapContext::new(
+            store.clone(),
+            accounts.clone(),
+            mail.clone(),
+        ));
+        imap::server::spawn(l, ctx, trust.clone(), shutdown.clone(), tracker.clone());
     }
     Ok(servers)
 }
