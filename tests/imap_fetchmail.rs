@@ -31,7 +31,7 @@ fn send(s: &Stack, token: &str) {
     assert!(ok && out.trim() == "SENT", "{out}{err}");
 }
 
-fn fetchmail(s: &Stack, name: &str, auth: &str) -> (bool, String) {
+fn fetchmail(s: &Stack, name: &str, auth: &str, user_opts: &str) -> (bool, String) {
     let home = s.path().join(format!("home-{name}"));
     std::fs::create_dir_all(&home).unwrap();
     let mbox = s.path().join(format!("{name}.mbox"));
@@ -39,7 +39,7 @@ fn fetchmail(s: &Stack, name: &str, auth: &str) -> (bool, String) {
     std::fs::write(
         &rc,
         format!(
-            "set no bouncemail\npoll 127.0.0.1 service {} protocol IMAP {auth}\n  user \"bob@example.org\" there with password \"bob-pw\" is \"root\" here\n  ssl no sslcertck fetchall\n  mda \"/usr/bin/tee -a {}\"\n",
+            "set no bouncemail\npoll 127.0.0.1 service {} protocol IMAP {auth}\n  user \"bob@example.org\" there with password \"bob-pw\" is \"root\" here\n  ssl no sslcertck fetchall {user_opts}\n  mda \"/usr/bin/tee -a {}\"\n",
             s.imaps_port,
             mbox.display()
         ),
@@ -72,14 +72,14 @@ fn fetchmail_over_the_fixed_imap_listener() {
 
     send(&s, "tok-fm-1");
     send(&s, "tok-fm-2");
-    let (ok, text) = fetchmail(&s, "password", "auth password");
+    let (ok, text) = fetchmail(&s, "password", "auth password", "");
     assert!(ok, "{text}");
     assert!(
         text.contains("Subject: tok-fm-1") && text.contains("Subject: tok-fm-2"),
         "{text}"
     );
     // fetchmail deleted what it fetched: a second run finds nothing.
-    let (ok, text) = fetchmail(&s, "again", "auth password");
+    let (ok, text) = fetchmail(&s, "again", "auth password", "");
     assert!(!ok && !text.contains("tok-fm"), "{text}");
     assert!(text.contains("No mail for bob@example.org"), "{text}");
 
@@ -88,8 +88,9 @@ fn fetchmail_over_the_fixed_imap_listener() {
     let (ok, text) = fetchmail(
         &s,
         "external",
+        "auth external",
         &format!(
-            "auth external sslcert \"{}\" sslkey \"{}\"",
+            "sslcert \"{}\" sslkey \"{}\"",
             s.path().join("bob-desktop.crt").display(),
             s.path().join("bob-desktop.key").display()
         ),
