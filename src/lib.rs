@@ -11,6 +11,7 @@ pub mod auth;
 pub mod config;
 pub mod frontdoor;
 pub mod keys_cli;
+pub mod mail;
 pub mod proxy_protocol;
 pub mod registry;
 pub mod serve;

@@ -1,0 +1,2 @@
+//! The bundled mail backends.
+pub mod imap;
