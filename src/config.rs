@@ -113,6 +113,8 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     client_auth: Option<RawClientAuth>,
+    #[serde(default)]
+    metrics: Option<RawMetrics>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,6 +186,12 @@ struct RawLimits {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawClientAuth {
     registry: PathBuf,
     #[serde(default)]
@@ -206,6 +214,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub max_connections: usize,
     pub client_auth: Option<ClientAuth>,
+    /// Where Prometheus metrics are served (`GET /metrics`), if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
     /// Line of each YAML node, for problems found after loading (files it names).
     pub lines: SourceMap,
 }
@@ -732,6 +742,21 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
             identity_secret: c.identity_secret.map(|p| resolve(base, p)),
         }
     });
+    let metrics_listen = raw
+        .metrics
+        .and_then(|m| match m.listen.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                r.at(
+                    "metrics.listen",
+                    format!(
+                        "bad listen address {:?}: expected ip:port such as \"127.0.0.1:9443\"",
+                        m.listen
+                    ),
+                );
+                None
+            }
+        });
     let needs_auth = listeners
         .iter()
         .any(|l| l.client_auth == ClientAuthMode::Required)
@@ -752,6 +777,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
         timeouts,
         max_connections,
         client_auth,
+        metrics_listen,
         lines: SourceMap::default(),
     }
 }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod frontdoor;
 pub mod keys_cli;
 pub mod mail;
+pub mod metrics;
 pub mod proxy_protocol;
 pub mod registry;
 pub mod serve;

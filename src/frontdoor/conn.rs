@@ -101,6 +101,23 @@ impl CloseLog<'_> {
     }
 }
 
+/// RAII gauge of open connections per route and ALPN.
+struct OpenMetric<'a> {
+    m: &'a crate::metrics::Metrics,
+    labels: crate::metrics::RouteAlpn,
+}
+impl<'a> OpenMetric<'a> {
+    fn new(m: &'a crate::metrics::Metrics, labels: crate::metrics::RouteAlpn) -> Self {
+        m.connections_open.get_or_create(&labels).inc();
+        Self { m, labels }
+    }
+}
+impl Drop for OpenMetric<'_> {
+    fn drop(&mut self) {
+        self.m.connections_open.get_or_create(&self.labels).dec();
+    }
+}
+
 /// RAII count of open connections.
 struct OpenGuard<'a>(&'a Shared);
 impl Drop for OpenGuard<'_> {
@@ -182,6 +199,11 @@ pub async fn handle(
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 shared.stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
+                let reason = crate::metrics::handshake_reason(&e);
+                shared.metrics.handshake_failures.get_or_create(&crate::metrics::ReasonLabel { reason }).inc();
+                if reason == "client_certificate_refused" {
+                    shared.metrics.unknown_keys.inc();
+                }
                 if let Some(auth) = &shared.auth {
                     auth.note_handshake_error(client.ip(), &e);
                 }
@@ -190,6 +212,7 @@ pub async fn handle(
             }
             Err(_) => {
                 shared.stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
+                shared.metrics.handshake_failures.get_or_create(&crate::metrics::ReasonLabel { reason: "timeout" }).inc();
                 log.emit("handshake timeout");
                 return;
             }
@@ -236,6 +259,7 @@ pub async fn handle(
         log.key = Some(i.key_name.clone());
     }
     if let ClientKey::Unknown(fp) = &key {
+        shared.metrics.unknown_keys.inc();
         log.key = Some(format!("unknown {fp}"));
         tracing::info!(id = %id, client = %client, fingerprint = %fp, "client presented a key that is not in the registry");
         if shared
@@ -261,6 +285,19 @@ pub async fn handle(
     };
     let route = &cfg.routes[ri];
     log.route = Some(route.name.clone());
+    let labels = crate::metrics::RouteAlpn {
+        route: route.name.clone(),
+        alpn: log.alpn.clone().unwrap_or_else(|| "-".into()),
+    };
+    shared
+        .metrics
+        .connections_total
+        .get_or_create(&labels)
+        .inc();
+    let _open_metric = OpenMetric::new(&shared.metrics, labels);
+    if let Some(i) = &peer.identity {
+        shared.metrics.authenticated(&i.account);
+    }
     log.backend = Some(route.backend.to_string());
     let required =
         route.client_auth == ClientAuthMode::Required || l.client_auth == ClientAuthMode::Required;
@@ -278,10 +315,25 @@ pub async fn handle(
         return;
     }
 
-    let mut be = match backend::connect(&route.backend, cfg.timeouts.connect).await {
+    let route_label = crate::metrics::RouteLabel {
+        route: route.name.clone(),
+    };
+    let t_connect = Instant::now();
+    let connected = backend::connect(&route.backend, cfg.timeouts.connect).await;
+    shared
+        .metrics
+        .backend_connect
+        .get_or_create(&route_label)
+        .observe(t_connect.elapsed().as_secs_f64());
+    let mut be = match connected {
         Ok(b) => b,
         Err(e) => {
             shared.stats.backend_failed.fetch_add(1, Ordering::Relaxed);
+            shared
+                .metrics
+                .backend_failures
+                .get_or_create(&route_label)
+                .inc();
             tracing::warn!(id = %id, route = %route.name, backend = %route.backend, error = %e, "backend unreachable");
             if let Some(msg) = backend::unavailable_message(route.protocol, peer.alpn.as_deref()) {
                 let _ = tokio::time::timeout(cfg.timeouts.connect, async {
@@ -352,6 +404,16 @@ pub async fn handle(
     let out = relay::relay(&mut tls, &mut be, cfg.timeouts.idle, stop).await;
     log.up = out.up;
     log.down = out.down;
+    for (direction, n) in [("up", out.up), ("down", out.down)] {
+        shared
+            .metrics
+            .bytes
+            .get_or_create(&crate::metrics::BytesLabel {
+                route: route.name.clone(),
+                direction,
+            })
+            .inc_by(n);
+    }
     if !matches!(out.end, End::Done) {
         // Best effort: tell the client we are closing (close_notify).
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tls.shutdown()).await;
