@@ -167,6 +167,8 @@ struct RawRoute {
     client_auth: Option<String>,
     #[serde(default)]
     identity: Option<String>,
+    #[serde(default)]
+    mode: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -347,6 +349,9 @@ pub struct Route {
     pub client_auth: ClientAuthMode,
     /// How a pinned key's identity reaches the backend.
     pub identity: IdentityMode,
+    /// `mode: passthrough`: the raw TLS stream, ClientHello included, goes to
+    /// a backend that terminates TLS itself.
+    pub passthrough: bool,
 }
 
 /// How a route hands the identity to its backend.
@@ -438,6 +443,15 @@ impl Config {
         }
     }
 
+    /// Whether this listener can pass connections through (so the ClientHello
+    /// must be inspected before TLS).
+    pub fn listener_has_passthrough(&self, l: &Listener) -> bool {
+        match l.route {
+            Some(r) => self.routes[r].passthrough,
+            None => self.routes.iter().any(|r| r.passthrough),
+        }
+    }
+
     pub fn route_by_name(&self, name: &str) -> Option<usize> {
         self.routes.iter().position(|r| r.name == name)
     }
@@ -457,6 +471,7 @@ impl Config {
         });
         routes
             .iter()
+            .filter(|r| !r.passthrough)
             .flat_map(|r| r.alpn.iter().map(|a| a.as_bytes().to_vec()))
             .collect()
     }
@@ -570,6 +585,25 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
         }
         let client_auth =
             client_auth_mode(r, &SourceMap::child(&p, "client_auth"), &rr.client_auth);
+        let passthrough = match rr.mode.as_deref() {
+            None | Some("terminate") => false,
+            Some("passthrough") => {
+                if protocol.is_mail() {
+                    r.at(&SourceMap::child(&p, "mode"), "mail routes are terminated by frontdoor (pinned keys, identity); passthrough is for web or other TLS backends");
+                }
+                if client_auth == ClientAuthMode::Required {
+                    r.at(&SourceMap::child(&p, "mode"), "a passthrough route cannot require a pinned client key (frontdoor does not see the handshake)");
+                }
+                true
+            }
+            Some(o) => {
+                r.at(
+                    &SourceMap::child(&p, "mode"),
+                    format!("unknown value {o:?} (expected terminate or passthrough)"),
+                );
+                false
+            }
+        };
         let identity = match rr.identity.as_deref() {
             None | Some("proxy") => IdentityMode::ProxyHeader,
             Some("xclient") => {
@@ -605,6 +639,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
             protocol,
             client_auth,
             identity,
+            passthrough,
         });
     }
     let find = |r: &mut Reporter, path: &str, name: &str| -> Option<usize> {

@@ -23,6 +23,7 @@ use super::Shared;
 use crate::auth::{ClientKey, Identity};
 use crate::config::{ClientAuthMode, Config, IdentityMode, Listener, UnknownKey};
 use crate::proxy_protocol::{self, ConnInfo, IdentityTlvs, SslInfo};
+use crate::tls::client_hello::{self, Hello, Peeked};
 
 /// The connection facts derived once after the handshake (DESIGN §7.5).
 #[derive(Debug, Clone)]
@@ -188,6 +189,34 @@ pub async fn handle(
         if !auth.throttle(client.ip()).await {
             log.emit("too many client key failures from this address");
             return;
+        }
+    }
+
+    if cfg.listener_has_passthrough(l) {
+        let peeked = tokio::select! {
+            r = tokio::time::timeout(cfg.timeouts.handshake, peek_hello(&tcp)) => r,
+            _ = shared.force_close.cancelled() => return,
+        };
+        match peeked {
+            Ok(Ok(Some(hello))) => {
+                if let Some(ri) = passthrough_route(&cfg, l, &hello) {
+                    passthrough(&shared, tcp, client, local, ri, hello, &id, &mut log).await;
+                    return;
+                }
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                log.emit(&format!("closed before a ClientHello: {e}"));
+                return;
+            }
+            Err(_) => {
+                shared
+                    .stats
+                    .handshake_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                log.emit("handshake timeout");
+                return;
+            }
         }
     }
 
@@ -419,6 +448,109 @@ pub async fn handle(
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tls.shutdown()).await;
         let _ = be_shutdown(&mut be).await;
     }
+    log.emit(&out.end.to_string());
+}
+
+/// Wait until the whole ClientHello is in the socket buffer, without
+/// consuming it. `None`: not a parseable ClientHello (rustls will answer).
+async fn peek_hello(tcp: &TcpStream) -> std::io::Result<Option<Hello>> {
+    let mut buf = vec![0u8; client_hello::MAX_HELLO + 64];
+    loop {
+        let n = tcp.peek(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        match client_hello::peek(&buf[..n]) {
+            Ok(Peeked::Hello(h)) => return Ok(Some(h)),
+            Ok(Peeked::NeedMore) if n < buf.len() => {
+                // peek returns at once while any byte is queued: wait a
+                // little for the rest (the caller bounds the total wait).
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Ok(Peeked::NeedMore) | Err(_) => return Ok(None),
+        }
+    }
+}
+
+/// The passthrough route for this ClientHello, if any: mail ALPNs are
+/// always terminated here; otherwise ALPN, then SNI, then the default.
+pub fn passthrough_route(cfg: &Config, l: &Listener, hello: &Hello) -> Option<usize> {
+    if let Some(r) = l.route {
+        return cfg.routes[r].passthrough.then_some(r);
+    }
+    if !hello.alpn.is_empty() {
+        let offered = |a: &[u8]| hello.alpn.iter().any(|x| x == a);
+        if cfg.listener_alpn(l).iter().any(|a| offered(a)) {
+            return None;
+        }
+        return cfg
+            .routes
+            .iter()
+            .position(|r| r.passthrough && r.alpn.iter().any(|a| offered(a.as_bytes())));
+    }
+    let r = hello
+        .sni
+        .as_ref()
+        .and_then(|n| l.sni_routes.get(n).copied())
+        .or(l.default_route)?;
+    cfg.routes[r].passthrough.then_some(r)
+}
+
+/// Relay the raw TLS stream (ClientHello still unread in the socket) to a
+/// backend that terminates TLS itself.
+#[allow(clippy::too_many_arguments)]
+async fn passthrough(
+    shared: &Shared,
+    mut tcp: TcpStream,
+    client: SocketAddr,
+    local: SocketAddr,
+    ri: usize,
+    hello: Hello,
+    id: &str,
+    log: &mut CloseLog<'_>,
+) {
+    let cfg = &shared.config;
+    let route = &cfg.routes[ri];
+    log.route = Some(route.name.clone());
+    log.backend = Some(route.backend.to_string());
+    log.sni = hello.sni.clone();
+    log.alpn = Some("passthrough".into());
+    let mut be = match backend::connect(&route.backend, cfg.timeouts.connect).await {
+        Ok(b) => b,
+        Err(e) => {
+            shared.stats.backend_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(id, route = %route.name, backend = %route.backend, error = %e, "backend unreachable");
+            log.emit(&format!("backend unreachable: {e}"));
+            return;
+        }
+    };
+    let header = match route.proxy_protocol {
+        proxy_protocol::Version::None => Vec::new(),
+        proxy_protocol::Version::V1 => proxy_protocol::encode_v1(client, local),
+        proxy_protocol::Version::V2 => proxy_protocol::encode_v2(
+            &ConnInfo {
+                src: client,
+                dst: local,
+                alpn: None,
+                authority: hello.sni.clone(),
+                unique_id: Some(id.as_bytes().to_vec()),
+                ssl: None,
+                identity: None,
+            },
+            None,
+        ),
+    };
+    if !header.is_empty() && be.write_all(&header).await.is_err() {
+        log.emit("backend closed before the PROXY header was written");
+        return;
+    }
+    let stop = async {
+        shared.force_close.cancelled().await;
+        "shutdown: drain grace period over"
+    };
+    let out = relay::relay(&mut tcp, &mut be, cfg.timeouts.idle, stop).await;
+    log.up = out.up;
+    log.down = out.down;
     log.emit(&out.end.to_string());
 }
 

@@ -132,7 +132,7 @@ impl Dir {
             if self.read_eof {
                 if !self.shut {
                     ready!(w.as_mut().poll_shutdown(cx)).or_else(|e| {
-                        if eof_like(&e) {
+                        if gone(&e) {
                             Ok(())
                         } else {
                             Err(Fail::Write(e))
