@@ -15,7 +15,7 @@ pub fn check(path: &Path) -> Result<Config, Problems> {
         if let Err(e) = crate::tls::certs::load_pair(cp) {
             use crate::tls::certs::CertError::*;
             let on_key = match &e {
-                Read { path, .. } | Pem { path, .. } => *path == cp.key,
+                Read { path, .. } | Pem { path, .. } | WorldWritable { path } => *path == cp.key,
                 NoKey { .. } | BadKey { .. } | Mismatch { .. } => true,
                 _ => false,
             };
