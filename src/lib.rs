@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod embedded;
 pub mod frontdoor;
 pub mod keys_cli;
 pub mod mail;
