@@ -103,9 +103,11 @@ pub fn yaml_problem(file: &Path, e: &serde_yaml::Error) -> Problem {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    #[serde(default)]
     listeners: Vec<RawListener>,
     #[serde(default)]
     tls: RawTls,
+    #[serde(default)]
     routes: BTreeMap<String, RawRoute>,
     #[serde(default)]
     timeouts: RawTimeouts,
@@ -115,6 +117,7 @@ struct RawConfig {
     client_auth: Option<RawClientAuth>,
     #[serde(default)]
     metrics: Option<RawMetrics>,
+    mail: Option<crate::mail::config::RawMail>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -218,6 +221,8 @@ pub struct Config {
     pub client_auth: Option<ClientAuth>,
     /// Where Prometheus metrics are served (`GET /metrics`), if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// The bundled mail servers, when a `mail:` section is present.
+    pub mail: Option<crate::mail::config::MailConfig>,
     /// Line of each YAML node, for problems found after loading (files it names).
     pub lines: SourceMap,
 }
@@ -657,7 +662,8 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
         i
     };
 
-    if raw.listeners.is_empty() {
+    // A config with only a `mail:` section runs `frontdoor mail serve`.
+    if raw.listeners.is_empty() && raw.mail.is_none() {
         r.at("listeners", "at least one listener is needed");
     }
     let mut listeners = Vec::new();
@@ -804,6 +810,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
             "client_auth: required is set but there is no client_auth section with a registry",
         );
     }
+    let mail = raw.mail.map(|m| crate::mail::config::validate(m, base, r));
     Config {
         path: path.to_owned(),
         listeners,
@@ -813,6 +820,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
         max_connections,
         client_auth,
         metrics_listen,
+        mail,
         lines: SourceMap::default(),
     }
 }

@@ -54,6 +54,13 @@ enum Cmd {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// The bundled mail servers.
+    Mail {
+        #[command(subcommand)]
+        cmd: frontdoor::mail::cli::MailCmd,
+    },
+    /// Manage mail accounts of the bundled servers.
+    Accounts(frontdoor::mail::cli::AccountsArgs),
     /// Manage the pinned TLS client keys: fingerprint, add, list, remove, show, gen.
     Keys(frontdoor::keys_cli::KeysArgs),
 }
@@ -137,6 +144,8 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Cmd::Mail { cmd } => frontdoor::mail::cli::run_mail(cmd),
+        Cmd::Accounts(args) => frontdoor::mail::cli::run_accounts(args),
         Cmd::Keys(args) => frontdoor::keys_cli::run(args).unwrap_or_else(|e| {
             eprintln!("error: {e:#}");
             ExitCode::from(1)

@@ -1,2 +1,376 @@
-//! The bundled mail backends.
+//! The bundled chatmail-style mail backends: the durable [`store`], the
+//! [`accounts`], the SMTP servers ([`smtp`]) and how they are started from the
+//! configuration ([`start`]).
+//!
+//! Each protocol server exposes `serve(stream, PeerInfo, ctx)` over any
+//! `AsyncRead + AsyncWrite` and never owns sockets or TLS; this module owns
+//! the listeners (TCP or Unix socket), the PROXY header read
+//! ([`peer::read_proxy_header`]) and the accept loops. One process owns a
+//! data directory: [`store::Store::open`] takes an exclusive lock.
+
+pub mod accounts;
+pub mod cli;
+pub mod config;
 pub mod imap;
+pub mod peer;
+pub mod smtp;
+pub mod store;
+
+use std::io;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use accounts::Accounts;
+use config::{ListenAddr, MailConfig};
+use peer::{PeerInfo, Source, TrustPolicy};
+use store::Store;
+
+/// Deadline for the PROXY header after accept.
+pub const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most simultaneous sessions per listener.
+pub const MAX_SESSIONS: usize = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("the configuration has no mail: section")]
+    NoMailSection,
+    #[error("cannot listen on {addr}: {err}")]
+    Bind { addr: String, err: io::Error },
+    #[error("cannot read the identity secret {path}: {err}")]
+    Secret { path: String, err: io::Error },
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
+/// An accepted connection, TCP or Unix.
+#[derive(Debug)]
+pub enum Conn {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Conn::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// A bound listener.
+#[derive(Debug)]
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl Listener {
+    /// Bind `addr`. A Unix socket replaces a stale socket file and gets mode 0660.
+    pub async fn bind(addr: &ListenAddr) -> Result<Listener, MailError> {
+        let err = |e| MailError::Bind {
+            addr: addr.to_string(),
+            err: e,
+        };
+        match addr {
+            ListenAddr::Tcp(a) => Ok(Listener::Tcp(TcpListener::bind(a).await.map_err(err)?)),
+            ListenAddr::Unix(p) => {
+                use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+                if let Some(dir) = p.parent() {
+                    std::fs::create_dir_all(dir).map_err(err)?;
+                }
+                if let Ok(m) = std::fs::symlink_metadata(p) {
+                    if m.file_type().is_socket() {
+                        std::fs::remove_file(p).map_err(err)?;
+                    }
+                }
+                let l = UnixListener::bind(p).map_err(err)?;
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o660)).map_err(err)?;
+                Ok(Listener::Unix(l))
+            }
+        }
+    }
+
+    /// The bound address (with the real port for port 0).
+    pub fn local_addr(&self) -> Option<ListenAddr> {
+        match self {
+            Listener::Tcp(l) => l.local_addr().ok().map(ListenAddr::Tcp),
+            Listener::Unix(l) => l
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(|p| ListenAddr::Unix(p.to_owned()))),
+        }
+    }
+
+    pub async fn accept(&self) -> io::Result<(Conn, Source)> {
+        match self {
+            Listener::Tcp(l) => {
+                let (s, a) = l.accept().await?;
+                // Long IMAP IDLE sessions sit behind NATs too.
+                let _ = socket2::SockRef::from(&s).set_keepalive(true);
+                Ok((Conn::Tcp(s), Source::Tcp(a)))
+            }
+            Listener::Unix(l) => {
+                let (s, _) = l.accept().await?;
+                Ok((Conn::Unix(s), Source::Unix))
+            }
+        }
+    }
+}
+
+/// How a listener treats the start of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intro {
+    /// A PROXY header from a trusted source is required (behind the front door).
+    ProxyRequired,
+    /// No header; only trusted sources may connect (LMTP from the local MTA).
+    TrustedDirect,
+    /// No header; anyone may connect (inbound MX).
+    OpenDirect,
+}
+
+/// Work out who is connecting, per `intro`; `None` means refuse (logged).
+pub async fn accept_peer(
+    conn: &mut Conn,
+    source: Source,
+    intro: Intro,
+    trust: &TrustPolicy,
+) -> Option<PeerInfo> {
+    match intro {
+        Intro::ProxyRequired => {
+            match peer::read_proxy_header(conn, source, trust, PROXY_HEADER_TIMEOUT).await {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!(source = ?source, "connection refused: {e}");
+                    None
+                }
+            }
+        }
+        Intro::TrustedDirect if !trust.trusts(source) => {
+            tracing::warn!(source = ?source, "connection refused: source not in trusted_proxies");
+            None
+        }
+        _ => Some(PeerInfo::direct(source)),
+    }
+}
+
+/// Run an accept loop on `listener` until `shutdown`, handing each accepted
+/// connection (after [`accept_peer`]) to `handle`. Sessions are tracked by
+/// `tracker` and limited to [`MAX_SESSIONS`] at once.
+pub fn spawn_accept_loop<F, Fut>(
+    name: &'static str,
+    listener: Listener,
+    intro: Intro,
+    trust: Arc<TrustPolicy>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    handle: F,
+) where
+    F: Fn(Conn, PeerInfo) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let handle = Arc::new(handle);
+    let limit = Arc::new(Semaphore::new(MAX_SESSIONS));
+    let t2 = tracker.clone();
+    tracker.spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                a = listener.accept() => a,
+            };
+            let (mut conn, source) = match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(listener = name, "accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = limit.clone().try_acquire_owned() else {
+                tracing::warn!(
+                    listener = name,
+                    "too many sessions ({MAX_SESSIONS}); connection dropped"
+                );
+                continue;
+            };
+            let (handle, trust) = (handle.clone(), trust.clone());
+            t2.spawn(async move {
+                let _permit = permit;
+                if let Some(peer) = accept_peer(&mut conn, source, intro, &trust).await {
+                    handle(conn, peer).await;
+                }
+            });
+        }
+        tracing::info!(listener = name, "stopped accepting");
+    });
+}
+
+/// The running mail servers.
+#[derive(Debug)]
+pub struct MailServers {
+    /// The one store of this process (the IMAP server must use this one).
+    pub store: Store,
+    pub accounts: Accounts,
+    pub config: Arc<MailConfig>,
+    pub trust: Arc<TrustPolicy>,
+    pub submission: Option<ListenAddr>,
+    pub lmtp: Option<ListenAddr>,
+    pub inbound: Option<ListenAddr>,
+    /// Tracks accept loops and sessions; closed by [`MailServers::wait`].
+    pub tracker: TaskTracker,
+}
+
+impl MailServers {
+    /// Wait until all accept loops have stopped (after the shutdown token
+    /// fired) and sessions ended, at most `grace` for the sessions.
+    pub async fn wait(self, grace: Duration) {
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("mail sessions still open after {grace:?}; leaving them");
+        }
+    }
+}
+
+/// Read `client_auth.identity_secret`: the file's bytes without a trailing newline.
+pub fn read_identity_secret(path: &Path) -> Result<Vec<u8>, MailError> {
+    let mut b = std::fs::read(path).map_err(|err| MailError::Secret {
+        path: path.display().to_string(),
+        err,
+    })?;
+    while b.last().is_some_and(|c| *c == b'\n' || *c == b'\r') {
+        b.pop();
+    }
+    Ok(b)
+}
+
+/// Open the store and start the configured SMTP listeners (submission, LMTP,
+/// inbound) from the whole configuration. `frontdoor serve` calls this when
+/// `mail:` is present; `frontdoor mail serve` runs only this.
+pub async fn start(cfg: &Config, shutdown: CancellationToken) -> Result<MailServers, MailError> {
+    let mail = cfg.mail.clone().ok_or(MailError::NoMailSection)?;
+    let secret = match cfg
+        .client_auth
+        .as_ref()
+        .and_then(|c| c.identity_secret.as_ref())
+    {
+        Some(p) => Some(read_identity_secret(p)?),
+        None => None,
+    };
+    let mail = Arc::new(mail);
+    std::fs::create_dir_all(&mail.data_dir).map_err(store::StoreError::from)?;
+    let dir = mail.data_dir.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&dir))
+        .await
+        .map_err(|e| store::StoreError::Corrupt(format!("store open task: {e}")))??;
+    let accounts = Accounts::new(&mail.data_dir, &mail.domains, mail.auto_create);
+    let trust = Arc::new(TrustPolicy {
+        trusted: mail.trusted_proxies.clone(),
+        identity_secret: secret,
+    });
+    let tracker = TaskTracker::new();
+    let mut servers = MailServers {
+        store: store.clone(),
+        accounts: accounts.clone(),
+        config: mail.clone(),
+        trust: trust.clone(),
+        submission: None,
+        lmtp: None,
+        inbound: None,
+        tracker: tracker.clone(),
+    };
+    let listeners = [
+        (
+            smtp::Mode::Submission,
+            mail.submission.as_ref(),
+            Intro::ProxyRequired,
+            "submission",
+        ),
+        (
+            smtp::Mode::Lmtp,
+            mail.lmtp.as_ref(),
+            Intro::TrustedDirect,
+            "lmtp",
+        ),
+        (
+            smtp::Mode::Inbound,
+            mail.inbound.as_ref(),
+            Intro::OpenDirect,
+            "inbound",
+        ),
+    ];
+    for (mode, addr, intro, name) in listeners {
+        let Some(addr) = addr else { continue };
+        let l = Listener::bind(addr).await?;
+        let bound = l.local_addr();
+        tracing::info!(listener = name, addr = %bound.as_ref().map(ToString::to_string).unwrap_or_default(), "listening");
+        match mode {
+            smtp::Mode::Submission => servers.submission = bound,
+            smtp::Mode::Lmtp => servers.lmtp = bound,
+            smtp::Mode::Inbound => servers.inbound = bound,
+        }
+        let ctx = Arc::new(smtp::SmtpContext {
+            mode,
+            cfg: mail.clone(),
+            store: store.clone(),
+            accounts: accounts.clone(),
+        });
+        spawn_accept_loop(
+            name,
+            l,
+            intro,
+            trust.clone(),
+            shutdown.clone(),
+            tracker.clone(),
+            move |conn, peer| {
+                let ctx = ctx.clone();
+                async move {
+                    let _ = smtp::serve(conn, peer, ctx).await;
+                }
+            },
+        );
+    }
+    Ok(servers)
+}

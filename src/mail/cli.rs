@@ -1,0 +1,218 @@
+//! The `frontdoor mail …` and `frontdoor accounts …` commands: argument
+//! shapes (clap) and their `run` functions, so `main.rs` only wires them.
+
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use super::accounts::{generate_password, Accounts};
+use super::config::MailConfig;
+use crate::config::Config;
+
+/// Default data directory when neither `--config` nor `--data-dir` is given.
+pub const DEFAULT_DATA_DIR: &str = "frontdoor-data";
+
+#[derive(Debug, Subcommand)]
+pub enum MailCmd {
+    /// Run only the bundled mail servers of the config's `mail:` section.
+    Serve {
+        /// The YAML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AccountsArgs {
+    /// The YAML configuration (its mail: section gives data_dir and domains).
+    #[arg(long, short, global = true)]
+    pub config: Option<PathBuf>,
+    /// The data directory (default ./frontdoor-data; its frontdoor.yaml is read when present).
+    #[arg(long, global = true, conflicts_with = "config")]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub cmd: AccountsCmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsCmd {
+    /// Create an account; the password is read from stdin when it is not a terminal, else generated and printed.
+    Add { address: String },
+    /// List accounts.
+    List,
+    /// Remove an account (its stored mail stays until the store drops it).
+    Remove { address: String },
+    /// Set a new password (stdin, or generated and printed).
+    Passwd { address: String },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn load_mail(path: &Path) -> Result<(Config, MailConfig), String> {
+    let cfg = Config::load(path).map_err(|e| e.to_string())?;
+    let mail = cfg
+        .mail
+        .clone()
+        .ok_or_else(|| format!("{}: no mail: section", path.display()))?;
+    Ok((cfg, mail))
+}
+
+/// `frontdoor mail …`
+pub fn run_mail(cmd: MailCmd) -> ExitCode {
+    init_tracing();
+    match cmd {
+        MailCmd::Serve { config } => {
+            let (cfg, _) = match load_mail(&config) {
+                Ok(x) => x,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start the runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            rt.block_on(async move {
+                let shutdown = CancellationToken::new();
+                let servers = match super::start(&cfg, shutdown.clone()).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return ExitCode::from(1);
+                    }
+                };
+                // One line per listener on stdout, for operators and scripts
+                // (the real port when the config says port 0).
+                for (name, addr) in [
+                    ("submission", &servers.submission),
+                    ("lmtp", &servers.lmtp),
+                    ("inbound", &servers.inbound),
+                ] {
+                    if let Some(a) = addr {
+                        println!("{name} listening on {a}");
+                    }
+                }
+                wait_for_signal().await;
+                tracing::info!("shutting down");
+                shutdown.cancel();
+                servers.wait(cfg.timeouts.shutdown_grace).await;
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn accounts_for(args: &AccountsArgs) -> Result<Accounts, String> {
+    let mail = match (&args.config, &args.data_dir) {
+        (Some(c), _) => load_mail(c)?.1,
+        (None, d) => {
+            let dir = d.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+            let cfg = dir.join("frontdoor.yaml");
+            if cfg.exists() {
+                load_mail(&cfg)?.1
+            } else {
+                MailConfig::with_data_dir(dir)
+            }
+        }
+    };
+    Ok(Accounts::new(
+        &mail.data_dir,
+        &mail.domains,
+        mail.auto_create,
+    ))
+}
+
+fn read_or_generate_password() -> Result<(String, bool), String> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return generate_password()
+            .map(|p| (p, true))
+            .map_err(|e| e.to_string());
+    }
+    let mut s = String::new();
+    stdin
+        .lock()
+        .take(4096)
+        .read_to_string(&mut s)
+        .map_err(|e| format!("reading the password from stdin: {e}"))?;
+    let p = s.lines().next().unwrap_or("").to_owned();
+    if p.is_empty() {
+        return Err("empty password on stdin".into());
+    }
+    Ok((p, false))
+}
+
+/// `frontdoor accounts …`
+pub fn run_accounts(args: AccountsArgs) -> ExitCode {
+    let res = (|| -> Result<(), String> {
+        let accounts = accounts_for(&args)?;
+        match &args.cmd {
+            AccountsCmd::Add { address } => {
+                let (pw, generated) = read_or_generate_password()?;
+                let a = accounts.add(address, &pw).map_err(|e| e.to_string())?;
+                if generated {
+                    println!("created {a} with password: {pw}");
+                } else {
+                    println!("created {a}");
+                }
+            }
+            AccountsCmd::List => {
+                for a in accounts.list().map_err(|e| e.to_string())? {
+                    println!("{a}");
+                }
+            }
+            AccountsCmd::Remove { address } => {
+                accounts.remove(address).map_err(|e| e.to_string())?;
+                println!("removed {address}");
+            }
+            AccountsCmd::Passwd { address } => {
+                let (pw, generated) = read_or_generate_password()?;
+                accounts
+                    .set_password(address, &pw)
+                    .map_err(|e| e.to_string())?;
+                if generated {
+                    println!("new password for {address}: {pw}");
+                } else {
+                    println!("password changed for {address}");
+                }
+            }
+        }
+        Ok(())
+    })();
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! The `mail:` section of the configuration: raw serde shape and its
+//! validation into [`MailConfig`].
+//!
+//! Invariants of a validated [`MailConfig`]: `domains` is non-empty and
+//! lower-case; every listen address is a TCP socket address or an absolute
+//! (base-resolved) Unix socket path; `max_message_size` is at least 1 KiB.
+//! Errors are reported through the shared [`Reporter`] with file, line and
+//! YAML path, all of them, not just the first.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::config::Reporter;
+
+/// Default cap on one message (30 MiB, as chatmail relays use).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 31_457_280;
+
+/// The raw `mail:` section as serde reads it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMail {
+    #[serde(default)]
+    domains: Vec<String>,
+    #[serde(default)]
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    trusted_proxies: Option<Vec<String>>,
+    #[serde(default)]
+    submission: Option<RawListen>,
+    #[serde(default)]
+    imap: Option<RawListen>,
+    #[serde(default)]
+    lmtp: Option<RawListen>,
+    #[serde(default)]
+    inbound: Option<RawListen>,
+    #[serde(default)]
+    relay: Option<String>,
+    #[serde(default)]
+    max_message_size: Option<usize>,
+    #[serde(default)]
+    accounts: Option<RawAccounts>,
+    #[serde(default)]
+    hostname: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    listen: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccounts {
+    #[serde(default)]
+    auto_create: bool,
+}
+
+/// Where a mail server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => write!(f, "{a}"),
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+impl ListenAddr {
+    /// `ip:port` or `unix:/path` (a relative path is taken from `base`).
+    pub fn parse(s: &str, base: &Path) -> Result<Self, String> {
+        if let Some(p) = s.strip_prefix("unix:") {
+            if p.is_empty() {
+                return Err("unix: needs a socket path".into());
+            }
+            let p = PathBuf::from(p);
+            return Ok(ListenAddr::Unix(if p.is_absolute() {
+                p
+            } else {
+                base.join(p)
+            }));
+        }
+        s.parse::<SocketAddr>()
+            .map(ListenAddr::Tcp)
+            .map_err(|_| format!("bad listen address {s:?}: expected ip:port or unix:/path"))
+    }
+}
+
+/// The validated `mail:` section.
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    /// Local mail domains, lower-case.
+    pub domains: Vec<String>,
+    /// Store and accounts live here.
+    pub data_dir: PathBuf,
+    /// PROXY headers (and identities) are honoured only from these sources
+    /// and from Unix-socket peers.
+    pub trusted_proxies: Vec<IpNet>,
+    pub submission: Option<ListenAddr>,
+    /// Carried for the IMAP server.
+    pub imap: Option<ListenAddr>,
+    pub lmtp: Option<ListenAddr>,
+    pub inbound: Option<ListenAddr>,
+    /// Smarthost for remote recipients (`host:port`).
+    pub relay: Option<String>,
+    pub max_message_size: usize,
+    pub auto_create: bool,
+    /// Name used in greetings and Received: headers.
+    pub hostname: String,
+}
+
+impl MailConfig {
+    /// A config for `data_dir` with defaults, for the CLI when no config file is given.
+    pub fn with_data_dir(data_dir: PathBuf) -> Self {
+        Self {
+            domains: Vec::new(),
+            data_dir,
+            trusted_proxies: default_trusted(),
+            submission: None,
+            imap: None,
+            lmtp: None,
+            inbound: None,
+            relay: None,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            auto_create: false,
+            hostname: "localhost".into(),
+        }
+    }
+
+    /// Is `domain` one of ours (case-insensitive)?
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        let d = domain.to_ascii_lowercase();
+        self.domains.contains(&d)
+    }
+}
+
+fn default_trusted() -> Vec<IpNet> {
+    ["127.0.0.0/8", "::1/128"]
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
+fn valid_domain(d: &str) -> bool {
+    !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// Validate the raw section; problems go to `r` at `mail.*` paths.
+pub fn validate(raw: RawMail, base: &Path, r: &mut Reporter) -> MailConfig {
+    let mut domains = Vec::new();
+    if raw.domains.is_empty() {
+        r.at("mail.domains", "at least one local mail domain is needed");
+    }
+    for (i, d) in raw.domains.iter().enumerate() {
+        let d = d.trim_end_matches('.').to_ascii_lowercase();
+        if !valid_domain(&d) {
+            r.at(
+                &format!("mail.domains[{i}]"),
+                format!("{d:?} is not a domain name"),
+            );
+        }
+        domains.push(d);
+    }
+    let data_dir = match raw.data_dir {
+        Some(p) if p.is_absolute() => p,
+        Some(p) => base.join(p),
+        None => base.join("frontdoor-data"),
+    };
+    let trusted_proxies = match raw.trusted_proxies {
+        None => default_trusted(),
+        Some(v) => v
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let parsed = s
+                    .parse::<IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from));
+                match parsed {
+                    Ok(n) => Some(n),
+                    Err(_) => {
+                        r.at(
+                            &format!("mail.trusted_proxies[{i}]"),
+                            format!("bad network {s:?}: expected a CIDR such as 127.0.0.0/8"),
+                        );
+                        None
+                    }
+                }
+            })
+            .collect(),
+    };
+    let mut listen = |name: &str, v: Option<RawListen>| -> Option<ListenAddr> {
+        let v = v?;
+        match ListenAddr::parse(&v.listen, base) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                r.at(&format!("mail.{name}.listen"), e);
+                None
+            }
+        }
+    };
+    let submission = listen("submission", raw.submission);
+    let imap = listen("imap", raw.imap);
+    let lmtp = listen("lmtp", raw.lmtp);
+    let inbound = listen("inbound", raw.inbound);
+    if let Some(relay) = &raw.relay {
+        let ok = relay
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p != 0));
+        if !ok {
+            r.at(
+                "mail.relay",
+                format!("bad smarthost {relay:?}: expected host:port"),
+            );
+        }
+    }
+    let max_message_size = match raw.max_message_size {
+        None => DEFAULT_MAX_MESSAGE_SIZE,
+        Some(n) if n < 1024 => {
+            r.at("mail.max_message_size", "must be at least 1024 bytes");
+            DEFAULT_MAX_MESSAGE_SIZE
+        }
+        Some(n) => n,
+    };
+    let hostname = raw
+        .hostname
+        .or_else(|| domains.first().cloned())
+        .unwrap_or_else(|| "localhost".into());
+    MailConfig {
+        domains,
+        data_dir,
+        trusted_proxies,
+        submission,
+        imap,
+        lmtp,
+        inbound,
+        relay: raw.relay,
+        max_message_size,
+        auto_create: raw.accounts.unwrap_or_default().auto_create,
+        hostname,
+    }
+}

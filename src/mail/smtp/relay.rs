@@ -1,0 +1,135 @@
+//! A minimal SMTP client for handing remote mail to the smarthost
+//! (`mail.relay`): EHLO, MAIL, RCPT…, DATA, QUIT over plain TCP on a trusted
+//! network. Every step has a deadline; any non-2xx/3xx reply fails the whole
+//! hand-over (temporary or permanent as the smarthost said), so the sender
+//! gets the truth before its `250`.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::parser::parse_reply;
+
+/// Deadline for each step of the conversation.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// Try again later (4xx, connection trouble).
+    #[error("smarthost temporarily failed: {0}")]
+    Temporary(String),
+    /// The smarthost refused for good (5xx).
+    #[error("smarthost refused: {0}")]
+    Permanent(String),
+}
+
+struct Conn {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn reply(&mut self) -> Result<(u16, String), RelayError> {
+        loop {
+            match parse_reply(&self.buf).map_err(RelayError::Temporary)? {
+                Some((code, lines, used)) => {
+                    self.buf.drain(..used);
+                    return Ok((code, lines.join(" ")));
+                }
+                None => {
+                    let mut chunk = [0u8; 4096];
+                    let n = tokio::time::timeout(STEP_TIMEOUT, self.s.read(&mut chunk))
+                        .await
+                        .map_err(|_| RelayError::Temporary("timeout".into()))?
+                        .map_err(|e| RelayError::Temporary(e.to_string()))?;
+                    if n == 0 {
+                        return Err(RelayError::Temporary("connection closed".into()));
+                    }
+                    self.buf.extend_from_slice(&chunk[..n]);
+                }
+            }
+        }
+    }
+
+    async fn send(&mut self, data: &[u8]) -> Result<(), RelayError> {
+        tokio::time::timeout(STEP_TIMEOUT, self.s.write_all(data))
+            .await
+            .map_err(|_| RelayError::Temporary("timeout".into()))?
+            .map_err(|e| RelayError::Temporary(e.to_string()))
+    }
+
+    async fn expect(&mut self, what: &str, ok: impl Fn(u16) -> bool) -> Result<(), RelayError> {
+        let (code, text) = self.reply().await?;
+        if ok(code) {
+            Ok(())
+        } else if code >= 500 {
+            Err(RelayError::Permanent(format!("{what}: {code} {text}")))
+        } else {
+            Err(RelayError::Temporary(format!("{what}: {code} {text}")))
+        }
+    }
+}
+
+/// Dot-stuff `msg` and terminate it (RFC 5321 4.5.2); ensures a final CRLF.
+pub fn dot_stuff(msg: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(msg.len() + 64);
+    let mut at_start = true;
+    for &b in msg {
+        if at_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        at_start = b == b'\n';
+    }
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+/// Hand `msg` from `from` to `rcpts` to the smarthost at `addr` (`host:port`).
+pub async fn send(
+    addr: &str,
+    helo: &str,
+    from: &str,
+    rcpts: &[String],
+    msg: &[u8],
+) -> Result<(), RelayError> {
+    let s = tokio::time::timeout(STEP_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| RelayError::Temporary(format!("connect to {addr}: timeout")))?
+        .map_err(|e| RelayError::Temporary(format!("connect to {addr}: {e}")))?;
+    let mut c = Conn { s, buf: Vec::new() };
+    let two = |c: u16| (200..300).contains(&c);
+    c.expect("greeting", two).await?;
+    c.send(format!("EHLO {helo}\r\n").as_bytes()).await?;
+    c.expect("EHLO", two).await?;
+    let utf8 = !from.is_ascii() || rcpts.iter().any(|r| !r.is_ascii());
+    let param = if utf8 { " SMTPUTF8" } else { "" };
+    c.send(format!("MAIL FROM:<{from}>{param}\r\n").as_bytes())
+        .await?;
+    c.expect("MAIL", two).await?;
+    for r in rcpts {
+        c.send(format!("RCPT TO:<{r}>\r\n").as_bytes()).await?;
+        c.expect("RCPT", two).await?;
+    }
+    c.send(b"DATA\r\n").await?;
+    c.expect("DATA", |x| x == 354).await?;
+    c.send(&dot_stuff(msg)).await?;
+    c.expect("end of data", two).await?;
+    let _ = c.send(b"QUIT\r\n").await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stuffing() {
+        assert_eq!(dot_stuff(b".a\r\nb\r\n.\r\n"), b"..a\r\nb\r\n..\r\n.\r\n");
+        assert_eq!(dot_stuff(b"x"), b"x\r\n.\r\n");
+    }
+}

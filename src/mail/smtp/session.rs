@@ -1,0 +1,707 @@
+//! One SMTP/LMTP session over any byte stream: the command state machine,
+//! identity and AUTH semantics, and the hand-over of a received message to
+//! the store and the smarthost.
+//!
+//! Invariants:
+//! - `250` after DATA is sent only after every local recipient's copy is
+//!   durable in the store (one all-or-none store record) and every remote
+//!   recipient was accepted by the smarthost.
+//! - Submission: with an identity from the front door the session starts
+//!   authenticated as its account; without, MAIL needs AUTH first (`530`).
+//!   MAIL FROM (`553 5.7.1`) and the `From:` header (`550 5.7.1`) must be
+//!   addresses of the authenticated account.
+//! - Replies to pipelined commands are queued and flushed when the input has
+//!   no complete command left, before waiting for more bytes.
+//! - Every wait on the client has a deadline; too many errors end the session
+//!   with `421`; no input can make the session panic.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::message::{from_addresses, rfc5322_date};
+use super::parser::{parse_command, Command, DataReader, DataStatus, Frame, Framer, Reply};
+use super::relay;
+use crate::mail::accounts::{domain_of, Accounts};
+use crate::mail::config::MailConfig;
+use crate::mail::peer::PeerInfo;
+use crate::mail::store::{unix_now, Store};
+
+/// Idle deadline while waiting for a command or message bytes (RFC 5321 4.5.3.2.7 asks for 5 minutes).
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+/// Most recipients per message.
+pub const MAX_RECIPIENTS: usize = 100;
+/// Errors before the session is ended.
+pub const MAX_ERRORS: u32 = 20;
+/// Failed AUTH attempts before the session is ended.
+pub const MAX_AUTH_FAILURES: u32 = 3;
+
+/// Which listener a session serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Behind the front door: AUTH or identity, relaying to the smarthost.
+    Submission,
+    /// RFC 2033: delivery to local accounts, one reply per recipient.
+    Lmtp,
+    /// MX for the local domains: local recipients only, no AUTH.
+    Inbound,
+}
+
+/// What a session needs; shared by all sessions of a listener.
+#[derive(Debug, Clone)]
+pub struct SmtpContext {
+    pub mode: Mode,
+    pub cfg: Arc<MailConfig>,
+    pub store: Store,
+    pub accounts: Accounts,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SmtpError {
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("client idle for {0:?}")]
+    Timeout(Duration),
+}
+
+/// The authenticated account and the addresses it may send as.
+#[derive(Debug, Clone)]
+struct Authed {
+    account: String,
+    addresses: Vec<String>,
+}
+
+#[derive(Debug)]
+enum AuthStep {
+    Plain,
+    LoginUser,
+    LoginPass(String),
+    External,
+}
+
+struct Txn {
+    from: String,
+    local: Vec<(String, String)>, // (recipient address, account)
+    remote: Vec<String>,
+}
+
+struct Session<'a> {
+    ctx: &'a SmtpContext,
+    peer: &'a PeerInfo,
+    helo: Option<String>,
+    esmtp: bool,
+    authed: Option<Authed>,
+    txn: Option<Txn>,
+    errors: u32,
+    auth_failures: u32,
+    out: Vec<u8>,
+    quit: bool,
+    id: String,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn b64(s: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .ok()
+}
+
+fn r(code: u16, text: &str) -> Reply {
+    Reply::new(code, text)
+}
+
+/// Serve one session on `stream` (after the PROXY header, if any, was read).
+pub async fn serve<S>(mut stream: S, peer: PeerInfo, ctx: Arc<SmtpContext>) -> Result<(), SmtpError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let id = format!(
+        "{:x}{:04x}",
+        unix_now(),
+        NEXT_ID.fetch_add(1, Ordering::Relaxed) & 0xffff
+    );
+    let span = tracing::info_span!("smtp", id = %id, mode = ?ctx.mode, client = ?peer.client_addr,
+        identity = peer.identity.as_ref().map(|i| i.account.as_str()).unwrap_or(""));
+    let _e = span.enter();
+    let authed = match (&peer.identity, ctx.mode) {
+        (Some(i), Mode::Submission) => Some(identity_authed(&ctx, &i.account, &i.login).await),
+        _ => None,
+    };
+    let mut s = Session {
+        ctx: &ctx,
+        peer: &peer,
+        helo: None,
+        esmtp: false,
+        authed,
+        txn: None,
+        errors: 0,
+        auth_failures: 0,
+        out: Vec::new(),
+        quit: false,
+        id,
+    };
+    let greet = match ctx.mode {
+        Mode::Lmtp => format!("{} LMTP frontdoor ready", ctx.cfg.hostname),
+        _ => format!("{} ESMTP frontdoor ready", ctx.cfg.hostname),
+    };
+    s.reply(r(220, &greet));
+    let mut buf: Vec<u8> = Vec::new();
+    let mut framer = Framer::default();
+    let mut data: Option<DataReader> = None;
+    let mut auth: Option<AuthStep> = None;
+    let mut chunk = vec![0u8; 16 * 1024];
+    let result = loop {
+        // Handle everything complete in the buffer.
+        loop {
+            if s.quit {
+                break;
+            }
+            if let Some(d) = data.as_mut() {
+                let (st, used) = d.feed(&buf);
+                buf.drain(..used);
+                if st == DataStatus::NeedMore {
+                    break;
+                }
+                if let Some(d) = data.take() {
+                    s.end_of_data(d).await;
+                }
+                continue;
+            }
+            let (frame, used) = framer.next(&buf);
+            let Some(frame) = frame else {
+                buf.drain(..used);
+                break;
+            };
+            let line = match frame {
+                Frame::Line(l) => Some(l.to_vec()),
+                Frame::TooLong => {
+                    s.error(r(500, "5.5.2 Line too long"));
+                    None
+                }
+                Frame::BareLf => {
+                    s.error(r(500, "5.5.2 Bare LF: lines must end in CRLF"));
+                    None
+                }
+            };
+            buf.drain(..used);
+            let Some(line) = line else {
+                auth = None;
+                continue;
+            };
+            if let Some(step) = auth.take() {
+                auth = s.auth_response(step, &line).await;
+                continue;
+            }
+            match parse_command(&line) {
+                Ok(Command::Data) => {
+                    if s.data_allowed() {
+                        s.reply(r(354, "Start mail input; end with <CRLF>.<CRLF>"));
+                        data = Some(DataReader::new(ctx.cfg.max_message_size));
+                    }
+                }
+                Ok(Command::Auth { mechanism, initial }) => {
+                    auth = s.auth_start(&mechanism, initial).await;
+                }
+                Ok(c) => s.command(c).await,
+                Err(reply) => s.error(reply),
+            }
+        }
+        if !s.out.is_empty() {
+            if let Err(e) = stream.write_all(&s.out).await {
+                break Err(e.into());
+            }
+            s.out.clear();
+            if let Err(e) = stream.flush().await {
+                break Err(e.into());
+            }
+        }
+        if s.quit {
+            break Ok(());
+        }
+        let n = match tokio::time::timeout(COMMAND_TIMEOUT, stream.read(&mut chunk)).await {
+            Err(_) => {
+                let _ = stream
+                    .write_all(&r(421, "4.4.2 Idle too long, closing connection").to_bytes())
+                    .await;
+                break Err(SmtpError::Timeout(COMMAND_TIMEOUT));
+            }
+            Ok(Err(e)) => break Err(e.into()),
+            Ok(Ok(n)) => n,
+        };
+        if n == 0 {
+            break Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let _ = stream.shutdown().await;
+    match &result {
+        Ok(()) => tracing::info!(errors = s.errors, "session closed"),
+        Err(e) => tracing::info!(errors = s.errors, "session ended: {e}"),
+    }
+    result
+}
+
+/// The sending rights an identity from the front door grants.
+async fn identity_authed(ctx: &SmtpContext, account: &str, login: &str) -> Authed {
+    let mut addresses = vec![account.to_lowercase(), login.to_lowercase()];
+    let accounts = ctx.accounts.clone();
+    let acc = account.to_lowercase();
+    if let Ok(Ok(more)) = tokio::task::spawn_blocking(move || accounts.addresses(&acc)).await {
+        addresses.extend(more);
+    }
+    addresses.sort();
+    addresses.dedup();
+    Authed {
+        account: account.to_lowercase(),
+        addresses,
+    }
+}
+
+impl Session<'_> {
+    fn reply(&mut self, rep: Reply) {
+        self.out.extend_from_slice(&rep.to_bytes());
+    }
+
+    fn error(&mut self, rep: Reply) {
+        self.errors += 1;
+        tracing::debug!(reply = %rep, "client error");
+        self.reply(rep);
+        if self.errors >= MAX_ERRORS {
+            self.reply(r(421, "4.7.0 Too many errors, closing connection"));
+            self.quit = true;
+        }
+    }
+
+    fn ehlo_reply(&self, name: &str) -> Reply {
+        let mut lines = vec![format!("{} greets {name}", self.ctx.cfg.hostname)];
+        lines.push("PIPELINING".into());
+        lines.push(format!("SIZE {}", self.ctx.cfg.max_message_size));
+        lines.push("8BITMIME".into());
+        lines.push("ENHANCEDSTATUSCODES".into());
+        lines.push("SMTPUTF8".into());
+        if self.ctx.mode == Mode::Submission {
+            let mut mechs = vec!["PLAIN", "LOGIN"];
+            if self.peer.identity.is_some() {
+                mechs.push("EXTERNAL");
+            }
+            lines.push(format!("AUTH {}", mechs.join(" ")));
+        }
+        Reply { code: 250, lines }
+    }
+
+    async fn command(&mut self, c: Command) {
+        let lmtp = self.ctx.mode == Mode::Lmtp;
+        match c {
+            Command::Ehlo(n) | Command::Helo(n) if lmtp => {
+                let _ = n;
+                self.error(r(500, "5.5.1 This is LMTP: use LHLO"));
+            }
+            Command::Lhlo(_) if !lmtp => self.error(r(500, "5.5.1 LHLO is for LMTP; use EHLO")),
+            Command::Ehlo(n) | Command::Lhlo(n) => {
+                self.txn = None;
+                let rep = self.ehlo_reply(&n);
+                self.helo = Some(n);
+                self.esmtp = true;
+                self.reply(rep);
+            }
+            Command::Helo(n) => {
+                self.txn = None;
+                self.reply(Reply::new(
+                    250,
+                    format!("{} greets {n}", self.ctx.cfg.hostname),
+                ));
+                self.helo = Some(n);
+                self.esmtp = false;
+            }
+            Command::Mail { from, params } => self.mail(from, params),
+            Command::Rcpt { to } => self.rcpt(to).await,
+            Command::Rset => {
+                self.txn = None;
+                self.reply(r(250, "2.0.0 Ok"));
+            }
+            Command::Noop => self.reply(r(250, "2.0.0 Ok")),
+            Command::Quit => {
+                self.reply(r(221, "2.0.0 Bye"));
+                self.quit = true;
+            }
+            Command::Vrfy => self.reply(r(252, "2.5.0 Cannot verify the user; send mail and see")),
+            Command::Help => self.reply(r(214, "2.0.0 See RFC 5321")),
+            Command::StartTls => self.error(r(502, "5.5.1 STARTTLS not available here")),
+            Command::Bdat => self.error(r(502, "5.5.1 BDAT not implemented; use DATA")),
+            Command::Data | Command::Auth { .. } => {}
+        }
+    }
+
+    fn mail(&mut self, from: String, params: super::parser::MailParams) {
+        if self.helo.is_none() {
+            return self.error(r(503, "5.5.1 Send EHLO first"));
+        }
+        if self.txn.is_some() {
+            return self.error(r(503, "5.5.1 Nested MAIL command"));
+        }
+        if params
+            .size
+            .is_some_and(|s| s > self.ctx.cfg.max_message_size as u64)
+        {
+            return self.error(r(
+                552,
+                "5.3.4 Message size exceeds fixed maximum message size",
+            ));
+        }
+        if !from.is_ascii() && !params.smtputf8 {
+            return self.error(r(553, "5.6.7 Non-ASCII address needs SMTPUTF8"));
+        }
+        if self.ctx.mode == Mode::Submission {
+            let Some(a) = &self.authed else {
+                return self.error(r(530, "5.7.0 Authentication required"));
+            };
+            let f = from.to_lowercase();
+            if !a.addresses.contains(&f) {
+                tracing::info!(from = %from, account = %a.account, "MAIL FROM not an address of the account");
+                return self.error(r(553, "5.7.1 Sender address not allowed for this account"));
+            }
+        }
+        self.txn = Some(Txn {
+            from,
+            local: Vec::new(),
+            remote: Vec::new(),
+        });
+        self.reply(r(250, "2.1.0 Ok"));
+    }
+
+    async fn rcpt(&mut self, to: String) {
+        let Some(txn) = &self.txn else {
+            return self.error(r(503, "5.5.1 Need MAIL before RCPT"));
+        };
+        if txn.local.len() + txn.remote.len() >= MAX_RECIPIENTS {
+            return self.reply(r(452, "4.5.3 Too many recipients"));
+        }
+        let domain = domain_of(&to).trim_end_matches('.').to_ascii_lowercase();
+        if self.ctx.cfg.is_local_domain(&domain) {
+            let accounts = self.ctx.accounts.clone();
+            let addr = to.clone();
+            let found = tokio::task::spawn_blocking(move || accounts.account_for(&addr)).await;
+            match found {
+                Ok(Ok(Some(account))) => {
+                    if let Some(t) = self.txn.as_mut() {
+                        t.local.push((to, account));
+                    }
+                    self.reply(r(250, "2.1.5 Ok"));
+                }
+                Ok(Ok(None)) => self.error(r(550, "5.1.1 No such user here")),
+                Ok(Err(e)) => {
+                    tracing::error!("accounts lookup failed: {e}");
+                    self.reply(r(451, "4.3.0 Temporary server error, try again later"));
+                }
+                Err(e) => {
+                    tracing::error!("accounts lookup task failed: {e}");
+                    self.reply(r(451, "4.3.0 Temporary server error, try again later"));
+                }
+            }
+            return;
+        }
+        if self.ctx.mode == Mode::Submission && self.ctx.cfg.relay.is_some() {
+            if let Some(t) = self.txn.as_mut() {
+                t.remote.push(to);
+            }
+            return self.reply(r(250, "2.1.5 Ok"));
+        }
+        if self.ctx.mode == Mode::Submission {
+            self.error(r(550, "5.7.1 Relaying not available"))
+        } else {
+            self.error(r(550, "5.7.1 Relaying denied: not a local domain"))
+        }
+    }
+
+    fn data_allowed(&mut self) -> bool {
+        match &self.txn {
+            None => {
+                self.error(r(503, "5.5.1 Need MAIL and RCPT before DATA"));
+                false
+            }
+            Some(t) if t.local.is_empty() && t.remote.is_empty() => {
+                // RFC 2920 3.1: after failed pipelined RCPTs.
+                self.error(r(554, "5.5.1 No valid recipients"));
+                false
+            }
+            Some(_) => true,
+        }
+    }
+
+    fn received_header(&self) -> String {
+        let client = self
+            .peer
+            .client_addr
+            .map(|a| a.ip().to_string())
+            .unwrap_or_else(|| "local".into());
+        let helo = self.helo.as_deref().unwrap_or("unknown");
+        let mut with = match self.ctx.mode {
+            Mode::Lmtp => "LMTP".to_string(),
+            _ if self.esmtp => "ESMTP".to_string(),
+            _ => "SMTP".to_string(),
+        };
+        if self.peer.tls && with != "LMTP" {
+            with.push('S');
+        }
+        if self.authed.is_some() && self.ctx.mode == Mode::Submission && with != "LMTP" {
+            with.push('A');
+        }
+        // The client's helo name is client-chosen text: keep it printable.
+        let helo: String = helo
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(255)
+            .collect();
+        format!(
+            "Received: from {helo} ([{client}])\r\n\tby {} (frontdoor) with {with} id {};\r\n\t{}\r\n",
+            self.ctx.cfg.hostname,
+            self.id,
+            rfc5322_date(unix_now())
+        )
+    }
+
+    async fn end_of_data(&mut self, d: DataReader) {
+        let Some(txn) = self.txn.take() else { return };
+        let n_local = txn.local.len();
+        let per_rcpt = |s: &mut Self, rep: Reply| {
+            if s.ctx.mode == Mode::Lmtp {
+                for _ in 0..n_local.max(1) {
+                    s.reply(rep.clone());
+                }
+            } else {
+                s.reply(rep);
+            }
+        };
+        if d.too_big() {
+            return per_rcpt(self, r(552, "5.3.4 Message too big"));
+        }
+        if d.bare_lf {
+            return per_rcpt(
+                self,
+                r(550, "5.6.0 Bare LF in message: lines must end in CRLF"),
+            );
+        }
+        let body = d.into_message();
+        if self.ctx.mode == Mode::Submission {
+            let froms = from_addresses(&body);
+            let allowed = self.authed.as_ref().is_some_and(|a| {
+                !froms.is_empty() && froms.iter().all(|f| a.addresses.contains(f))
+            });
+            if !allowed {
+                tracing::info!(from = ?froms, "From: header does not match the account");
+                return self.reply(r(
+                    550,
+                    "5.7.1 From header does not match the authenticated account",
+                ));
+            }
+        }
+        let mut msg = self.received_header().into_bytes();
+        msg.extend_from_slice(&body);
+        drop(body);
+        if !txn.remote.is_empty() {
+            if let Some(smarthost) = &self.ctx.cfg.relay {
+                match relay::send(
+                    smarthost,
+                    &self.ctx.cfg.hostname,
+                    &txn.from,
+                    &txn.remote,
+                    &msg,
+                )
+                .await
+                {
+                    Ok(()) => tracing::info!(rcpts = txn.remote.len(), "handed to smarthost"),
+                    Err(relay::RelayError::Permanent(e)) => {
+                        tracing::warn!("smarthost refused: {e}");
+                        return self.reply(r(554, "5.0.0 Smarthost refused the message"));
+                    }
+                    Err(e) => {
+                        tracing::warn!("{e}");
+                        return self.reply(r(451, "4.4.1 Smarthost unavailable, try again later"));
+                    }
+                }
+            }
+        }
+        if !txn.local.is_empty() {
+            let accounts: Vec<String> = txn.local.iter().map(|(_, a)| a.clone()).collect();
+            let store = self.ctx.store.clone();
+            let size = msg.len();
+            let res = tokio::task::spawn_blocking(move || store.deliver(&accounts, &msg)).await;
+            match res {
+                Ok(Ok(_)) => tracing::info!(rcpts = n_local, size, "delivered"),
+                Ok(Err(e)) => {
+                    tracing::error!("delivery failed: {e}");
+                    return per_rcpt(
+                        self,
+                        r(451, "4.3.0 Could not store the message, try again later"),
+                    );
+                }
+                Err(e) => {
+                    tracing::error!("delivery task failed: {e}");
+                    return per_rcpt(
+                        self,
+                        r(451, "4.3.0 Could not store the message, try again later"),
+                    );
+                }
+            }
+        }
+        let ok = Reply::new(250, format!("2.0.0 Ok: queued as {}", self.id));
+        per_rcpt(self, ok);
+    }
+
+    async fn auth_start(&mut self, mech: &str, initial: Option<String>) -> Option<AuthStep> {
+        if self.ctx.mode != Mode::Submission {
+            self.error(r(502, "5.5.1 AUTH not available here"));
+            return None;
+        }
+        if self.helo.is_none() || !self.esmtp {
+            self.error(r(503, "5.5.1 Send EHLO first"));
+            return None;
+        }
+        if self.txn.is_some() {
+            self.error(r(503, "5.5.1 AUTH not allowed during a mail transaction"));
+            return None;
+        }
+        // With an identity the session starts authenticated, yet a client
+        // that insists on AUTH gets it checked against that identity.
+        if self.authed.is_some() && self.peer.identity.is_none() {
+            self.error(r(503, "5.5.1 Already authenticated"));
+            return None;
+        }
+        let step = match mech {
+            "PLAIN" => AuthStep::Plain,
+            "LOGIN" => AuthStep::LoginUser,
+            "EXTERNAL" => AuthStep::External,
+            _ => {
+                self.error(r(504, "5.5.4 Unrecognized authentication mechanism"));
+                return None;
+            }
+        };
+        match initial {
+            Some(i) => self.auth_response(step, i.as_bytes()).await,
+            None => {
+                let prompt = match step {
+                    AuthStep::LoginUser => "VXNlcm5hbWU6",
+                    _ => "",
+                };
+                self.reply(Reply::new(334, prompt));
+                Some(step)
+            }
+        }
+    }
+
+    async fn auth_response(&mut self, step: AuthStep, line: &[u8]) -> Option<AuthStep> {
+        let text = String::from_utf8_lossy(line).trim().to_owned();
+        if text == "*" {
+            self.error(r(501, "5.0.0 Authentication cancelled"));
+            return None;
+        }
+        // "=" is an empty initial response (RFC 4954 4).
+        let decoded = if text == "=" {
+            Some(Vec::new())
+        } else {
+            b64(&text)
+        };
+        let Some(decoded) = decoded else {
+            self.error(r(501, "5.5.2 Cannot decode base64"));
+            return None;
+        };
+        match step {
+            AuthStep::LoginUser => {
+                self.reply(Reply::new(334, "UGFzc3dvcmQ6"));
+                Some(AuthStep::LoginPass(
+                    String::from_utf8_lossy(&decoded).into_owned(),
+                ))
+            }
+            AuthStep::LoginPass(user) => {
+                let pass = String::from_utf8_lossy(&decoded).into_owned();
+                self.password_login(&user, &pass).await;
+                None
+            }
+            AuthStep::Plain => {
+                let parts: Vec<&[u8]> = decoded.split(|b| *b == 0).collect();
+                if parts.len() != 3 {
+                    self.error(r(501, "5.5.2 Malformed PLAIN response"));
+                    return None;
+                }
+                let authz = String::from_utf8_lossy(parts[0]).to_lowercase();
+                let user = String::from_utf8_lossy(parts[1]).into_owned();
+                let pass = String::from_utf8_lossy(parts[2]).into_owned();
+                if !authz.is_empty() && authz != user.to_lowercase() {
+                    self.auth_failed("PLAIN authorization identity differs from the user");
+                    return None;
+                }
+                self.password_login(&user, &pass).await;
+                None
+            }
+            AuthStep::External => {
+                let Some(id) = &self.peer.identity else {
+                    self.auth_failed("EXTERNAL without a client key identity");
+                    return None;
+                };
+                let authz = String::from_utf8_lossy(&decoded).to_lowercase();
+                let ok = authz.is_empty()
+                    || authz == id.login.to_lowercase()
+                    || self
+                        .authed
+                        .as_ref()
+                        .is_some_and(|a| a.addresses.contains(&authz));
+                if ok {
+                    self.reply(r(235, "2.7.0 Authentication successful"));
+                } else {
+                    self.auth_failed("EXTERNAL authorization identity is not the key's account");
+                }
+                None
+            }
+        }
+    }
+
+    fn auth_failed(&mut self, why: &str) {
+        self.auth_failures += 1;
+        tracing::info!(
+            failures = self.auth_failures,
+            "authentication failed: {why}"
+        );
+        self.error(r(535, "5.7.8 Authentication credentials invalid"));
+        if self.auth_failures >= MAX_AUTH_FAILURES && !self.quit {
+            self.reply(r(421, "4.7.0 Too many failed authentications"));
+            self.quit = true;
+        }
+    }
+
+    async fn password_login(&mut self, user: &str, pass: &str) {
+        let accounts = self.ctx.accounts.clone();
+        let (u, p) = (user.to_owned(), pass.to_owned());
+        let res = tokio::task::spawn_blocking(move || accounts.authenticate(&u, &p)).await;
+        let account = match res {
+            Ok(Ok(Some(a))) => a,
+            Ok(Ok(None)) => return self.auth_failed("wrong user or password"),
+            Ok(Err(e)) => {
+                tracing::error!("accounts: {e}");
+                return self.reply(r(454, "4.7.0 Temporary authentication failure"));
+            }
+            Err(e) => {
+                tracing::error!("auth task: {e}");
+                return self.reply(r(454, "4.7.0 Temporary authentication failure"));
+            }
+        };
+        if self.peer.identity.is_some() {
+            // A password must be for the key's own account (DESIGN §5).
+            let same = self
+                .authed
+                .as_ref()
+                .is_some_and(|a| a.account == account || a.addresses.contains(&account));
+            if !same {
+                return self.auth_failed("password login for another account than the key's");
+            }
+            self.reply(r(235, "2.7.0 Authentication successful"));
+            return;
+        }
+        self.authed = Some(identity_authed(self.ctx, &account, &account).await);
+        tracing::info!(account = %account, "authenticated with password");
+        self.reply(r(235, "2.7.0 Authentication successful"));
+    }
+}
