@@ -98,6 +98,16 @@ pub struct Auth {
 }
 
 fn read_secret(path: &Path) -> Result<Arc<[u8]>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(path) {
+        if m.permissions().mode() & 0o007 != 0 {
+            return Err(format!(
+                "{}: identity_secret must not be readable or writable by others: chmod o-rwx {}",
+                path.display(),
+                path.display()
+            ));
+        }
+    }
     let raw = std::fs::read(path)
         .map_err(|e| format!("{}: cannot read identity_secret: {e}", path.display()))?;
     let trimmed = raw.trim_ascii();

@@ -116,6 +116,7 @@ struct RawConfig {
     #[serde(default)]
     client_auth: Option<RawClientAuth>,
     #[serde(default)]
+    metrics: Option<RawMetrics>,
     mail: Option<crate::mail::config::RawMail>,
 }
 
@@ -169,6 +170,8 @@ struct RawRoute {
     client_auth: Option<String>,
     #[serde(default)]
     identity: Option<String>,
+    #[serde(default)]
+    mode: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -184,6 +187,12 @@ struct RawTimeouts {
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     max_connections: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -210,6 +219,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub max_connections: usize,
     pub client_auth: Option<ClientAuth>,
+    /// Where Prometheus metrics are served (`GET /metrics`), if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
     /// The bundled mail servers, when a `mail:` section is present.
     pub mail: Option<crate::mail::config::MailConfig>,
     /// Line of each YAML node, for problems found after loading (files it names).
@@ -343,6 +354,9 @@ pub struct Route {
     pub client_auth: ClientAuthMode,
     /// How a pinned key's identity reaches the backend.
     pub identity: IdentityMode,
+    /// `mode: passthrough`: the raw TLS stream, ClientHello included, goes to
+    /// a backend that terminates TLS itself.
+    pub passthrough: bool,
 }
 
 /// How a route hands the identity to its backend.
@@ -434,6 +448,15 @@ impl Config {
         }
     }
 
+    /// Whether this listener can pass connections through (so the ClientHello
+    /// must be inspected before TLS).
+    pub fn listener_has_passthrough(&self, l: &Listener) -> bool {
+        match l.route {
+            Some(r) => self.routes[r].passthrough,
+            None => self.routes.iter().any(|r| r.passthrough),
+        }
+    }
+
     pub fn route_by_name(&self, name: &str) -> Option<usize> {
         self.routes.iter().position(|r| r.name == name)
     }
@@ -453,6 +476,7 @@ impl Config {
         });
         routes
             .iter()
+            .filter(|r| !r.passthrough)
             .flat_map(|r| r.alpn.iter().map(|a| a.as_bytes().to_vec()))
             .collect()
     }
@@ -566,6 +590,25 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
         }
         let client_auth =
             client_auth_mode(r, &SourceMap::child(&p, "client_auth"), &rr.client_auth);
+        let passthrough = match rr.mode.as_deref() {
+            None | Some("terminate") => false,
+            Some("passthrough") => {
+                if protocol.is_mail() {
+                    r.at(&SourceMap::child(&p, "mode"), "mail routes are terminated by frontdoor (pinned keys, identity); passthrough is for web or other TLS backends");
+                }
+                if client_auth == ClientAuthMode::Required {
+                    r.at(&SourceMap::child(&p, "mode"), "a passthrough route cannot require a pinned client key (frontdoor does not see the handshake)");
+                }
+                true
+            }
+            Some(o) => {
+                r.at(
+                    &SourceMap::child(&p, "mode"),
+                    format!("unknown value {o:?} (expected terminate or passthrough)"),
+                );
+                false
+            }
+        };
         let identity = match rr.identity.as_deref() {
             None | Some("proxy") => IdentityMode::ProxyHeader,
             Some("xclient") => {
@@ -601,6 +644,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
             protocol,
             client_auth,
             identity,
+            passthrough,
         });
     }
     let find = |r: &mut Reporter, path: &str, name: &str| -> Option<usize> {
@@ -739,6 +783,21 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
             identity_secret: c.identity_secret.map(|p| resolve(base, p)),
         }
     });
+    let metrics_listen = raw
+        .metrics
+        .and_then(|m| match m.listen.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                r.at(
+                    "metrics.listen",
+                    format!(
+                        "bad listen address {:?}: expected ip:port such as \"127.0.0.1:9443\"",
+                        m.listen
+                    ),
+                );
+                None
+            }
+        });
     let needs_auth = listeners
         .iter()
         .any(|l| l.client_auth == ClientAuthMode::Required)
@@ -760,6 +819,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
         timeouts,
         max_connections,
         client_auth,
+        metrics_listen,
         mail,
         lines: SourceMap::default(),
     }

@@ -9,9 +9,11 @@
 
 pub mod auth;
 pub mod config;
+pub mod embedded;
 pub mod frontdoor;
 pub mod keys_cli;
 pub mod mail;
+pub mod metrics;
 pub mod proxy_protocol;
 pub mod registry;
 pub mod serve;

@@ -33,10 +33,20 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the front door (TLS on the configured listeners, routing to backends).
+    ///
+    /// Without --config: the embedded default in --data-dir (created on first
+    /// start): a self-signed certificate for localhost, the bundled IMAP and
+    /// submission servers, an empty key registry, listening on 127.0.0.1:8443.
     Serve {
         /// The YAML configuration file.
         #[arg(long, short)]
-        config: PathBuf,
+        config: Option<PathBuf>,
+        /// Data directory of the embedded default (used when --config is not given).
+        #[arg(long, default_value = frontdoor::embedded::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// Listen address overriding the first listener's `bind`.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Validate the configuration and every file it names; print each problem as file:line: reason.
     Check {
@@ -62,15 +72,45 @@ fn main() -> ExitCode {
         LogFormat::Json => "json",
     };
     match cli.cmd {
-        Cmd::Serve { config } => {
+        Cmd::Serve {
+            config,
+            data_dir,
+            listen,
+        } => {
             frontdoor::serve::init_logging(fmt, &cli.log_level);
-            let cfg = match frontdoor::serve::check(&config) {
+            let embedded = config.is_none();
+            let config = match config {
+                Some(c) => c,
+                None => {
+                    let l = listen.unwrap_or_else(|| {
+                        frontdoor::embedded::DEFAULT_LISTEN
+                            .parse()
+                            .unwrap_or_else(|_| ([127, 0, 0, 1], 8443).into())
+                    });
+                    match frontdoor::embedded::prepare(&data_dir, l) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            eprintln!("frontdoor: cannot prepare the embedded default: {e}");
+                            return ExitCode::from(1);
+                        }
+                    }
+                }
+            };
+            let mut cfg = match frontdoor::serve::check(&config) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("{e}");
                     return ExitCode::from(1);
                 }
             };
+            if let (Some(l), Some(first)) = (listen, cfg.listeners.first_mut()) {
+                first.bind = l;
+            }
+            if embedded {
+                if let Some(first) = cfg.listeners.first() {
+                    eprint!("{}", frontdoor::embedded::next_steps(&data_dir, first.bind));
+                }
+            }
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

@@ -15,7 +15,7 @@ pub fn check(path: &Path) -> Result<Config, Problems> {
         if let Err(e) = crate::tls::certs::load_pair(cp) {
             use crate::tls::certs::CertError::*;
             let on_key = match &e {
-                Read { path, .. } | Pem { path, .. } => *path == cp.key,
+                Read { path, .. } | Pem { path, .. } | WorldWritable { path } => *path == cp.key,
                 NoKey { .. } | BadKey { .. } | Mismatch { .. } => true,
                 _ => false,
             };
@@ -37,8 +37,19 @@ pub fn check(path: &Path) -> Result<Config, Problems> {
 
 /// Run the front door until SIGTERM/SIGINT; SIGHUP reloads certificates and registry.
 pub async fn serve(cfg: Config) -> Result<(), String> {
-    let fd = Frontdoor::bind(cfg).await.map_err(|e| e.to_string())?;
     let shutdown = CancellationToken::new();
+    // The bundled mail servers first, so their sockets exist before the
+    // front door routes the first client to them.
+    let mail = match &cfg.mail {
+        Some(_) => Some(
+            crate::mail::start(&cfg, shutdown.clone())
+                .await
+                .map_err(|e| format!("bundled mail servers: {e}"))?,
+        ),
+        None => None,
+    };
+    let grace = cfg.timeouts.shutdown_grace;
+    let fd = Frontdoor::bind(cfg).await.map_err(|e| e.to_string())?;
     let shared = fd.shared();
     let stop = shutdown.clone();
     // Install the handlers before the listeners announce themselves, so a
@@ -66,6 +77,9 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         stop.cancel();
     });
     fd.run(shutdown).await;
+    if let Some(m) = mail {
+        m.wait(grace).await;
+    }
     signals.abort();
     Ok(())
 }

@@ -111,7 +111,10 @@ async fn env(unknown_key: &str, entries: &[String], secret: Option<&str>) -> Env
     write_registry(&registry, entries);
     let secret_line = match secret {
         Some(s) => {
-            std::fs::write(dir.path().join("identity.key"), s).unwrap();
+            let kp = dir.path().join("identity.key");
+            std::fs::write(&kp, s).unwrap();
+            std::fs::set_permissions(&kp, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
             "  identity_secret: identity.key\n"
         }
         None => "",
@@ -363,6 +366,39 @@ async fn identity_hmac_verifies_with_the_secret_only() {
     assert!(
         h.identity().unwrap().no_imap_preauth,
         "imap_preauth: false sets flag bit 0"
+    );
+}
+
+#[test]
+fn world_readable_secret_and_world_writable_key_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (c, k) = write_cert(d, "server", &["localhost"]);
+    std::fs::write(d.join("keys.yaml"), "keys: []\n").unwrap();
+    std::fs::write(d.join("identity.key"), "0123456789abcdef0123456789abcdef").unwrap();
+    std::fs::set_permissions(
+        d.join("identity.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    std::fs::set_permissions(&k, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let cfg = format!(
+        "listeners:\n  - bind: \"127.0.0.1:0\"\ntls:\n  certificates:\n    - {{ cert: {}, key: {} }}\nroutes:\n  imap: {{ alpn: [imap], backend: \"127.0.0.1:1\" }}\nclient_auth: {{ registry: keys.yaml, identity_secret: identity.key }}\n",
+        c.display(),
+        k.display()
+    );
+    std::fs::write(d.join("f.yaml"), cfg).unwrap();
+    let out = Command::new(Frontdoor::bin())
+        .args(["check", "--config"])
+        .arg(d.join("f.yaml"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("refusing a world-writable file"), "{err}");
+    assert!(
+        err.contains("identity_secret must not be readable or writable by others"),
+        "{err}"
     );
 }
 

@@ -175,3 +175,113 @@ async fn two_instances_behind_haproxy_tcp_mode_see_the_original_client() {
     let _ = haproxy.kill();
     let _ = haproxy.wait();
 }
+
+/// A backend that terminates TLS itself, with its own certificate, and
+/// echoes; it records the raw bytes it first received.
+async fn tls_backend(
+    dir: &std::path::Path,
+) -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    let (c, k) = write_cert(dir, "web", &["www.example.org"]);
+    let chain = rustls_pemfile::certs(&mut &std::fs::read(&c).unwrap()[..])
+        .map(|c| c.unwrap())
+        .collect();
+    let key = rustls_pemfile::private_key(&mut &std::fs::read(&k).unwrap()[..])
+        .unwrap()
+        .unwrap();
+    let mut cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let first = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let f2 = first.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let mut peek = vec![0u8; 4096];
+            let n = s.peek(&mut peek).await.unwrap_or(0);
+            *f2.lock().unwrap() = peek[..n].to_vec();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(mut t) = acceptor.accept(s).await {
+                    let _ = t.write_all(b"web backend ready\r\n").await;
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = tokio::io::AsyncReadExt::read(&mut t, &mut buf).await {
+                        if n == 0 || t.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, first)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passthrough_route_delivers_the_untouched_tls_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let imap = CaptureBackend::start("imap", Expect::V2).await;
+    let (web, first) = tls_backend(dir.path()).await;
+    let cfg = format!(
+        "listeners:\n  - bind: \"127.0.0.1:0\"\nroutes:\n  imap: {{ alpn: [imap], backend: \"{}\" }}\n  web: {{ alpn: [h2, \"http/1.1\"], backend: \"{web}\", mode: passthrough, proxy_protocol: none }}\n",
+        imap.addr
+    );
+    let p = dir.path().join("pt.yaml");
+    std::fs::write(&p, cfg).unwrap();
+    let fd = Frontdoor::start(&p, 1);
+    // The exact bytes a client sends first: its ClientHello.
+    let mut cc = rustls::ClientConnection::new(
+        client_config(&["h2", "http/1.1"], None, Tls::V13),
+        ServerName::try_from("www.example.org").unwrap(),
+    )
+    .unwrap();
+    let mut hello = Vec::new();
+    cc.write_tls(&mut hello).unwrap();
+    let mut raw = TcpStream::connect(fd.addrs[0]).await.unwrap();
+    raw.write_all(&hello).await.unwrap();
+    for _ in 0..50 {
+        if !first.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        *first.lock().unwrap(),
+        hello,
+        "byte-identical ClientHello at the backend"
+    );
+    drop(raw);
+    // A whole session: the backend's own certificate, echo through.
+    let mut s = connect_with(
+        fd.addrs[0],
+        client_config(&["http/1.1"], None, Tls::V13),
+        "www.example.org",
+    )
+    .await
+    .unwrap();
+    let der = s.get_ref().1.peer_certificates().unwrap()[0].to_vec();
+    assert!(
+        String::from_utf8_lossy(&der).contains("www.example.org"),
+        "the backend's certificate"
+    );
+    assert_eq!(read_line(&mut s).await.unwrap(), "web backend ready\r\n");
+    s.write_all(b"ping\r\n").await.unwrap();
+    assert_eq!(read_line(&mut s).await.unwrap(), "ping\r\n");
+    // Mail ALPN on the same port is still terminated by frontdoor.
+    let mut m = connect(fd.addrs[0], &["imap", "h2"], "www.example.org")
+        .await
+        .unwrap();
+    assert_eq!(read_line(&mut m).await.unwrap(), "imap ready\r\n");
+    let der = m.get_ref().1.peer_certificates().unwrap()[0].to_vec();
+    assert!(
+        !String::from_utf8_lossy(&der).contains("www.example.org"),
+        "frontdoor's own certificate"
+    );
+}

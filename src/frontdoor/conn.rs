@@ -23,6 +23,7 @@ use super::Shared;
 use crate::auth::{ClientKey, Identity};
 use crate::config::{ClientAuthMode, Config, IdentityMode, Listener, UnknownKey};
 use crate::proxy_protocol::{self, ConnInfo, IdentityTlvs, SslInfo};
+use crate::tls::client_hello::{self, Hello, Peeked};
 
 /// The connection facts derived once after the handshake (DESIGN §7.5).
 #[derive(Debug, Clone)]
@@ -101,6 +102,23 @@ impl CloseLog<'_> {
     }
 }
 
+/// RAII gauge of open connections per route and ALPN.
+struct OpenMetric<'a> {
+    m: &'a crate::metrics::Metrics,
+    labels: crate::metrics::RouteAlpn,
+}
+impl<'a> OpenMetric<'a> {
+    fn new(m: &'a crate::metrics::Metrics, labels: crate::metrics::RouteAlpn) -> Self {
+        m.connections_open.get_or_create(&labels).inc();
+        Self { m, labels }
+    }
+}
+impl Drop for OpenMetric<'_> {
+    fn drop(&mut self) {
+        self.m.connections_open.get_or_create(&self.labels).dec();
+    }
+}
+
 /// RAII count of open connections.
 struct OpenGuard<'a>(&'a Shared);
 impl Drop for OpenGuard<'_> {
@@ -174,6 +192,34 @@ pub async fn handle(
         }
     }
 
+    if cfg.listener_has_passthrough(l) {
+        let peeked = tokio::select! {
+            r = tokio::time::timeout(cfg.timeouts.handshake, peek_hello(&tcp)) => r,
+            _ = shared.force_close.cancelled() => return,
+        };
+        match peeked {
+            Ok(Ok(Some(hello))) => {
+                if let Some(ri) = passthrough_route(&cfg, l, &hello) {
+                    passthrough(&shared, tcp, client, local, ri, hello, &id, &mut log).await;
+                    return;
+                }
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                log.emit(&format!("closed before a ClientHello: {e}"));
+                return;
+            }
+            Err(_) => {
+                shared
+                    .stats
+                    .handshake_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                log.emit("handshake timeout");
+                return;
+            }
+        }
+    }
+
     let mut tls = tokio::select! {
         r = tracing::Instrument::instrument(
             tokio::time::timeout(cfg.timeouts.handshake, acceptor.accept(tcp)),
@@ -182,6 +228,11 @@ pub async fn handle(
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 shared.stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
+                let reason = crate::metrics::handshake_reason(&e);
+                shared.metrics.handshake_failures.get_or_create(&crate::metrics::ReasonLabel { reason }).inc();
+                if reason == "client_certificate_refused" {
+                    shared.metrics.unknown_keys.inc();
+                }
                 if let Some(auth) = &shared.auth {
                     auth.note_handshake_error(client.ip(), &e);
                 }
@@ -190,6 +241,7 @@ pub async fn handle(
             }
             Err(_) => {
                 shared.stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
+                shared.metrics.handshake_failures.get_or_create(&crate::metrics::ReasonLabel { reason: "timeout" }).inc();
                 log.emit("handshake timeout");
                 return;
             }
@@ -236,6 +288,7 @@ pub async fn handle(
         log.key = Some(i.key_name.clone());
     }
     if let ClientKey::Unknown(fp) = &key {
+        shared.metrics.unknown_keys.inc();
         log.key = Some(format!("unknown {fp}"));
         tracing::info!(id = %id, client = %client, fingerprint = %fp, "client presented a key that is not in the registry");
         if shared
@@ -261,6 +314,19 @@ pub async fn handle(
     };
     let route = &cfg.routes[ri];
     log.route = Some(route.name.clone());
+    let labels = crate::metrics::RouteAlpn {
+        route: route.name.clone(),
+        alpn: log.alpn.clone().unwrap_or_else(|| "-".into()),
+    };
+    shared
+        .metrics
+        .connections_total
+        .get_or_create(&labels)
+        .inc();
+    let _open_metric = OpenMetric::new(&shared.metrics, labels);
+    if let Some(i) = &peer.identity {
+        shared.metrics.authenticated(&i.account);
+    }
     log.backend = Some(route.backend.to_string());
     let required =
         route.client_auth == ClientAuthMode::Required || l.client_auth == ClientAuthMode::Required;
@@ -278,10 +344,25 @@ pub async fn handle(
         return;
     }
 
-    let mut be = match backend::connect(&route.backend, cfg.timeouts.connect).await {
+    let route_label = crate::metrics::RouteLabel {
+        route: route.name.clone(),
+    };
+    let t_connect = Instant::now();
+    let connected = backend::connect(&route.backend, cfg.timeouts.connect).await;
+    shared
+        .metrics
+        .backend_connect
+        .get_or_create(&route_label)
+        .observe(t_connect.elapsed().as_secs_f64());
+    let mut be = match connected {
         Ok(b) => b,
         Err(e) => {
             shared.stats.backend_failed.fetch_add(1, Ordering::Relaxed);
+            shared
+                .metrics
+                .backend_failures
+                .get_or_create(&route_label)
+                .inc();
             tracing::warn!(id = %id, route = %route.name, backend = %route.backend, error = %e, "backend unreachable");
             if let Some(msg) = backend::unavailable_message(route.protocol, peer.alpn.as_deref()) {
                 let _ = tokio::time::timeout(cfg.timeouts.connect, async {
@@ -352,11 +433,124 @@ pub async fn handle(
     let out = relay::relay(&mut tls, &mut be, cfg.timeouts.idle, stop).await;
     log.up = out.up;
     log.down = out.down;
+    for (direction, n) in [("up", out.up), ("down", out.down)] {
+        shared
+            .metrics
+            .bytes
+            .get_or_create(&crate::metrics::BytesLabel {
+                route: route.name.clone(),
+                direction,
+            })
+            .inc_by(n);
+    }
     if !matches!(out.end, End::Done) {
         // Best effort: tell the client we are closing (close_notify).
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tls.shutdown()).await;
         let _ = be_shutdown(&mut be).await;
     }
+    log.emit(&out.end.to_string());
+}
+
+/// Wait until the whole ClientHello is in the socket buffer, without
+/// consuming it. `None`: not a parseable ClientHello (rustls will answer).
+async fn peek_hello(tcp: &TcpStream) -> std::io::Result<Option<Hello>> {
+    let mut buf = vec![0u8; client_hello::MAX_HELLO + 64];
+    loop {
+        let n = tcp.peek(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        match client_hello::peek(&buf[..n]) {
+            Ok(Peeked::Hello(h)) => return Ok(Some(h)),
+            Ok(Peeked::NeedMore) if n < buf.len() => {
+                // peek returns at once while any byte is queued: wait a
+                // little for the rest (the caller bounds the total wait).
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Ok(Peeked::NeedMore) | Err(_) => return Ok(None),
+        }
+    }
+}
+
+/// The passthrough route for this ClientHello, if any: mail ALPNs are
+/// always terminated here; otherwise ALPN, then SNI, then the default.
+pub fn passthrough_route(cfg: &Config, l: &Listener, hello: &Hello) -> Option<usize> {
+    if let Some(r) = l.route {
+        return cfg.routes[r].passthrough.then_some(r);
+    }
+    if !hello.alpn.is_empty() {
+        let offered = |a: &[u8]| hello.alpn.iter().any(|x| x == a);
+        if cfg.listener_alpn(l).iter().any(|a| offered(a)) {
+            return None;
+        }
+        return cfg
+            .routes
+            .iter()
+            .position(|r| r.passthrough && r.alpn.iter().any(|a| offered(a.as_bytes())));
+    }
+    let r = hello
+        .sni
+        .as_ref()
+        .and_then(|n| l.sni_routes.get(n).copied())
+        .or(l.default_route)?;
+    cfg.routes[r].passthrough.then_some(r)
+}
+
+/// Relay the raw TLS stream (ClientHello still unread in the socket) to a
+/// backend that terminates TLS itself.
+#[allow(clippy::too_many_arguments)]
+async fn passthrough(
+    shared: &Shared,
+    mut tcp: TcpStream,
+    client: SocketAddr,
+    local: SocketAddr,
+    ri: usize,
+    hello: Hello,
+    id: &str,
+    log: &mut CloseLog<'_>,
+) {
+    let cfg = &shared.config;
+    let route = &cfg.routes[ri];
+    log.route = Some(route.name.clone());
+    log.backend = Some(route.backend.to_string());
+    log.sni = hello.sni.clone();
+    log.alpn = Some("passthrough".into());
+    let mut be = match backend::connect(&route.backend, cfg.timeouts.connect).await {
+        Ok(b) => b,
+        Err(e) => {
+            shared.stats.backend_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(id, route = %route.name, backend = %route.backend, error = %e, "backend unreachable");
+            log.emit(&format!("backend unreachable: {e}"));
+            return;
+        }
+    };
+    let header = match route.proxy_protocol {
+        proxy_protocol::Version::None => Vec::new(),
+        proxy_protocol::Version::V1 => proxy_protocol::encode_v1(client, local),
+        proxy_protocol::Version::V2 => proxy_protocol::encode_v2(
+            &ConnInfo {
+                src: client,
+                dst: local,
+                alpn: None,
+                authority: hello.sni.clone(),
+                unique_id: Some(id.as_bytes().to_vec()),
+                ssl: None,
+                identity: None,
+            },
+            None,
+        ),
+    };
+    if !header.is_empty() && be.write_all(&header).await.is_err() {
+        log.emit("backend closed before the PROXY header was written");
+        return;
+    }
+    let stop = async {
+        shared.force_close.cancelled().await;
+        "shutdown: drain grace period over"
+    };
+    let out = relay::relay(&mut tcp, &mut be, cfg.timeouts.idle, stop).await;
+    log.up = out.up;
+    log.down = out.down;
     log.emit(&out.end.to_string());
 }
 

@@ -98,6 +98,7 @@ pub struct Shared {
     pub resolver: Arc<SniResolver>,
     pub auth: Option<Arc<Auth>>,
     pub stats: Stats,
+    pub metrics: crate::metrics::Metrics,
     /// Fires when the drain grace period is over: open connections close.
     pub force_close: CancellationToken,
     next_id: AtomicU64,
@@ -138,6 +139,7 @@ struct BoundListener {
 pub struct Frontdoor {
     shared: Arc<Shared>,
     listeners: Vec<BoundListener>,
+    metrics_listener: Option<TcpListener>,
     limit: Arc<Semaphore>,
 }
 
@@ -195,6 +197,10 @@ impl Frontdoor {
                 acceptor: TlsAcceptor::from(tls_cfg),
             });
         }
+        let metrics_listener = match config.metrics_listen {
+            Some(a) => Some(bind_socket(a).map_err(|source| StartError::Bind { addr: a, source })?),
+            None => None,
+        };
         let start = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -206,6 +212,7 @@ impl Frontdoor {
                 resolver,
                 auth,
                 stats: Stats::default(),
+                metrics: crate::metrics::Metrics::new(),
                 force_close: CancellationToken::new(),
                 next_id: AtomicU64::new(1),
                 id_prefix: base36(start),
@@ -213,8 +220,16 @@ impl Frontdoor {
                 accept_err_log: RateLimitedLog::new(1000),
             }),
             listeners,
+            metrics_listener,
             limit,
         })
+    }
+
+    /// The metrics listener's address, if configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// Actual bound addresses, in listener order (port 0 resolved).
@@ -233,6 +248,16 @@ impl Frontdoor {
     pub async fn run(self, shutdown: CancellationToken) {
         let tracker = TaskTracker::new();
         let mut loops = Vec::new();
+        if let Some(ml) = self.metrics_listener {
+            if let Ok(a) = ml.local_addr() {
+                tracing::info!(addr = %a, "metrics listening");
+            }
+            loops.push(tokio::spawn(crate::metrics::serve(
+                ml,
+                self.shared.clone(),
+                shutdown.clone(),
+            )));
+        }
         for l in self.listeners {
             if let Ok(a) = l.socket.local_addr() {
                 tracing::info!(listener = l.index, addr = %a, "listening");

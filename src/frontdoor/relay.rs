@@ -71,11 +71,17 @@ enum Fail {
     Write(io::Error),
 }
 
-/// EOF without close_notify is how most clients end a session; count it as EOF.
+/// EOF without close_notify is how many clients end a session; count it as
+/// EOF. A reset is not: the peer is gone both ways, so the relay ends.
 fn eof_like(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::UnexpectedEof
+}
+
+/// Shutting down a write half the peer already closed is not a failure.
+fn gone(e: &io::Error) -> bool {
     matches!(
         e.kind(),
-        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+        io::ErrorKind::NotConnected | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
     )
 }
 
@@ -126,7 +132,7 @@ impl Dir {
             if self.read_eof {
                 if !self.shut {
                     ready!(w.as_mut().poll_shutdown(cx)).or_else(|e| {
-                        if eof_like(&e) {
+                        if gone(&e) {
                             Ok(())
                         } else {
                             Err(Fail::Write(e))

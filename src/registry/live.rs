@@ -48,6 +48,9 @@ struct Inner {
     /// The file's signature when it was first read: the watcher starts from
     /// it, so a change between `open` and `spawn_watcher` is not missed.
     first_seen: Seen,
+    /// Reloads put in force, and refused (the last good registry kept).
+    reloads_ok: std::sync::atomic::AtomicU64,
+    reloads_failed: std::sync::atomic::AtomicU64,
 }
 
 impl RegistryHandle {
@@ -65,6 +68,8 @@ impl RegistryHandle {
                 tx,
                 last_tried: Mutex::new(Some(Sha256::digest(&bytes).into())),
                 first_seen,
+                reloads_ok: Default::default(),
+                reloads_failed: Default::default(),
             }),
         })
     }
@@ -78,6 +83,8 @@ impl RegistryHandle {
                 tx,
                 last_tried: Mutex::new(None),
                 first_seen: Seen::Error(std::io::ErrorKind::NotFound),
+                reloads_ok: Default::default(),
+                reloads_failed: Default::default(),
             }),
         }
     }
@@ -109,6 +116,15 @@ impl RegistryHandle {
         }
     }
 
+    /// (reloads put in force, reloads refused) since start.
+    pub fn reload_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.inner.reloads_ok.load(Relaxed),
+            self.inner.reloads_failed.load(Relaxed),
+        )
+    }
+
     /// Watch the file and reload within about a second of a change. The
     /// task ends when the last handle is dropped. Call it inside a tokio
     /// runtime (it spawns a task).
@@ -136,6 +152,8 @@ impl Inner {
             Ok(reg) => {
                 tracing::info!(registry = %self.path.display(), "registry reloaded, {} keys", reg.len());
                 self.tx.send_replace(Arc::new(reg));
+                self.reloads_ok
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 Ok(())
             }
             Err(p) => {
@@ -146,6 +164,8 @@ impl Inner {
     }
 
     fn log_kept(&self, problems: &Problems) {
+        self.reloads_failed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let kept = self.tx.borrow().len();
         for p in &problems.0 {
             tracing::warn!(

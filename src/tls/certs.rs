@@ -41,6 +41,8 @@ pub enum CertError {
     Parse { path: PathBuf, reason: String },
     #[error("no certificates configured")]
     Empty,
+    #[error("{path}: refusing a world-writable file (anyone could replace it): chmod o-w {path}")]
+    WorldWritable { path: PathBuf },
     #[error("cannot generate a self-signed certificate: {0}")]
     Generate(String),
 }
@@ -65,6 +67,14 @@ pub struct LoadedCert {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, CertError> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(path) {
+        if m.permissions().mode() & 0o002 != 0 {
+            return Err(CertError::WorldWritable {
+                path: path.to_owned(),
+            });
+        }
+    }
     std::fs::read(path).map_err(|source| CertError::Read {
         path: path.to_owned(),
         source,

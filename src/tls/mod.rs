@@ -7,6 +7,7 @@
 //! `no_application_protocol` alert.
 
 pub mod certs;
+pub mod client_hello;
 pub mod client_key;
 
 use std::sync::Arc;

@@ -144,7 +144,9 @@ impl Frontdoor {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if line.contains(" listening ") || line.contains("listening listener") {
+                if (line.contains(" listening ") || line.contains("listening listener"))
+                    && !line.contains("metrics listening")
+                {
                     if let Some(a) = field(&line, "addr") {
                         let _ = tx.send(a);
                     }

@@ -1,0 +1,279 @@
+//! Prometheus metrics, served on their own listener (`metrics: { listen }`).
+//!
+//! Counters are updated on the connection path with atomic increments only;
+//! values that live elsewhere (registry reloads and key count, certificate
+//! expiry) are read at scrape time. Label sets are bounded: routes and ALPN
+//! values come from the config, handshake failure reasons from a fixed list,
+//! and accounts are capped at `MAX_ACCOUNT_LABELS` (the rest count as
+//! `_other`), so a flood of distinct values cannot grow memory.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::frontdoor::Shared;
+
+/// Distinct account label values kept before the rest count as `_other`.
+pub const MAX_ACCOUNT_LABELS: usize = 1000;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteAlpn {
+    pub route: String,
+    pub alpn: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AccountLabel {
+    pub account: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BytesLabel {
+    pub route: String,
+    pub direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertLabel {
+    pub names: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub connections_total: Family<RouteAlpn, Counter>,
+    pub connections_open: Family<RouteAlpn, Gauge>,
+    pub handshake_failures: Family<ReasonLabel, Counter>,
+    pub authenticated: Family<AccountLabel, Counter>,
+    pub unknown_keys: Counter,
+    pub backend_failures: Family<RouteLabel, Counter>,
+    pub backend_connect: Family<RouteLabel, Histogram>,
+    pub bytes: Family<BytesLabel, Counter>,
+    registry_reloads: Family<ResultLabel, Counter>,
+    registry_keys: Gauge,
+    cert_expiry: Family<CertLabel, Gauge>,
+    reloads_seen: Mutex<(u64, u64)>,
+    accounts_seen: Mutex<HashSet<String>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("frontdoor");
+        let m = Self {
+            connections_total: Family::default(),
+            connections_open: Family::default(),
+            handshake_failures: Family::default(),
+            authenticated: Family::default(),
+            unknown_keys: Counter::default(),
+            backend_failures: Family::default(),
+            backend_connect: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0001, 4.0, 10))
+            }),
+            bytes: Family::default(),
+            registry_reloads: Family::default(),
+            registry_keys: Gauge::default(),
+            cert_expiry: Family::default(),
+            reloads_seen: Mutex::new((0, 0)),
+            accounts_seen: Mutex::new(HashSet::new()),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "connections",
+            "Connections routed, by route and ALPN",
+            m.connections_total.clone(),
+        );
+        registry.register(
+            "connections_open",
+            "Connections open now, by route and ALPN",
+            m.connections_open.clone(),
+        );
+        registry.register(
+            "handshake_failures",
+            "TLS handshakes that failed, by reason",
+            m.handshake_failures.clone(),
+        );
+        registry.register(
+            "authenticated_connections",
+            "Connections with a pinned client key, by account",
+            m.authenticated.clone(),
+        );
+        registry.register(
+            "unknown_key_attempts",
+            "Handshakes with a client key not in the registry",
+            m.unknown_keys.clone(),
+        );
+        registry.register(
+            "backend_connect_failures",
+            "Backend connections that failed, by route",
+            m.backend_failures.clone(),
+        );
+        registry.register(
+            "backend_connect_seconds",
+            "Time to connect to the backend, by route",
+            m.backend_connect.clone(),
+        );
+        registry.register(
+            "relayed_bytes",
+            "Bytes relayed, by route and direction (up = client to backend)",
+            m.bytes.clone(),
+        );
+        registry.register(
+            "registry_reloads",
+            "Key registry reloads, by result",
+            m.registry_reloads.clone(),
+        );
+        registry.register(
+            "registry_keys",
+            "Keys in the registry in force",
+            m.registry_keys.clone(),
+        );
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "notAfter of each served certificate, by its names",
+            m.cert_expiry.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    /// Count an authenticated connection of `account` (bounded label set).
+    pub fn authenticated(&self, account: &str) {
+        let label = {
+            let mut seen = self.accounts_seen.lock().unwrap_or_else(|e| e.into_inner());
+            if seen.contains(account) {
+                account.to_owned()
+            } else if seen.len() < MAX_ACCOUNT_LABELS {
+                seen.insert(account.to_owned());
+                account.to_owned()
+            } else {
+                "_other".to_owned()
+            }
+        };
+        self.authenticated
+            .get_or_create(&AccountLabel { account: label })
+            .inc();
+    }
+
+    /// The text exposition, refreshed with the values read at scrape time.
+    pub fn render(&self, shared: &Shared) -> String {
+        if let Some(auth) = &shared.auth {
+            let (ok, failed) = auth.registry().reload_counts();
+            let mut seen = self.reloads_seen.lock().unwrap_or_else(|e| e.into_inner());
+            self.registry_reloads
+                .get_or_create(&ResultLabel { result: "ok" })
+                .inc_by(ok.saturating_sub(seen.0));
+            self.registry_reloads
+                .get_or_create(&ResultLabel { result: "failed" })
+                .inc_by(failed.saturating_sub(seen.1));
+            *seen = (ok.max(seen.0), failed.max(seen.1));
+            self.registry_keys
+                .set(auth.registry().current().len() as i64);
+        }
+        for c in shared.resolver.current().certs() {
+            self.cert_expiry
+                .get_or_create(&CertLabel {
+                    names: c.meta.names.join(","),
+                })
+                .set(c.meta.not_after);
+        }
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            return String::new();
+        }
+        out
+    }
+}
+
+/// A short name for why a handshake failed (a fixed set, for labels).
+pub fn handshake_reason(e: &std::io::Error) -> &'static str {
+    use rustls::Error as E;
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(E::NoApplicationProtocol) => "no_application_protocol",
+        Some(E::InvalidCertificate(_)) => "client_certificate_refused",
+        Some(E::NoCertificatesPresented) => "client_certificate_missing",
+        Some(E::PeerIncompatible(_)) => "incompatible",
+        Some(E::InvalidMessage(_)) => "invalid_message",
+        Some(E::AlertReceived(_)) => "alert_received",
+        Some(_) => "tls_error",
+        None if e.kind() == std::io::ErrorKind::UnexpectedEof => "eof",
+        None => "io_error",
+    }
+}
+
+/// Serve `GET /metrics` on `listener` until `stop`.
+pub async fn serve(listener: TcpListener, shared: std::sync::Arc<Shared>, stop: CancellationToken) {
+    loop {
+        let (mut s, _) = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            let ok = tokio::time::timeout(Duration::from_secs(5), async {
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return false,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                true
+            })
+            .await
+            .unwrap_or(false);
+            if !ok {
+                return;
+            }
+            let (status, body) =
+                if head.starts_with(b"GET /metrics ") || head.starts_with(b"GET / ") {
+                    let body = shared.metrics.render(&shared);
+                    ("200 OK", body)
+                } else {
+                    ("404 Not Found", "try /metrics\n".to_owned())
+                };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(resp.as_bytes()).await;
+            let _ = s.shutdown().await;
+        });
+    }
+}

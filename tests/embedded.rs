@@ -1,0 +1,105 @@
+//! The embedded default: `frontdoor serve` with no config on a fresh
+//! directory is a working relay on a port that needs no root.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start `serve --data-dir D --listen A`; wait for the front door to listen.
+fn start(dir: &std::path::Path, port: u16) -> (Child, std::sync::Arc<std::sync::Mutex<String>>) {
+    let mut c = Command::new(Frontdoor::bin())
+        .args(["serve", "--data-dir"])
+        .arg(dir.join("data"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(dir)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = c.stderr.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let l2 = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            l2.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    let t0 = Instant::now();
+    while !log.lock().unwrap().contains("listening listener=0") {
+        assert!(t0.elapsed() < T, "did not start: {}", log.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Child(c), log)
+}
+
+const SEND: &str = r#"
+import smtplib, ssl, sys
+port, user, password = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+ctx.set_alpn_protocols(["smtp"])
+with smtplib.SMTP_SSL("127.0.0.1", port, context=ctx, timeout=10) as s:
+    s.login(user, password)
+    s.sendmail(user, [user], f"From: {user}\r\nTo: {user}\r\nSubject: hello\r\n\r\nfrom the embedded default\r\n")
+print("sent")
+"#;
+
+#[test]
+fn fresh_directory_becomes_a_working_relay_and_is_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (child, log) = start(dir.path(), port);
+    let data = dir.path().join("data");
+    for f in ["frontdoor.yaml", "keys.yaml", "tls/localhost.crt", "tls/localhost.key", "submission.sock"] {
+        assert!(data.join(f).exists(), "{f} missing");
+    }
+    assert!(log.lock().unwrap().contains("Next steps:"), "{}", log.lock().unwrap());
+    // The written config validates as it is.
+    let out = Command::new(Frontdoor::bin()).args(["check", "--config"]).arg(data.join("frontdoor.yaml")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The status page.
+    let page = Command::new("curl").args(["-sk", &format!("https://127.0.0.1:{port}/")]).output().unwrap();
+    assert!(String::from_utf8_lossy(&page.stdout).contains("<h1>frontdoor</h1>"));
+    // An account, then a message through SMTP submission on ALPN smtp.
+    let mut add = Command::new(Frontdoor::bin())
+        .args(["accounts", "add", "alice@localhost", "--data-dir"])
+        .arg(&data)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    add.stdin.take().unwrap().write_all(b"a long enough password\n").unwrap();
+    let out = add.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("python3").arg("-c").arg(SEND).arg(port.to_string()).arg("alice@localhost").arg("a long enough password").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "sent");
+    drop(child);
+    // A second start reuses the directory: same certificate, same config.
+    let crt = std::fs::read(data.join("tls/localhost.crt")).unwrap();
+    let cfg = std::fs::read(data.join("frontdoor.yaml")).unwrap();
+    let port2 = free_port();
+    let (_child, _log) = start(dir.path(), port2);
+    assert_eq!(std::fs::read(data.join("tls/localhost.crt")).unwrap(), crt);
+    assert_eq!(std::fs::read(data.join("frontdoor.yaml")).unwrap(), cfg);
+    let page = Command::new("curl").args(["-sk", &format!("https://127.0.0.1:{port2}/")]).output().unwrap();
+    assert!(String::from_utf8_lossy(&page.stdout).contains(&format!("127.0.0.1:{port2}")), "--listen overrides the written bind");
+}
