@@ -38,7 +38,7 @@ fn deltachat_two_accounts_exchange_a_message() {
     assert!(
         ok,
         "stdout:\n{out}\nstderr:\n{err}\nfrontdoor:\n{}",
-        s.fd.logs()
+        s.logs()
     );
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines[0].starts_with("VERSION "), "{out}");

@@ -108,7 +108,7 @@ fn imaplib_through_the_front_door() {
     assert!(
         ok,
         "stdout:\n{out}\nstderr:\n{err}\nfrontdoor:\n{}",
-        s.fd.logs()
+        s.logs()
     );
     assert_eq!(
         out.lines().collect::<Vec<_>>(),

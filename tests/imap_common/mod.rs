@@ -1,14 +1,15 @@
-//! Harness for the IMAP end-to-end tests: the bundled mail servers
-//! (`frontdoor mail serve`, IMAP and submission behind PROXY v2) and the
-//! real front door in front of them (`frontdoor serve`: one ALPN listener
-//! routing `imap`/`smtp`, one 993-style fixed IMAP listener), with client
-//! keys made at test time and pinned in the registry.
+//! Harness for the IMAP end-to-end tests: one `frontdoor serve --config`
+//! process running the front door (one ALPN listener routing `imap`/`smtp`,
+//! one 993-style fixed IMAP listener) and, in-process, the bundled IMAP and
+//! submission servers on Unix sockets behind PROXY v2, with client keys
+//! made at test time and pinned in the registry.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -51,22 +52,22 @@ pub fn make_key(dir: &Path, name: &str) -> Key {
     }
 }
 
-/// Everything running for one test.
+/// Everything running for one test: one `frontdoor serve` process with the
+/// front door and the bundled mail servers (on Unix sockets) in it.
 pub struct Stack {
     pub dir: tempfile::TempDir,
-    pub mail: Child,
-    pub fd: common::Frontdoor,
+    pub child: Child,
+    pub log: Arc<Mutex<Vec<String>>>,
     /// Front door listener with ALPN routing (imap, smtp).
     pub port: u16,
     /// Front door listener that always routes to IMAP (no ALPN needed).
     pub imaps_port: u16,
-    pub imap_backend: SocketAddr,
 }
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        let _ = self.mail.kill();
-        let _ = self.mail.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -75,13 +76,17 @@ impl Stack {
         self.dir.path()
     }
 
+    pub fn logs(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
     /// Run `frontdoor accounts ARGS --config` with `stdin`.
     pub fn accounts(dir: &Path, args: &[&str], stdin: &str) {
         let mut c = Command::new(BIN)
             .arg("accounts")
             .args(args)
             .arg("--config")
-            .arg(dir.join("mail.yaml"))
+            .arg(dir.join("frontdoor.yaml"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -104,37 +109,6 @@ impl Stack {
     /// given registry entries `(key, account, imap_preauth)`.
     pub fn start(keys: &[(&Key, &str, bool)], dir: tempfile::TempDir) -> Stack {
         let d = dir.path();
-        std::fs::write(
-            d.join("mail.yaml"),
-            "mail:\n  domains: [example.org]\n  data_dir: data\n  trusted_proxies: [\"127.0.0.0/8\"]\n  submission: { listen: \"127.0.0.1:0\" }\n  imap: { listen: \"127.0.0.1:0\" }\n  max_message_size: 10000000\n",
-        )
-        .unwrap();
-        for a in ["alice", "bob", "carol"] {
-            Self::accounts(d, &["add", &format!("{a}@example.org")], &format!("{a}-pw"));
-        }
-        let mut mail = Command::new(BIN)
-            .args(["mail", "serve", "--config"])
-            .arg(d.join("mail.yaml"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(mail.stdout.take().unwrap()).lines();
-        let (mut imap, mut sub): (Option<SocketAddr>, Option<SocketAddr>) = (None, None);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while imap.is_none() || sub.is_none() {
-            assert!(Instant::now() < deadline, "mail servers did not start");
-            let Some(Ok(l)) = lines.next() else {
-                panic!("mail servers exited: {:?}", mail.try_wait());
-            };
-            if let Some(a) = l.strip_prefix("imap listening on ") {
-                imap = Some(a.parse().unwrap());
-            }
-            if let Some(a) = l.strip_prefix("submission listening on ") {
-                sub = Some(a.parse().unwrap());
-            }
-        }
-        let (imap, sub) = (imap.unwrap(), sub.unwrap());
         let (c, k) = common::write_cert(d, "server", &["localhost", "mail.example.org"]);
         let mut reg = String::from("keys:\n");
         for (key, account, preauth) in keys {
@@ -145,21 +119,59 @@ impl Stack {
         }
         std::fs::write(d.join("keys.yaml"), reg).unwrap();
         let cfg = format!(
-            "listeners:\n  - bind: \"127.0.0.1:0\"\n  - bind: \"127.0.0.1:0\"\n    route: imap\ntls:\n  certificates:\n    - {{ cert: {}, key: {} }}\nroutes:\n  imap: {{ alpn: [imap], backend: \"{imap}\", proxy_protocol: v2 }}\n  submission: {{ alpn: [smtp], backend: \"{sub}\", proxy_protocol: v2 }}\nclient_auth:\n  registry: keys.yaml\n  unknown_key: anonymous\n",
+            "listeners:\n  - bind: \"127.0.0.1:0\"\n  - bind: \"127.0.0.1:0\"\n    route: imap\ntls:\n  certificates:\n    - {{ cert: {}, key: {} }}\nroutes:\n  imap: {{ alpn: [imap], backend: \"unix:imap.sock\", proxy_protocol: v2 }}\n  submission: {{ alpn: [smtp], backend: \"unix:submission.sock\", proxy_protocol: v2 }}\nclient_auth:\n  registry: keys.yaml\n  unknown_key: anonymous\nmail:\n  domains: [example.org]\n  data_dir: data\n  submission: {{ listen: \"unix:submission.sock\" }}\n  imap: {{ listen: \"unix:imap.sock\" }}\n  max_message_size: 10000000\n",
             c.display(),
             k.display(),
         );
-        let p = d.join("fd.yaml");
-        std::fs::write(&p, cfg).unwrap();
-        let fd = common::Frontdoor::start(&p, 2);
-        let (port, imaps_port) = (fd.addrs[0].port(), fd.addrs[1].port());
+        std::fs::write(d.join("frontdoor.yaml"), cfg).unwrap();
+        for a in ["alice", "bob", "carol"] {
+            Self::accounts(d, &["add", &format!("{a}@example.org")], &format!("{a}-pw"));
+        }
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(d.join("frontdoor.yaml"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let l2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                // Front door listeners are numbered; mail ones are named.
+                if line.contains("listening listener=") && !line.contains("listener=\"") {
+                    if let Some(a) = common::field(&line, "addr") {
+                        let _ = tx.send(a);
+                    }
+                }
+                l2.lock().unwrap().push(line);
+            }
+        });
+        let mut addrs: Vec<SocketAddr> = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while addrs.len() < 2 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(a) => addrs.push(a.parse().unwrap()),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!(
+                        "frontdoor did not start:\n{}",
+                        log.lock().unwrap().join("\n")
+                    );
+                }
+            }
+        }
         Stack {
+            port: addrs[0].port(),
+            imaps_port: addrs[1].port(),
             dir,
-            mail,
-            fd,
-            port,
-            imaps_port,
-            imap_backend: imap,
+            child,
+            log,
         }
     }
 }
