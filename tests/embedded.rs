@@ -10,11 +10,7 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 struct Child(std::process::Child);
@@ -70,36 +66,15 @@ fn fresh_directory_becomes_a_working_relay_and_is_reused() {
     let port = free_port();
     let (child, log) = start(dir.path(), port);
     let data = dir.path().join("data");
-    for f in [
-        "frontdoor.yaml",
-        "keys.yaml",
-        "tls/localhost.crt",
-        "tls/localhost.key",
-        "submission.sock",
-    ] {
+    for f in ["frontdoor.yaml", "keys.yaml", "tls/localhost.crt", "tls/localhost.key", "submission.sock"] {
         assert!(data.join(f).exists(), "{f} missing");
     }
-    assert!(
-        log.lock().unwrap().contains("Next steps:"),
-        "{}",
-        log.lock().unwrap()
-    );
+    assert!(log.lock().unwrap().contains("Next steps:"), "{}", log.lock().unwrap());
     // The written config validates as it is.
-    let out = Command::new(Frontdoor::bin())
-        .args(["check", "--config"])
-        .arg(data.join("frontdoor.yaml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(Frontdoor::bin()).args(["check", "--config"]).arg(data.join("frontdoor.yaml")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // The status page.
-    let page = Command::new("curl")
-        .args(["-sk", &format!("https://127.0.0.1:{port}/")])
-        .output()
-        .unwrap();
+    let page = Command::new("curl").args(["-sk", &format!("https://127.0.0.1:{port}/")]).output().unwrap();
     assert!(String::from_utf8_lossy(&page.stdout).contains("<h1>frontdoor</h1>"));
     // An account, then a message through SMTP submission on ALPN smtp.
     let mut add = Command::new(Frontdoor::bin())
@@ -111,30 +86,11 @@ fn fresh_directory_becomes_a_working_relay_and_is_reused() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    add.stdin
-        .take()
-        .unwrap()
-        .write_all(b"a long enough password\n")
-        .unwrap();
+    add.stdin.take().unwrap().write_all(b"a long enough password\n").unwrap();
     let out = add.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(SEND)
-        .arg(port.to_string())
-        .arg("alice@localhost")
-        .arg("a long enough password")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("python3").arg("-c").arg(SEND).arg(port.to_string()).arg("alice@localhost").arg("a long enough password").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "sent");
     drop(child);
     // A second start reuses the directory: same certificate, same config.
@@ -144,12 +100,6 @@ fn fresh_directory_becomes_a_working_relay_and_is_reused() {
     let (_child, _log) = start(dir.path(), port2);
     assert_eq!(std::fs::read(data.join("tls/localhost.crt")).unwrap(), crt);
     assert_eq!(std::fs::read(data.join("frontdoor.yaml")).unwrap(), cfg);
-    let page = Command::new("curl")
-        .args(["-sk", &format!("https://127.0.0.1:{port2}/")])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&page.stdout).contains(&format!("127.0.0.1:{port2}")),
-        "--listen overrides the written bind"
-    );
+    let page = Command::new("curl").args(["-sk", &format!("https://127.0.0.1:{port2}/")]).output().unwrap();
+    assert!(String::from_utf8_lossy(&page.stdout).contains(&format!("127.0.0.1:{port2}")), "--listen overrides the written bind");
 }

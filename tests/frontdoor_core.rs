@@ -177,7 +177,11 @@ async fn proxy_v2_header_read_by_an_independent_decoder() {
     assert!(sub(0x22).is_none(), "no CN without a pinned key");
     // The connection id in the header is the one in the log line.
     drop(c);
-    assert!(s.fd.wait_log(&format!("id={id}"), T).await, "{}", s.logs());
+    assert!(
+        s.fd.wait_log(&format!("id={id}"), T).await,
+        "{}",
+        s.fd.logs()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,7 +238,7 @@ async fn sixteen_mib_each_way_intact_and_half_close() {
     assert!(
         s.fd.wait_log(&format!("bytes_up={N}"), T).await,
         "{}",
-        s.logs()
+        s.fd.logs()
     );
     assert!(s
         .fd
@@ -330,7 +334,7 @@ async fn garbage_and_stalled_handshakes_are_dropped_while_others_work() {
         "{waited:?}"
     );
     assert!(s.fd.wait_log("handshake timeout", T).await);
-    assert!(!s.logs().contains("panicked"));
+    assert!(!s.fd.logs().contains("panicked"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,7 +421,7 @@ async fn sigterm_drains_open_connections_then_exits() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success());
-    assert!(s.logs().contains("drain grace period over"));
+    assert!(s.fd.logs().contains("drain grace period over"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

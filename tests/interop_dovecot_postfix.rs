@@ -528,7 +528,7 @@ fn xclient_route_anonymous_client_authenticates_and_cannot_xclient() {
             &tok,
         ],
     );
-    assert!(ok, "{out:?}\n{}\n{}", s.logs(), s.stack.logs());
+    assert!(ok, "{out:?}\n{}\n{}", s.fd.logs(), s.stack.logs());
     assert!(out.has(r#""xclient": [550"#), "{out:?}");
     assert!(
         !out.has("XCLIENT"),
@@ -615,7 +615,7 @@ fn pinned_key_logs_in_to_dovecot_with_external() {
         key.key.display().to_string(),
     );
     let (ok, out) = s.client("imap", &["--cert", &cert, "--key", &k, "--external"]);
-    assert!(ok, "{out:?}\n{}\n{}", s.logs(), s.stack.logs());
+    assert!(ok, "{out:?}\n{}\n{}", s.fd.logs(), s.stack.logs());
     assert!(
         s.stack.wait_log(
             MailStack::dovecot_log,
@@ -665,7 +665,7 @@ fn pinned_key_submits_through_postfix_with_xclient_without_auth() {
             &tok,
         ],
     );
-    assert!(ok, "{out:?}\n{}\n{}", s.logs(), s.stack.logs());
+    assert!(ok, "{out:?}\n{}\n{}", s.fd.logs(), s.stack.logs());
     assert!(
         s.stack.wait_log(
             MailStack::postfix_log,
