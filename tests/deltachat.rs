@@ -40,6 +40,8 @@ fn deltachat_two_accounts_exchange_a_message() {
         "stdout:\n{out}\nstderr:\n{err}\nfrontdoor:\n{}",
         s.logs()
     );
+    // The core's warnings, for whoever reads the test output.
+    eprintln!("{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines[0].starts_with("VERSION "), "{out}");
     assert_eq!(
