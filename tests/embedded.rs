@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Child(std::process::Child);
@@ -66,15 +70,36 @@ fn fresh_directory_becomes_a_working_relay_and_is_reused() {
     let port = free_port();
     let (child, log) = start(dir.path(), port);
     let data = dir.path().join("data");
-    for f in ["frontdoor.yaml", "keys.yaml", "tls/localhost.crt", "tls/localhost.key", "submission.sock"] {
+    for f in [
+        "frontdoor.yaml",
+        "keys.yaml",
+        "tls/localhost.crt",
+        "tls/localhost.key",
+        "submission.sock",
+    ] {
         assert!(data.join(f).exists(), "{f} missing");
     }
-    assert!(log.lock().unwrap().contains("Next steps:"), "{}", log.lock().unwrap());
+    assert!(
+        log.lock().unwrap().contains("Next steps:"),
+        "{}",
+        log.lock().unwrap()
+    );
     // The written config validates as it is.
-    let out = Command::new(Frontdoor::bin()).args(["check", "--config"]).arg(data.join("frontdoor.yaml")).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(Frontdoor::bin())
+        .args(["check", "--config"])
+        .arg(data.join("frontdoor.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The status page.
-    let page = Command::new("curl").args(["-sk", &format!("https://127.0.0.1:{port}/")]).output().unwrap();
+    let page = Command::new("curl")
+        .args(["-sk", &format!("https://127.0.0.1:{port}/")])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&page.stdout).contains("<h1>frontdoor</h1>"));
     // An account, then a message through SMTP submission on ALPN smtp.
     let mut add = Command::new(Frontdoor::bin())
@@ -86,11 +111,30 @@ fn fresh_directory_becomes_a_working_relay_and_is_reused() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    add.stdin.take().unwrap().write_all(b"a long enough password\n").unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(b"a long enough password\n")
+        .unwrap();
     let out = add.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = Command::new("python3").arg("-c").arg(SEND).arg(port.to_string()).arg("alice@localhost").arg("a long enough password").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(SEND)
+        .arg(port.to_string())
+        .arg("alice@localhost")
+        .arg("a long enough password")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "sent");
     drop(child);
     // A second start reuses the directory: same certificate, same config.
@@ -100,6 +144,111 @@ fn fresh_directory_becomes_a_working_relay_and_is_reused() {
     let (_child, _log) = start(dir.path(), port2);
     assert_eq!(std::fs::read(data.join("tls/localhost.crt")).unwrap(), crt);
     assert_eq!(std::fs::read(data.join("frontdoor.yaml")).unwrap(), cfg);
-    let page = Command::new("curl").args(["-sk", &format!("https://127.0.0.1:{port2}/")]).output().unwrap();
-    assert!(String::from_utf8_lossy(&page.stdout).contains(&format!("127.0.0.1:{port2}")), "--listen overrides the written bind");
+    let page = Command::new("curl")
+        .args(["-sk", &format!("https://127.0.0.1:{port2}/")])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&page.stdout).contains(&format!("127.0.0.1:{port2}")),
+        "--listen overrides the written bind"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_key_of_a_missing_account_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (_child, log) = start(dir.path(), port);
+    let data = dir.path().join("data");
+    let run = |args: &[&str]| {
+        let out = Command::new(Frontdoor::bin()).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let d = data.to_str().unwrap();
+    let keys = dir.path().join("keys");
+    run(&[
+        "keys",
+        "gen",
+        "--name",
+        "bob-phone",
+        "--out",
+        keys.to_str().unwrap(),
+        "--type",
+        "p256",
+    ]);
+    let crt = keys.join("bob-phone.crt");
+    run(&[
+        "keys",
+        "add",
+        "--data-dir",
+        d,
+        "--name",
+        "bob-phone",
+        "--account",
+        "bob@localhost",
+        "--login",
+        "bob@localhost",
+        crt.to_str().unwrap(),
+    ]);
+    let cert = ClientCert {
+        chain: rustls_pemfile::certs(&mut &std::fs::read(&crt).unwrap()[..])
+            .map(|c| c.unwrap())
+            .collect(),
+        key: rustls_pemfile::private_key(
+            &mut &std::fs::read(keys.join("bob-phone.key")).unwrap()[..],
+        )
+        .unwrap()
+        .unwrap(),
+    };
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // The registry reloads within a second; the account does not exist yet.
+    let t0 = Instant::now();
+    loop {
+        if log.lock().unwrap().contains("registry reloaded, 1 keys") {
+            break;
+        }
+        assert!(t0.elapsed() < T, "{}", log.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut s = connect_with(
+        addr,
+        client_config(&["smtp"], Some(cert.clone()), Tls::V13),
+        "localhost",
+    )
+    .await
+    .unwrap();
+    let line = read_line(&mut s).await.unwrap_or_default();
+    assert_eq!(line, "", "refused without a greeting");
+    assert!(
+        log.lock().unwrap().contains("its account does not exist"),
+        "{}",
+        log.lock().unwrap()
+    );
+    // Once the account exists, the same key is greeted.
+    let mut add = Command::new(Frontdoor::bin())
+        .args(["accounts", "add", "bob@localhost", "--data-dir", d])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(b"another long password\n")
+        .unwrap();
+    assert!(add.wait().unwrap().success());
+    let mut s = connect_with(
+        addr,
+        client_config(&["smtp"], Some(cert), Tls::V13),
+        "localhost",
+    )
+    .await
+    .unwrap();
+    assert!(read_line(&mut s).await.unwrap().starts_with("220 "));
 }

@@ -307,6 +307,27 @@ pub async fn handle(
         }
     }
 
+    if let (Some(i), Some(accounts)) = (&peer.identity, &shared.accounts) {
+        // The registry names accounts of the bundled backends: one removed
+        // there must not keep working through a key left in the registry.
+        let exists = accounts.account_for(&i.account);
+        match exists {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                tracing::warn!(id = %id, key = %i.key_name, account = %i.account, "pinned key refused: its account does not exist (removed or disabled); fix the registry or add the account");
+                let _ = tls.shutdown().await;
+                log.emit("pinned key's account does not exist");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(id = %id, account = %i.account, error = %e, "cannot read the accounts; refusing the pinned key");
+                let _ = tls.shutdown().await;
+                log.emit("accounts unreadable");
+                return;
+            }
+        }
+    }
+
     let Some(ri) = choose_route(&cfg, l, peer.alpn.as_deref(), peer.sni.as_deref()) else {
         let _ = tls.shutdown().await;
         log.emit("no route for this connection (no ALPN, no SNI route, no default_route)");

@@ -97,6 +97,9 @@ pub struct Shared {
     pub config: Arc<Config>,
     pub resolver: Arc<SniResolver>,
     pub auth: Option<Arc<Auth>>,
+    /// The bundled backends' accounts, when they run in this process: a
+    /// pinned key whose account does not exist there is refused.
+    pub accounts: Option<crate::mail::accounts::Accounts>,
     pub stats: Stats,
     pub metrics: crate::metrics::Metrics,
     /// Fires when the drain grace period is over: open connections close.
@@ -201,6 +204,10 @@ impl Frontdoor {
             Some(a) => Some(bind_socket(a).map_err(|source| StartError::Bind { addr: a, source })?),
             None => None,
         };
+        let accounts = config
+            .mail
+            .as_ref()
+            .map(|m| crate::mail::accounts::Accounts::new(&m.data_dir, &m.domains, m.auto_create));
         let start = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -211,6 +218,7 @@ impl Frontdoor {
                 config: Arc::new(config),
                 resolver,
                 auth,
+                accounts,
                 stats: Stats::default(),
                 metrics: crate::metrics::Metrics::new(),
                 force_close: CancellationToken::new(),
