@@ -45,7 +45,7 @@ async fn idle_sessions_are_cheap() {
     cfg.domains = vec!["example.org".into()];
     let store = Store::open(dir.path()).unwrap();
     let accounts = Accounts::new(dir.path(), &cfg.domains, false);
-    store.ensure_account("alice@example.org").unwrap();
+    accounts.add("alice@example.org", "alice-pw").unwrap();
     store
         .deliver(
             &["alice@example.org".into()],

@@ -332,6 +332,14 @@ async fn identity_preauth_external_and_other_account_refused() {
         .await;
     assert!(last(&r).starts_with("d3 OK "), "{r:?}");
 
+    // A key whose account no longer exists opens nothing.
+    let mut c = Client::start(&e, Some(identity("gone@example.org", true)));
+    assert_eq!(
+        c.line().await,
+        "* BYE [UNAVAILABLE] the account of this client key does not exist"
+    );
+    assert!(e.store.list_mailboxes("gone@example.org").is_empty());
+
     // Without identity EXTERNAL is refused.
     let mut c = Client::start(&e, None);
     c.line().await;

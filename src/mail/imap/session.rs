@@ -337,7 +337,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         c
     }
 
+    /// Does the identity's account exist? A key left in the registry after
+    /// its account was removed must not open the mailbox (nor recreate it).
+    async fn identity_valid(&self) -> bool {
+        let Some(id) = &self.peer.identity else {
+            return true;
+        };
+        let (accounts, a) = (self.ctx.accounts.clone(), id.account.clone());
+        match tokio::task::spawn_blocking(move || accounts.account_for(&a)).await {
+            Ok(Ok(Some(acc))) => acc == id.account,
+            Ok(Ok(None)) => false,
+            Ok(Err(e)) => {
+                tracing::error!("accounts: {e}");
+                false
+            }
+            Err(e) => {
+                tracing::error!("accounts task: {e}");
+                false
+            }
+        }
+    }
+
     async fn run(&mut self) -> Result<(), ImapError> {
+        if !self.identity_valid().await {
+            tracing::warn!("client key refused: its account does not exist");
+            response::untagged(
+                &mut self.out,
+                Status::Bye,
+                Some(&Code::Unavailable),
+                "the account of this client key does not exist",
+            );
+            self.flush().await?;
+            return Ok(());
+        }
         let preauth = self
             .peer
             .identity
