@@ -452,3 +452,98 @@ async fn bad_input_and_limits() {
     let r = c.cmd("y3", "LOGIN alice@example.org nope").await;
     assert_eq!(r[0], "* BYE too many failed logins");
 }
+
+/// Random mixes of real commands, fragments and junk, fed to one session
+/// after another: the session must end cleanly (no panic) when the client
+/// closes, whatever came before.
+#[tokio::test]
+async fn random_command_streams_never_panic() {
+    const PIECES: &[&str] = &[
+        "a SELECT INBOX\r\n",
+        "a EXAMINE INBOX (CONDSTORE)\r\n",
+        "a FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)] BODYSTRUCTURE ENVELOPE)\r\n",
+        "a UID FETCH 1:* (UID RFC822.SIZE BODY[]<0.10>) (CHANGEDSINCE 1)\r\n",
+        "a FETCH 99 FLAGS\r\n",
+        "a STORE 1 +FLAGS (\\Deleted)\r\n",
+        "a UID STORE 1:* -FLAGS.SILENT (\\Seen) (UNCHANGEDSINCE 2)\r\n",
+        "a EXPUNGE\r\n",
+        "a UID EXPUNGE 1:*\r\n",
+        "a SEARCH OR SEEN TEXT body\r\n",
+        "a UID SEARCH MODSEQ 1\r\n",
+        "a COPY 1:* INBOX\r\n",
+        "a UID MOVE 1 Archive\r\n",
+        "a CREATE Archive\r\n",
+        "a DELETE Archive\r\n",
+        "a RENAME INBOX Old\r\n",
+        "a LIST \"\" *\r\n",
+        "a LIST (SPECIAL-USE) \"\" * RETURN (STATUS (MESSAGES SIZE))\r\n",
+        "a LSUB \"\" %\r\n",
+        "a STATUS INBOX (MESSAGES UIDNEXT HIGHESTMODSEQ)\r\n",
+        "a APPEND INBOX {10+}\r\n0123456789\r\n",
+        "a APPEND INBOX (\\Seen) {5}\r\n",
+        "a IDLE\r\n",
+        "DONE\r\n",
+        "a CLOSE\r\n",
+        "a UNSELECT\r\n",
+        "a NOOP\r\n",
+        "a ENABLE CONDSTORE\r\n",
+        "a GETMETADATA \"\" (/shared/comment)\r\n",
+        "a SETMETADATA INBOX (/private/x {3+}\r\nabc)\r\n",
+        "a AUTHENTICATE PLAIN\r\n",
+        "a LOGIN x y\r\n",
+        "a LOGOUT\r\n",
+        "*\r\n",
+        "\r\n",
+        "{999999999}\r\n",
+        "a FETCH 1 (BODY[1.2.3.MIME])\r\n",
+        "\u{0}\u{ff}\r\n",
+        "a ",
+        "(((((",
+    ];
+    let e = env();
+    e.store
+        .deliver(&["alice@example.org".into()], msg("seed").as_bytes())
+        .unwrap();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for case in 0..150 {
+        let (mut a, b) = tokio::io::duplex(1 << 16);
+        let ctx = e.ctx.clone();
+        let id = (case % 3 != 0).then(|| identity("alice@example.org", case % 2 == 0));
+        let task = tokio::spawn(async move { serve(b, peer(id), ctx).await });
+        let mut input = Vec::new();
+        for _ in 0..(next() % 12 + 1) {
+            let p = PIECES[(next() % PIECES.len() as u64) as usize];
+            input.extend_from_slice(p.as_bytes());
+            if next() % 5 == 0 {
+                // A random cut or byte flip.
+                let n = input.len();
+                if n > 0 {
+                    let i = (next() % n as u64) as usize;
+                    input[i] = (next() & 0xff) as u8;
+                }
+            }
+        }
+        let reader = tokio::spawn(async move {
+            let mut sink = vec![0u8; 8192];
+            let _ = a.write_all(&input).await;
+            let _ = a.shutdown().await;
+            let deadline = Instant::now() + T;
+            while Instant::now() < deadline {
+                match tokio::time::timeout(T, a.read(&mut sink)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                    Ok(Ok(_)) => {}
+                }
+            }
+        });
+        let res = tokio::time::timeout(T, task).await;
+        let joined = res.unwrap_or_else(|_| panic!("case {case}: session did not end"));
+        assert!(joined.is_ok(), "case {case}: session panicked");
+        reader.await.unwrap();
+    }
+}
