@@ -793,6 +793,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 .auth_fail(Code::AuthenticationFailed, "invalid credentials")
                 .await;
         };
+        if let Some(id) = &self.peer.identity {
+            // Checked before the password, so that a login for another
+            // address never reaches account auto-creation.
+            let (accounts, u) = (self.ctx.accounts.clone(), user.to_owned());
+            let named = tokio::task::spawn_blocking(move || accounts.account_for(&u)).await;
+            if !matches!(named, Ok(Ok(Some(ref a))) if *a == id.account) {
+                return self
+                    .auth_fail(
+                        Code::AuthenticationFailed,
+                        "this client key belongs to another account",
+                    )
+                    .await;
+            }
+        }
         let accounts = self.ctx.accounts.clone();
         let (u, p) = (user.to_owned(), password.to_owned());
         let authz = authz.map(|z| String::from_utf8_lossy(z).into_owned());
