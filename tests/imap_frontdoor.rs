@@ -3,7 +3,8 @@
 //! the registry): PREAUTH for a pinned key and SELECT/FETCH of a message that
 //! key sent over ALPN `smtp`; `imap_preauth: false` → `* OK` then
 //! `AUTHENTICATE EXTERNAL`; a password for another account refused with the
-//! key; password LOGIN without a key; IDLE woken by a delivery. Needs
+//! key; password LOGIN without a key; IDLE woken by a delivery; the IMAP
+//! socket itself refuses a client without a PROXY header. Needs
 //! python3; a missing python3 fails the test.
 
 mod common;
@@ -131,4 +132,26 @@ fn imaplib_through_the_front_door() {
         ],
         "stderr:\n{err}"
     );
+}
+
+#[test]
+fn imap_socket_requires_a_proxy_header() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Stack::start(&[], dir);
+    let mut c = std::os::unix::net::UnixStream::connect(s.path().join("imap.sock")).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    c.write_all(b"a CAPABILITY\r\n").unwrap();
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    assert!(
+        got.is_empty(),
+        "no greeting without a PROXY header: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    let t0 = std::time::Instant::now();
+    while !s.logs().contains("connection refused") && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(s.logs().contains("connection refused"), "{}", s.logs());
 }
