@@ -274,16 +274,14 @@ impl MailServers {
     }
 }
 
-/// Read `client_auth.identity_secret`: the file's bytes without a trailing newline.
+/// Read `client_auth.identity_secret`: the file's bytes with surrounding
+/// ASCII whitespace trimmed, exactly as the front door reads it (`auth.rs`).
 pub fn read_identity_secret(path: &Path) -> Result<Vec<u8>, MailError> {
-    let mut b = std::fs::read(path).map_err(|err| MailError::Secret {
+    let b = std::fs::read(path).map_err(|err| MailError::Secret {
         path: path.display().to_string(),
         err,
     })?;
-    while b.last().is_some_and(|c| *c == b'\n' || *c == b'\r') {
-        b.pop();
-    }
-    Ok(b)
+    Ok(b.trim_ascii().to_vec())
 }
 
 /// Open the store and start the configured SMTP listeners (submission, LMTP,
