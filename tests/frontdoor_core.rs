@@ -606,9 +606,12 @@ async fn ipv6_client_addresses_reach_the_backend_and_json_logs() {
     }
     drop(c);
     let deadline = std::time::Instant::now() + T;
-    let closed = std::iter::from_fn(|| rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())).ok())
-        .find(|l| l.contains("connection closed"))
-        .expect("a close line");
+    let closed = std::iter::from_fn(|| {
+        rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .ok()
+    })
+    .find(|l| l.contains("connection closed"))
+    .expect("a close line");
     let v: serde_json::Value = serde_json::from_str(&closed).unwrap();
     assert_eq!(v["route"], "imap");
     assert_eq!(v["bytes_down"], 12);
