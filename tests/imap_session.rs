@@ -60,6 +60,8 @@ fn peer(identity: Option<IdentityTlvs>) -> PeerInfo {
 struct Client {
     s: DuplexStream,
     buf: Vec<u8>,
+    /// How long to wait for a reply.
+    wait: Duration,
 }
 
 impl Client {
@@ -72,12 +74,13 @@ impl Client {
         Client {
             s: a,
             buf: Vec::new(),
+            wait: T,
         }
     }
 
     /// Read one line (CRLF stripped), with literals inlined as `{n}` + data.
     async fn line(&mut self) -> String {
-        let deadline = Instant::now() + T;
+        let deadline = tokio::time::Instant::now() + self.wait;
         loop {
             if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
                 let l: Vec<u8> = self.buf.drain(..i + 2).collect();
@@ -102,9 +105,9 @@ impl Client {
         }
     }
 
-    async fn fill(&mut self, deadline: Instant) {
+    async fn fill(&mut self, deadline: tokio::time::Instant) {
         let mut chunk = [0u8; 4096];
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let n = tokio::time::timeout(left, self.s.read(&mut chunk))
             .await
             .expect("server reply within the deadline")
@@ -546,4 +549,37 @@ async fn random_command_streams_never_panic() {
         assert!(joined.is_ok(), "case {case}: session panicked");
         reader.await.unwrap();
     }
+}
+
+/// RFC 2177: keepalives while idling, and IDLE ends after 30 minutes
+/// (virtual time: the clock is paused once the session idles).
+#[tokio::test]
+async fn idle_keepalive_and_thirty_minute_timeout() {
+    let e = env();
+    let mut c = Client::start(&e, Some(identity("alice@example.org", true)));
+    c.line().await;
+    c.cmd("a1", "SELECT INBOX").await;
+    c.send("a2 IDLE\r\n").await;
+    assert_eq!(c.line().await, "+ idling");
+    tokio::time::pause();
+    // Virtual time: the server's timers must fire long before this one.
+    c.wait = Duration::from_secs(3600);
+    let t0 = tokio::time::Instant::now();
+    let mut keepalives = 0;
+    loop {
+        let l = c.line().await;
+        if l == "* OK Still here" {
+            keepalives += 1;
+            continue;
+        }
+        assert_eq!(l, "* BYE IDLE timed out; reconnect");
+        break;
+    }
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_secs(30 * 60) && waited < Duration::from_secs(31 * 60),
+        "{waited:?}"
+    );
+    // One every 2 minutes; the one due at 30:00 races the timeout.
+    assert!((14..=15).contains(&keepalives), "{keepalives} keepalives");
 }
