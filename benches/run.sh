@@ -171,7 +171,7 @@ write_frontdoor_config
 cat > "$WORK/haproxy.cfg" <<EOF
 global
     nbthread 1
-    maxconn 19000
+    maxconn 9900
     ssl-default-bind-options ssl-min-ver TLSv1.3
     log stderr format raw local0 err
 defaults
@@ -323,10 +323,10 @@ idle_kib() { # count -> KiB per idle connection (prints "kib total_rss_kib")
     wait "$lpid" || { echo "run.sh: idle loadgen failed: $(cat "$out")" >&2; return 1; }
     tail -1 "$out" >&2
     local got; got=$(kv "$ready" n)
-    awk -v a="$before" -v b="$after" -v n="${got:-0}" 'BEGIN {if (n > 0) printf "%.1f %d", (b - a) / n, b; else print "nan 0"}'
+    awk -v a="$before" -v b="$after" -v n="${got:-0}" 'BEGIN {if (n > 0) printf "%.1f %d\n", (b - a) / n, b; else print "nan 0"}'
 }
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END {if (NR == 0) print "-"; else if (NR % 2) print v[(NR+1)/2]; else printf "%.1f\n", (v[NR/2] + v[NR/2+1]) / 2}'; }
+median() { tr ' ' '\n' | { grep -v '^$' || true; } | sort -g | awk '{v[NR]=$1} END {if (NR == 0) print "-"; else if (NR % 2) print v[(NR+1)/2]; else printf "%.1f\n", (v[NR/2] + v[NR/2+1]) / 2}'; }
 
 # --- backend ----------------------------------------------------------------
 $PIN_LOAD "$ECHO" "v2=127.0.0.1:$BE_V2" "v1=127.0.0.1:$BE_V1" "none=127.0.0.1:$BE_NONE" \
