@@ -62,7 +62,7 @@ log "building frontdoor and the bench tools (release)"
 BIN=$CARGO_TARGET_DIR/release
 LOADGEN=$BIN/examples/loadgen
 ECHO=$BIN/examples/echo_backend
-FRONTDOOR=$BIN/frontdoor
+FRONTDOOR=${FRONTDOOR_BIN:-$BIN/frontdoor}   # FRONTDOOR_BIN: measure another build
 
 # --- machine ----------------------------------------------------------------
 NPROC=$(nproc)
@@ -399,13 +399,13 @@ row() { # label key
 }
 printf '| %-38s | %10s | %10s | %10s | %9s |\n' metric frontdoor haproxy nginx "fd/best"
 printf '|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..40})" "------------" "------------" "------------" "-----------"
-row "handshake CPU (µs)" hs_us
-row "handshake + client cert CPU (µs)" hs_cert_us
+row "handshake CPU (us)" hs_us
+row "handshake + client cert CPU (us)" hs_cert_us
 row "relay CPU per GiB, both ways (ms)" bulk_ms
 row "RSS per idle TLS connection (KiB)" idle_kib
 row "RSS at $IDLE_N idle connections (KiB)" idle_rss
-row "added latency p50 (µs)" add50
-row "added latency p99 (µs)" add99
+row "added latency p50 (us)" add50
+row "added latency p99 (us)" add99
 echo
 echo "direct to backend: p50 ${d50} µs, p99 ${d99} µs (plain TCP, $PP_N round trips of 64 bytes)"
 [ -n "${SCALE_LINE:-}" ] && echo "$SCALE_LINE"
