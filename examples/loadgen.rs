@@ -165,10 +165,9 @@ fn client_config(c: &Common) -> Result<Arc<ClientConfig>, Error> {
         .with_custom_certificate_verifier(Arc::new(AnyServer(schemes)));
     let mut cfg = match (&c.cert, &c.key) {
         (Some(cert), Some(key)) => {
-            let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
-                std::fs::File::open(cert)?,
-            ))
-            .collect::<Result<Vec<_>, _>>()?;
+            let certs =
+                rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(cert)?))
+                    .collect::<Result<Vec<_>, _>>()?;
             let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(
                 &mut std::io::BufReader::new(std::fs::File::open(key)?),
             )?
@@ -331,7 +330,11 @@ async fn idle(d: Arc<Dialer>, count: usize, conc: usize, hold: u64) -> Result<St
         let next = next.clone();
         tokio::spawn(async move {
             while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < count {
-                if tx.send(d.open().await.map_err(|e| e.to_string())).await.is_err() {
+                if tx
+                    .send(d.open().await.map_err(|e| e.to_string()))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -369,7 +372,10 @@ async fn idle(d: Arc<Dialer>, count: usize, conc: usize, hold: u64) -> Result<St
             s.read_exact(&mut b).await?;
             Ok::<_, std::io::Error>(())
         };
-        if tokio::time::timeout(Duration::from_secs(5), ok).await.map_or(true, |r| r.is_err()) {
+        if tokio::time::timeout(Duration::from_secs(5), ok)
+            .await
+            .map_or(true, |r| r.is_err())
+        {
             dead += 1;
         }
     }
@@ -379,7 +385,12 @@ async fn idle(d: Arc<Dialer>, count: usize, conc: usize, hold: u64) -> Result<St
     ))
 }
 
-async fn pingpong(d: Arc<Dialer>, rounds: usize, size: usize, warmup: usize) -> Result<String, Error> {
+async fn pingpong(
+    d: Arc<Dialer>,
+    rounds: usize,
+    size: usize,
+    warmup: usize,
+) -> Result<String, Error> {
     let mut s = d.open().await?;
     let msg = vec![b'p'; size.max(1)];
     let mut back = vec![0u8; msg.len()];
@@ -412,7 +423,11 @@ async fn run(cli: Cli) -> Result<String, Error> {
     let d = Arc::new(Dialer::new(&cli.common)?);
     match cli.mode {
         Mode::Handshake { count, concurrency } => handshake(d, count, concurrency).await,
-        Mode::Bulk { bytes, conns, chunk } => bulk(d, bytes, conns, chunk.max(1)).await,
+        Mode::Bulk {
+            bytes,
+            conns,
+            chunk,
+        } => bulk(d, bytes, conns, chunk.max(1)).await,
         Mode::Idle {
             count,
             concurrency,
