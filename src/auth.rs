@@ -1,13 +1,29 @@
-//! Client authentication by pinned key: the registry in force, the
-//! handshake-time policy, the post-handshake identity, throttling.
+//! Client authentication by pinned key, as the front door runs it: the
+//! registry in force, the handshake-time policy, the identity derived after
+//! every handshake, revocation of open connections, and throttling of
+//! clients whose keys fail.
+//!
+//! Invariants:
+//! - the identity comes from `identify` after the handshake (full or
+//!   resumed), looked up in the registry in force at that moment: a resumed
+//!   session never carries a key removed since its first handshake;
+//! - only the SubjectPublicKeyInfo counts; the certificate's own names are
+//!   never read;
+//! - a client IP with repeated key failures waits before its next
+//!   handshakes, and past a hard limit is turned away, for a while.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rustls::pki_types::CertificateDer;
 use rustls::server::danger::ClientCertVerifier;
 
-use crate::config::{ClientAuth, UnknownKey};
+use crate::config::{ClientAuth, Problem, Problems, UnknownKey};
+use crate::registry::{check_key_acceptable, fingerprint_spki, Fingerprint, RegistryHandle};
+use crate::tls::client_key::{spki_of, KeyPolicy, PinnedKeyVerifier};
 
 /// A pinned key's identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,40 +38,246 @@ pub struct Identity {
 /// What the client's certificate amounts to.
 #[derive(Debug, Clone)]
 pub enum ClientKey {
+    /// No certificate presented.
     Absent,
     Pinned(Arc<Identity>),
-    /// Canonical fingerprint of a key not in the registry.
+    /// A key not in the registry (canonical fingerprint).
     Unknown(String),
 }
 
-pub struct Auth {
+/// Failures after which an IP's handshakes are slowed (mox slows after 3).
+const SLOW_AFTER: u32 = 3;
+/// Failures after which an IP is turned away until its record expires.
+const BLOCK_AFTER: u32 = 30;
+/// A failure record is forgotten this long after its last failure.
+const FORGET_AFTER: Duration = Duration::from_secs(10 * 60);
+/// Longest delay imposed before a handshake.
+const MAX_DELAY: Duration = Duration::from_secs(5);
+/// Bound on remembered IPs, so a spray of addresses cannot grow memory.
+const MAX_TRACKED: usize = 65_536;
+
+#[derive(Debug)]
+struct HandshakePolicy {
+    registry: RegistryHandle,
     unknown_key: UnknownKey,
 }
 
+impl std::fmt::Debug for RegistryHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RegistryHandle({})", self.path().display())
+    }
+}
+
+impl KeyPolicy for HandshakePolicy {
+    fn check(&self, spki: &[u8]) -> Result<(), String> {
+        let fp = fingerprint_spki(spki);
+        if let Err(e) = check_key_acceptable(spki) {
+            tracing::warn!(fingerprint = %fp, error = %e, "client key refused: not an acceptable key type or size");
+            return Err(e.to_string());
+        }
+        if self.registry.current().lookup(&fp).is_some() {
+            return Ok(());
+        }
+        match self.unknown_key {
+            UnknownKey::Anonymous => Ok(()),
+            UnknownKey::Reject => {
+                tracing::warn!(fingerprint = %fp, "client key not in the registry: handshake refused (add it with `frontdoor keys add`)");
+                Err(format!("unknown key {fp}"))
+            }
+        }
+    }
+}
+
+pub struct Auth {
+    registry: RegistryHandle,
+    unknown_key: UnknownKey,
+    secret: Option<Arc<[u8]>>,
+    policy: Arc<HandshakePolicy>,
+    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    _watcher: tokio::task::JoinHandle<()>,
+}
+
+fn read_secret(path: &Path) -> Result<Arc<[u8]>, String> {
+    let raw = std::fs::read(path)
+        .map_err(|e| format!("{}: cannot read identity_secret: {e}", path.display()))?;
+    let trimmed = raw.trim_ascii();
+    if trimmed.len() < 16 {
+        return Err(format!(
+            "{}: identity_secret must hold at least 16 bytes (e.g. `head -c 32 /dev/urandom | base64 > {}`)",
+            path.display(),
+            path.display()
+        ));
+    }
+    Ok(Arc::from(trimmed))
+}
+
 impl Auth {
-    pub fn check(_cfg: &ClientAuth) -> Result<(), crate::config::Problems> {
-        Ok(())
+    /// Validate the registry and secret files (for `frontdoor check`).
+    pub fn check(cfg: &ClientAuth) -> Result<(), Problems> {
+        let mut problems = Vec::new();
+        if let Err(p) = crate::registry::Registry::load(&cfg.registry) {
+            problems.extend(p.0);
+        }
+        if let Some(s) = &cfg.identity_secret {
+            if let Err(e) = read_secret(s) {
+                problems.push(Problem {
+                    file: s.clone(),
+                    line: None,
+                    message: e,
+                });
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Problems(problems))
+        }
     }
-    pub fn open(_cfg: &ClientAuth) -> Result<Self, String> {
-        Err("client_auth is not available in this build".into())
+
+    /// Load the registry (it must be valid) and start watching it.
+    /// Must run inside a tokio runtime.
+    pub fn open(cfg: &ClientAuth) -> Result<Self, String> {
+        let registry = RegistryHandle::open(&cfg.registry).map_err(|p| p.to_string())?;
+        let secret = cfg
+            .identity_secret
+            .as_deref()
+            .map(read_secret)
+            .transpose()?;
+        let watcher = registry.spawn_watcher();
+        Ok(Self {
+            policy: Arc::new(HandshakePolicy {
+                registry: registry.clone(),
+                unknown_key: cfg.unknown_key,
+            }),
+            registry,
+            unknown_key: cfg.unknown_key,
+            secret,
+            failures: Mutex::new(HashMap::new()),
+            _watcher: watcher,
+        })
     }
-    pub fn verifier(&self, _mandatory: bool) -> Arc<dyn ClientCertVerifier> {
-        unreachable!()
+
+    pub fn registry(&self) -> &RegistryHandle {
+        &self.registry
     }
-    pub fn reload(&self) {}
-    pub fn identify(&self, _certs: Option<&[CertificateDer<'static>]>) -> ClientKey {
-        ClientKey::Absent
+
+    /// The rustls verifier for a listener.
+    pub fn verifier(&self, mandatory: bool) -> Arc<dyn ClientCertVerifier> {
+        Arc::new(PinnedKeyVerifier::new(self.policy.clone(), mandatory))
     }
+
+    /// SIGHUP: re-read the registry now (the last good one stays on error).
+    pub fn reload(&self) {
+        let _ = self.registry.reload();
+    }
+
+    /// The identity of a finished handshake, from the certificate rustls kept
+    /// for the session and the registry in force now.
+    pub fn identify(&self, certs: Option<&[CertificateDer<'static>]>) -> ClientKey {
+        let Some(ee) = certs.and_then(|c| c.first()) else {
+            return ClientKey::Absent;
+        };
+        let Some(spki) = spki_of(ee.as_ref()) else {
+            return ClientKey::Unknown("(unparseable certificate)".into());
+        };
+        let fp = fingerprint_spki(&spki);
+        match self.registry.current().lookup(&fp) {
+            Some(e) if check_key_acceptable(&spki).is_ok() => {
+                ClientKey::Pinned(Arc::new(Identity {
+                    account: e.account.clone(),
+                    login: e.login.clone(),
+                    key_name: e.name.clone(),
+                    fingerprint: fp.0,
+                    imap_preauth: e.imap_preauth,
+                }))
+            }
+            _ => ClientKey::Unknown(fp.to_string()),
+        }
+    }
+
     pub fn unknown_key(&self) -> UnknownKey {
         self.unknown_key
     }
+
     pub fn identity_secret(&self) -> Option<Arc<[u8]>> {
-        None
+        self.secret.clone()
     }
-    pub async fn throttle(&self, _ip: IpAddr) {}
-    pub fn note_handshake_error(&self, _ip: IpAddr, _e: &std::io::Error) {}
-    pub fn note_failure(&self, _ip: IpAddr) {}
-    pub async fn wait_revoked(&self, _fp: [u8; 32]) {
-        std::future::pending().await
+
+    /// Resolves once the key `fp` is no longer in the registry in force.
+    pub async fn wait_revoked(&self, fp: [u8; 32]) {
+        let fp = Fingerprint(fp);
+        let mut rx = self.registry.subscribe();
+        loop {
+            if rx.borrow_and_update().lookup(&fp).is_none() {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                // The registry is gone (shutdown): nothing will revoke.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Delay (or refuse) a handshake from an IP with recent key failures.
+    /// Returns false when the IP is to be turned away now.
+    pub async fn throttle(&self, ip: IpAddr) -> bool {
+        let count = {
+            let mut f = match self.failures.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            match f.get(&ip) {
+                Some((_, last)) if last.elapsed() > FORGET_AFTER => {
+                    f.remove(&ip);
+                    0
+                }
+                Some((n, _)) => *n,
+                None => 0,
+            }
+        };
+        if count >= BLOCK_AFTER {
+            return false;
+        }
+        if count >= SLOW_AFTER {
+            let d = Duration::from_secs(u64::from(count - SLOW_AFTER + 1)).min(MAX_DELAY);
+            tokio::time::sleep(d).await;
+        }
+        true
+    }
+
+    /// Count a failed key authentication for `ip`.
+    pub fn note_failure(&self, ip: IpAddr) {
+        let mut f = match self.failures.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if f.len() >= MAX_TRACKED {
+            f.retain(|_, (_, last)| last.elapsed() <= FORGET_AFTER);
+            if f.len() >= MAX_TRACKED {
+                return;
+            }
+        }
+        let e = f.entry(ip).or_insert((0, Instant::now()));
+        e.0 = e.0.saturating_add(1);
+        e.1 = Instant::now();
+        if e.0 == SLOW_AFTER || e.0 == BLOCK_AFTER {
+            tracing::warn!(client = %ip, failures = e.0, "repeated client key failures: slowing down this address");
+        }
+    }
+
+    /// A failed handshake: count it when the client's certificate was refused.
+    pub fn note_handshake_error(&self, ip: IpAddr, e: &std::io::Error) {
+        let cert_refused = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .is_some_and(|r| {
+                matches!(
+                    r,
+                    rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+                )
+            });
+        if cert_refused {
+            self.note_failure(ip);
+        }
     }
 }

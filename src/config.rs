@@ -127,6 +127,14 @@ struct RawListener {
     route: Option<String>,
     #[serde(default)]
     client_auth: Option<String>,
+    #[serde(default)]
+    accept_proxy_protocol: Option<RawAcceptProxy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAcceptProxy {
+    from: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -210,6 +218,9 @@ pub struct Listener {
     /// Fixed route (993/465-style listener): everything goes there.
     pub route: Option<usize>,
     pub client_auth: ClientAuthMode,
+    /// Upstream load balancers whose PROXY v1/v2 header (sent before the
+    /// TLS handshake) gives the real client address. Empty: no header is read.
+    pub accept_proxy_from: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,6 +262,9 @@ pub enum Backend {
     Host(String, u16),
     /// `unix:/path`.
     Unix(PathBuf),
+    /// `builtin:status`: a small page served by frontdoor itself (HTTP/1.1)
+    /// saying what runs and how to connect.
+    BuiltinStatus,
 }
 
 impl fmt::Display for Backend {
@@ -259,12 +273,16 @@ impl fmt::Display for Backend {
             Backend::Tcp(a) => write!(f, "{a}"),
             Backend::Host(h, p) => write!(f, "{h}:{p}"),
             Backend::Unix(p) => write!(f, "unix:{}", p.display()),
+            Backend::BuiltinStatus => f.write_str("builtin:status"),
         }
     }
 }
 
 impl Backend {
     pub fn parse(s: &str) -> Result<Self, String> {
+        if s == "builtin:status" {
+            return Ok(Backend::BuiltinStatus);
+        }
         if let Some(p) = s.strip_prefix("unix:") {
             if p.is_empty() {
                 return Err("unix: needs a socket path".into());
@@ -276,7 +294,7 @@ impl Backend {
         }
         let Some((host, port)) = s.rsplit_once(':') else {
             return Err(format!(
-                "bad backend address {s:?}: expected ip:port, host:port or unix:/path"
+                "bad backend address {s:?}: expected ip:port, host:port, unix:/path or builtin:status"
             ));
         };
         let port: u16 = port.parse().map_err(|_| {
@@ -519,6 +537,12 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
                 "a mail route must not take web ALPN values (h2, http/1.x): that is what cross-protocol attacks use",
             );
         }
+        if backend == Backend::BuiltinStatus && rr.alpn.iter().any(|a| a != "http/1.1") {
+            r.at(
+                &SourceMap::child(&p, "alpn"),
+                "builtin:status speaks HTTP/1.1 only: list just \"http/1.1\" (h2 must not be advertised for it)",
+            );
+        }
         let client_auth =
             client_auth_mode(r, &SourceMap::child(&p, "client_auth"), &rr.client_auth);
         routes.push(Route {
@@ -587,12 +611,32 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
         }
         let client_auth =
             client_auth_mode(r, &SourceMap::child(&p, "client_auth"), &rl.client_auth);
+        let mut accept_proxy_from = Vec::new();
+        if let Some(ap) = &rl.accept_proxy_protocol {
+            let fp = SourceMap::child(&SourceMap::child(&p, "accept_proxy_protocol"), "from");
+            if ap.from.is_empty() {
+                r.at(
+                    &fp,
+                    "list at least one source address or CIDR (e.g. \"10.0.0.0/8\")",
+                );
+            }
+            for (k, c) in ap.from.iter().enumerate() {
+                match parse_cidr(c) {
+                    Some(n) => accept_proxy_from.push(n),
+                    None => r.at(
+                        &SourceMap::item(&fp, k),
+                        format!("bad address or CIDR {c:?}"),
+                    ),
+                }
+            }
+        }
         listeners.push(Listener {
             bind,
             default_route,
             sni_routes,
             route,
             client_auth,
+            accept_proxy_from,
         });
     }
 
@@ -667,6 +711,13 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
         client_auth,
         lines: SourceMap::default(),
     }
+}
+
+/// `10.0.0.0/8`, `::1/128`, or a bare address (a /32 or /128).
+pub fn parse_cidr(s: &str) -> Option<ipnet::IpNet> {
+    s.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 fn client_auth_mode(r: &mut Reporter, path: &str, v: &Option<String>) -> ClientAuthMode {

@@ -10,7 +10,9 @@
 pub mod auth;
 pub mod config;
 pub mod frontdoor;
+pub mod keys_cli;
 pub mod proxy_protocol;
+pub mod registry;
 pub mod serve;
 pub mod tls;
 pub mod yaml_lines;

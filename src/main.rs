@@ -47,6 +47,8 @@ enum Cmd {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Manage the pinned TLS client keys: fingerprint, add, list, remove, show, gen.
+    Keys(frontdoor::keys_cli::KeysArgs),
 }
 
 fn main() -> ExitCode {
@@ -98,5 +100,9 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Cmd::Keys(args) => frontdoor::keys_cli::run(args).unwrap_or_else(|e| {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }),
     }
 }

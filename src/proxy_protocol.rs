@@ -290,6 +290,26 @@ pub enum Command {
     Proxy,
 }
 
+/// A decoded `PP2_TYPE_SSL` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SslTlv {
+    /// `PP2_CLIENT_*` flags.
+    pub client: u8,
+    /// 0 when the client presented a certificate that was verified.
+    pub verify: u32,
+    /// Sub-TLVs in order.
+    pub subs: Vec<(u8, Vec<u8>)>,
+}
+
+impl SslTlv {
+    pub fn sub(&self, ty: u8) -> Option<&[u8]> {
+        self.subs
+            .iter()
+            .find(|(t, _)| *t == ty)
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
 /// A decoded header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
@@ -488,15 +508,17 @@ impl Header {
             .and_then(|v| std::str::from_utf8(v).ok())
     }
 
-    /// `PP2_TYPE_SSL` decoded: (client flags, verify, sub-TLVs).
-    pub fn ssl(&self) -> Option<(u8, u32, Vec<(u8, Vec<u8>)>)> {
+    /// `PP2_TYPE_SSL` decoded.
+    pub fn ssl(&self) -> Option<SslTlv> {
         let v = self.tlv(PP2_TYPE_SSL)?;
         if v.len() < 5 {
             return None;
         }
-        let verify = u32::from_be_bytes([v[1], v[2], v[3], v[4]]);
-        let subs = parse_tlvs(&v[5..], 0).ok()?;
-        Some((v[0], verify, subs))
+        Some(SslTlv {
+            client: v[0],
+            verify: u32::from_be_bytes([v[1], v[2], v[3], v[4]]),
+            subs: parse_tlvs(&v[5..], 0).ok()?,
+        })
     }
 
     /// The identity TLVs, if all required ones are present and well formed.
@@ -623,10 +645,10 @@ mod tests {
         assert_eq!(header.identity(), i.identity);
         assert!(header.verify_hmac(b"secret"));
         assert!(!header.verify_hmac(b"other"));
-        let (client, verify, subs) = header.ssl().unwrap();
-        assert_eq!(client, PP2_CLIENT_SSL | PP2_CLIENT_CERT_CONN);
-        assert_eq!(verify, 0);
-        assert!(subs.contains(&(PP2_SUBTYPE_SSL_CN, b"alice@example.org".to_vec())));
+        let ssl = header.ssl().unwrap();
+        assert_eq!(ssl.client, PP2_CLIENT_SSL | PP2_CLIENT_CERT_CONN);
+        assert_eq!(ssl.verify, 0);
+        assert_eq!(ssl.sub(PP2_SUBTYPE_SSL_CN), Some(&b"alice@example.org"[..]));
         // Every prefix is Incomplete, never an error.
         for k in 0..b.len() {
             assert_eq!(decode(&b[..k]).unwrap(), Decoded::Incomplete, "prefix {k}");

@@ -112,11 +112,9 @@ impl MarkedEventReceiver for Builder {
                     self.record(&p, mark);
                 }
             }
-            Event::Alias(_) => {
-                if !self.expecting_key() {
-                    let p = self.value_path();
-                    self.record(&p, mark);
-                }
+            Event::Alias(_) if !self.expecting_key() => {
+                let p = self.value_path();
+                self.record(&p, mark);
             }
             Event::MappingStart(..) => {
                 let p = self.value_path();

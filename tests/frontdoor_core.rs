@@ -543,3 +543,105 @@ fn check_reports_each_problem_with_file_and_line() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_client_addresses_reach_the_backend_and_json_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let imap = CaptureBackend::start("imap", Expect::V2).await;
+    let cfg = format!(
+        "listeners:\n  - bind: \"[::1]:0\"\nroutes:\n  imap: {{ alpn: [imap], backend: \"{}\" }}\n",
+        imap.addr
+    );
+    let p = dir.path().join("f.yaml");
+    std::fs::write(&p, cfg).unwrap();
+    // JSON logs: the harness reads `addr` from them too.
+    let mut child = std::process::Command::new(Frontdoor::bin())
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(&p)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(l);
+        }
+    });
+    let first = rx.recv_timeout(T).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&first).expect("a JSON log line");
+    assert_eq!(v["message"], "listening");
+    let addr: SocketAddr = v["addr"].as_str().unwrap().parse().unwrap();
+    assert!(addr.is_ipv6());
+    let mut c = connect(addr, &["imap"], "localhost").await.unwrap();
+    let me = c.get_ref().0.local_addr().unwrap();
+    assert_eq!(read_line(&mut c).await.unwrap(), "imap ready\r\n");
+    let h = imap.headers().pop().unwrap().header;
+    let parsed = ppp::v2::Header::try_from(h.as_slice()).unwrap();
+    match parsed.addresses {
+        ppp::v2::Addresses::IPv6(a) => {
+            assert_eq!(SocketAddr::from((a.source_address, a.source_port)), me);
+            assert_eq!(
+                SocketAddr::from((a.destination_address, a.destination_port)),
+                addr
+            );
+        }
+        other => panic!("expected IPv6, got {other:?}"),
+    }
+    drop(c);
+    let closed = (0..50)
+        .filter_map(|_| rx.recv_timeout(T).ok())
+        .find(|l| l.contains("connection closed"))
+        .expect("a close line");
+    let v: serde_json::Value = serde_json::from_str(&closed).unwrap();
+    assert_eq!(v["route"], "imap");
+    assert_eq!(v["bytes_down"], 12);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builtin_status_page_over_http1_with_curl() {
+    let dir = tempfile::tempdir().unwrap();
+    let imap = CaptureBackend::start("imap", Expect::V2).await;
+    let cfg = format!(
+        "listeners:\n  - bind: \"127.0.0.1:0\"\nroutes:\n  imap: {{ alpn: [imap], backend: \"{}\" }}\n  web: {{ alpn: [\"http/1.1\"], backend: \"builtin:status\" }}\n",
+        imap.addr
+    );
+    let p = dir.path().join("f.yaml");
+    std::fs::write(&p, cfg).unwrap();
+    let fd = Frontdoor::start(&p, 1);
+    let url = format!("https://{}/", fd.addrs[0]);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .args([
+                "-sk",
+                "--http1.1",
+                "-w",
+                "\n%{http_code} %{http_version}",
+                &url,
+            ])
+            .output()
+            .expect("curl runs")
+    })
+    .await
+    .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(body.contains("<h1>frontdoor</h1>"), "{body}");
+    assert!(body.contains("ALPN imap, http/1.1"), "{body}");
+    assert!(body.trim_end().ends_with("200 1.1"), "{body}");
+    // No ALPN at all goes to the default route `web` too; h2 is not offered.
+    let mut c = connect(fd.addrs[0], &[], "localhost").await.unwrap();
+    c.write_all(b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        read_line(&mut c).await.unwrap(),
+        "HTTP/1.1 404 Not Found\r\n"
+    );
+    assert!(connect(fd.addrs[0], &["h2"], "localhost").await.is_err());
+}

@@ -112,8 +112,8 @@ pub async fn handle(
     shared: Arc<Shared>,
     listener: usize,
     acceptor: TlsAcceptor,
-    tcp: TcpStream,
-    client: SocketAddr,
+    mut tcp: TcpStream,
+    mut client: SocketAddr,
     _permit: OwnedSemaphorePermit,
 ) {
     shared.stats.open.fetch_add(1, Ordering::Relaxed);
@@ -135,18 +135,49 @@ pub async fn handle(
         up: 0,
         down: 0,
     };
-    let local = tcp.local_addr().unwrap_or(l.bind);
+    let mut local = tcp.local_addr().unwrap_or(l.bind);
+    if l.accept_proxy_from.iter().any(|n| n.contains(&client.ip())) {
+        // An upstream load balancer: its header gives the real client.
+        match tokio::time::timeout(
+            cfg.timeouts.handshake,
+            super::upstream::read_header(&mut tcp),
+        )
+        .await
+        {
+            Ok(Ok(Some((src, dst)))) => {
+                tracing::debug!(id = %id, upstream = %client, client = %src, "PROXY header from upstream");
+                client = src;
+                local = dst;
+                log.client = src;
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                log.emit(&format!("bad PROXY header from upstream {client}: {e}"));
+                return;
+            }
+            Err(_) => {
+                log.emit("no PROXY header from upstream within the handshake timeout");
+                return;
+            }
+        }
+    }
     let _ = tcp.set_nodelay(true);
     // Long IMAP IDLE sessions sit behind NATs: keep them alive.
     let ka = socket2::TcpKeepalive::new().with_time(std::time::Duration::from_secs(120));
     let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&ka);
 
     if let Some(auth) = &shared.auth {
-        auth.throttle(client.ip()).await;
+        if !auth.throttle(client.ip()).await {
+            log.emit("too many client key failures from this address");
+            return;
+        }
     }
 
     let mut tls = tokio::select! {
-        r = tokio::time::timeout(cfg.timeouts.handshake, acceptor.accept(tcp)) => match r {
+        r = tracing::Instrument::instrument(
+            tokio::time::timeout(cfg.timeouts.handshake, acceptor.accept(tcp)),
+            tracing::info_span!("handshake", id = %id, client = %client),
+        ) => match r {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 shared.stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
@@ -230,9 +261,19 @@ pub async fn handle(
     let route = &cfg.routes[ri];
     log.route = Some(route.name.clone());
     log.backend = Some(route.backend.to_string());
-    if route.client_auth == ClientAuthMode::Required && peer.identity.is_none() {
+    let required =
+        route.client_auth == ClientAuthMode::Required || l.client_auth == ClientAuthMode::Required;
+    if required && peer.identity.is_none() {
         let _ = tls.shutdown().await;
-        log.emit("route requires a pinned client key");
+        log.emit("a pinned client key is required here");
+        return;
+    }
+
+    if route.backend == crate::config::Backend::BuiltinStatus {
+        let (up, down) = super::builtin::serve(&mut tls, &shared).await;
+        log.up = up;
+        log.down = down;
+        log.emit("closed");
         return;
     }
 

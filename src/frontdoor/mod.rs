@@ -9,8 +9,10 @@
 //! (`limits.max_connections`) and lives in a `TaskTracker` for the drain.
 
 pub mod backend;
+pub mod builtin;
 pub mod conn;
 pub mod relay;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
