@@ -31,7 +31,7 @@ while [ $# -gt 0 ]; do
 done
 
 if [ "$QUICK" = 1 ]; then
-    HS_N=300; IDLE_N=1000; BULK_BYTES=$((128 << 20)); PP_N=1000
+    HS_N=600; IDLE_N=1000; BULK_BYTES=$((128 << 20)); PP_N=1000
 else
     HS_N=2000; IDLE_N=5000; BULK_BYTES=$((1 << 30)); PP_N=5000
 fi
