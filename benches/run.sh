@@ -93,11 +93,13 @@ cleanup() {
 trap cleanup EXIT
 
 # --- ports ------------------------------------------------------------------
-port_free() { [ -z "$(ss -Hltn "sport = :$1")" ]; }
+# Free: no socket at all (listening or connected) has it as its local port.
+port_free() { [ -z "$(ss -Htan "sport = :$1")" ]; }
 pick_port() {
     local p
     for _ in $(seq 1 200); do
-        p=$((20000 + RANDOM % 30000))
+        # below the usual ephemeral range (32768-60999)
+        p=$((10000 + RANDOM % 22000))
         if port_free "$p"; then echo "$p"; return; fi
     done
     echo "run.sh: no free port" >&2; exit 1
@@ -109,7 +111,7 @@ wait_port() {
     done
     echo "run.sh: nothing listens on port $1" >&2; return 1
 }
-BE_V2=$(pick_port); BE_V1=$(pick_port); BE_NONE=$(pick_port); PX=$(pick_port)
+PX=$(pick_port)
 
 # --- certificates -----------------------------------------------------------
 mk_cert() { # stem CN
@@ -129,6 +131,18 @@ keys:
     account: bench
     login: bench@example.org
 EOF
+
+# --- backend ----------------------------------------------------------------
+# Port 0: the backend picks free ports and prints them.
+$PIN_LOAD "$ECHO" "v2=127.0.0.1:0" "v1=127.0.0.1:0" "none=127.0.0.1:0" >"$WORK/echo.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 100); do
+    [ "$(grep -c '^listening' "$WORK/echo.log")" = 3 ] && break
+    sleep 0.1
+done
+be_port() { grep "^listening mode=$1 " "$WORK/echo.log" | sed 's/.*://'; }
+BE_V2=$(be_port V2); BE_V1=$(be_port V1); BE_NONE=$(be_port None)
+[ -n "$BE_V2" ] && [ -n "$BE_V1" ] && [ -n "$BE_NONE" ] || { cat "$WORK/echo.log" >&2; exit 1; }
 
 # --- proxy configs ----------------------------------------------------------
 # frontdoor: client-key auth when this build has it (the registry above).
@@ -327,12 +341,6 @@ idle_kib() { # count -> KiB per idle connection (prints "kib total_rss_kib")
 }
 
 median() { tr ' ' '\n' | { grep -v '^$' || true; } | sort -g | awk '{v[NR]=$1} END {if (NR == 0) print "-"; else if (NR % 2) print v[(NR+1)/2]; else printf "%.1f\n", (v[NR/2] + v[NR/2+1]) / 2}'; }
-
-# --- backend ----------------------------------------------------------------
-$PIN_LOAD "$ECHO" "v2=127.0.0.1:$BE_V2" "v1=127.0.0.1:$BE_V1" "none=127.0.0.1:$BE_NONE" \
-    >"$WORK/echo.log" 2>&1 &
-PIDS+=($!)
-wait_port "$BE_NONE"
 
 T_START=$(date +%s)
 for run in $(seq 1 "$RUNS"); do
