@@ -372,10 +372,10 @@ async fn idle(d: Arc<Dialer>, count: usize, conc: usize, hold: u64) -> Result<St
             s.read_exact(&mut b).await?;
             Ok::<_, std::io::Error>(())
         };
-        if tokio::time::timeout(Duration::from_secs(5), ok)
-            .await
-            .map_or(true, |r| r.is_err())
-        {
+        if !matches!(
+            tokio::time::timeout(Duration::from_secs(5), ok).await,
+            Ok(Ok(()))
+        ) {
             dead += 1;
         }
     }
