@@ -23,7 +23,7 @@ use tokio::time::{Instant, Sleep};
 /// Read chunk size: four full TLS records of plaintext. One read from the
 /// backend then becomes one `writev` of four records to the client, and one
 /// read from the client hands the backend every record already decrypted;
-/// against 16 KiB this cut the relay's CPU per GiB (docs/performance.md).
+/// against 16 KiB this cut the relay's CPU per GiB (README.md, "Performance").
 /// The chunk lives on the stack for the duration of one `poll`, so it costs
 /// an idle connection nothing.
 const CHUNK: usize = 64 * 1024;

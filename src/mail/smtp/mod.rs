@@ -4,7 +4,7 @@
 //!
 //! STARTTLS is not offered on any of them: submission sits behind the front
 //! door, which owns TLS; inbound MX without STARTTLS accepts plaintext only
-//! (documented in docs/mail.md as not done yet).
+//! (documented in README.md as not done yet).
 
 pub mod message;
 pub mod parser;
