@@ -14,6 +14,7 @@ pub mod frontdoor;
 pub mod keys_cli;
 pub mod mail;
 pub mod metrics;
+pub mod net;
 pub mod proxy_protocol;
 pub mod registry;
 pub mod serve;

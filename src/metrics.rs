@@ -18,7 +18,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -245,22 +245,9 @@ pub async fn serve(listener: TcpListener, shared: std::sync::Arc<Shared>, stop: 
         };
         let shared = shared.clone();
         tokio::spawn(async move {
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            let ok = tokio::time::timeout(Duration::from_secs(5), async {
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return false,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                true
-            })
-            .await
-            .unwrap_or(false);
-            if !ok {
+            let Ok(head) = crate::frontdoor::builtin::read_head(&mut s).await else {
                 return;
-            }
+            };
             let (status, body) =
                 if head.starts_with(b"GET /metrics ") || head.starts_with(b"GET / ") {
                     let body = shared.metrics.render(&shared);

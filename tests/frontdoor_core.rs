@@ -555,13 +555,22 @@ async fn ipv6_client_addresses_reach_the_backend_and_json_logs() {
     let p = dir.path().join("f.yaml");
     std::fs::write(&p, cfg).unwrap();
     // JSON logs: the harness reads `addr` from them too.
-    let mut child = std::process::Command::new(Frontdoor::bin())
-        .args(["--log-format", "json", "serve", "--config"])
-        .arg(&p)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Kill(
+        std::process::Command::new(Frontdoor::bin())
+            .args(["--log-format", "json", "serve", "--config"])
+            .arg(&p)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
         use std::io::BufRead;
@@ -596,15 +605,16 @@ async fn ipv6_client_addresses_reach_the_backend_and_json_logs() {
         other => panic!("expected IPv6, got {other:?}"),
     }
     drop(c);
-    let closed = (0..50)
-        .filter_map(|_| rx.recv_timeout(T).ok())
-        .find(|l| l.contains("connection closed"))
-        .expect("a close line");
+    let deadline = std::time::Instant::now() + T;
+    let closed = std::iter::from_fn(|| {
+        rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .ok()
+    })
+    .find(|l| l.contains("connection closed"))
+    .expect("a close line");
     let v: serde_json::Value = serde_json::from_str(&closed).unwrap();
     assert_eq!(v["route"], "imap");
     assert_eq!(v["bytes_down"], 12);
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

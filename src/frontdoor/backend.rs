@@ -2,20 +2,14 @@
 //! when its backend cannot be reached.
 
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::config::{Backend, Protocol};
 
 /// A connected backend stream.
-pub enum BackendStream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
+pub use crate::net::Stream as BackendStream;
 
 /// Connect within `timeout`.
 pub async fn connect(b: &Backend, timeout: Duration) -> io::Result<BackendStream> {
@@ -54,56 +48,5 @@ pub fn unavailable_message(p: Protocol, alpn: Option<&[u8]>) -> Option<&'static 
             b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 32\r\nConnection: close\r\n\r\nBackend temporarily unavailable\n",
         ),
         _ => None,
-    }
-}
-
-impl AsyncRead for BackendStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            BackendStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            BackendStream::Unix(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for BackendStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            BackendStream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            BackendStream::Unix(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            BackendStream::Tcp(s) => Pin::new(s).poll_flush(cx),
-            BackendStream::Unix(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            BackendStream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            BackendStream::Unix(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            BackendStream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            BackendStream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
-    }
-    fn is_write_vectored(&self) -> bool {
-        true
     }
 }

@@ -13,11 +13,12 @@ use super::Shared;
 const MAX_HEAD: usize = 8 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serve one request; returns (bytes read, bytes written).
-pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, shared: &Shared) -> (u64, u64) {
+/// Read an HTTP request head (up to the blank line), at most `MAX_HEAD`
+/// bytes within `READ_TIMEOUT`. `Err(bytes read)` when it did not come.
+pub async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> Result<Vec<u8>, usize> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
-    let read = tokio::time::timeout(READ_TIMEOUT, async {
+    let complete = tokio::time::timeout(READ_TIMEOUT, async {
         while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
             match s.read(&mut buf).await {
                 Ok(0) | Err(_) => return false,
@@ -28,10 +29,20 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, shared: &Shared
     })
     .await
     .unwrap_or(false);
-    let up = head.len() as u64;
-    if !read {
-        return (up, 0);
+    if complete {
+        Ok(head)
+    } else {
+        Err(head.len())
     }
+}
+
+/// Serve one request; returns (bytes read, bytes written).
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, shared: &Shared) -> (u64, u64) {
+    let head = match read_head(s).await {
+        Ok(h) => h,
+        Err(n) => return (n as u64, 0),
+    };
+    let up = head.len() as u64;
     let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line);
     let mut parts = line.split_whitespace();

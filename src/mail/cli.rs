@@ -101,6 +101,7 @@ pub fn run_mail(cmd: MailCmd) -> ExitCode {
                     ("submission", &servers.submission),
                     ("lmtp", &servers.lmtp),
                     ("inbound", &servers.inbound),
+                    ("imap", &servers.imap),
                 ] {
                     if let Some(a) = addr {
                         println!("{name} listening on {a}");

@@ -1,5 +1,5 @@
 //! The bundled chatmail-style mail backends: the durable [`store`], the
-//! [`accounts`], the SMTP servers ([`smtp`]) and how they are started from the
+//! [`accounts`], the SMTP servers ([`smtp`]), the IMAP server ([`imap`]) and how they are started from the
 //! configuration ([`start`]).
 //!
 //! Each protocol server exposes `serve(stream, PeerInfo, ctx)` over any
@@ -18,13 +18,10 @@ pub mod store;
 
 use std::io;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -53,49 +50,7 @@ pub enum MailError {
 }
 
 /// An accepted connection, TCP or Unix.
-#[derive(Debug)]
-pub enum Conn {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-impl AsyncRead for Conn {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Conn::Unix(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Conn {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Conn::Unix(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Conn::Unix(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Conn::Unix(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
+pub use crate::net::Stream as Conn;
 
 /// A bound listener.
 #[derive(Debug)]
@@ -256,6 +211,7 @@ pub struct MailServers {
     pub submission: Option<ListenAddr>,
     pub lmtp: Option<ListenAddr>,
     pub inbound: Option<ListenAddr>,
+    pub imap: Option<ListenAddr>,
     /// Tracks accept loops and sessions; closed by [`MailServers::wait`].
     pub tracker: TaskTracker,
 }
@@ -274,16 +230,14 @@ impl MailServers {
     }
 }
 
-/// Read `client_auth.identity_secret`: the file's bytes without a trailing newline.
+/// Read `client_auth.identity_secret`: the file's bytes with surrounding
+/// ASCII whitespace trimmed, exactly as the front door reads it (`auth.rs`).
 pub fn read_identity_secret(path: &Path) -> Result<Vec<u8>, MailError> {
-    let mut b = std::fs::read(path).map_err(|err| MailError::Secret {
+    let b = std::fs::read(path).map_err(|err| MailError::Secret {
         path: path.display().to_string(),
         err,
     })?;
-    while b.last().is_some_and(|c| *c == b'\n' || *c == b'\r') {
-        b.pop();
-    }
-    Ok(b)
+    Ok(b.trim_ascii().to_vec())
 }
 
 /// Open the store and start the configured SMTP listeners (submission, LMTP,
@@ -319,6 +273,7 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> Result<MailServ
         submission: None,
         lmtp: None,
         inbound: None,
+        imap: None,
         tracker: tracker.clone(),
     };
     let listeners = [
@@ -371,6 +326,17 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> Result<MailServ
                 }
             },
         );
+    }
+    if let Some(addr) = mail.imap.as_ref() {
+        let l = Listener::bind(addr).await?;
+        servers.imap = l.local_addr();
+        tracing::info!(listener = "imap", addr = %servers.imap.as_ref().map(ToString::to_string).unwrap_or_default(), "listening");
+        let ctx = Arc::new(imap::session::ImapContext::new(
+            store.clone(),
+            accounts.clone(),
+            mail.clone(),
+        ));
+        imap::server::spawn(l, ctx, trust.clone(), shutdown.clone(), tracker.clone());
     }
     Ok(servers)
 }

@@ -144,9 +144,8 @@ impl Frontdoor {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if (line.contains(" listening ") || line.contains("listening listener"))
-                    && !line.contains("metrics listening")
-                {
+                // The front door's own listeners (not the metrics or mail ones).
+                if line.contains("frontdoor::frontdoor: listening ") {
                     if let Some(a) = field(&line, "addr") {
                         let _ = tx.send(a);
                     }

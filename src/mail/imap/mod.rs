@@ -18,6 +18,8 @@ pub mod parser;
 pub mod response;
 pub mod search;
 pub mod sequence;
+pub mod server;
+pub mod session;
 pub mod types;
 
 /// The capabilities whose commands and arguments [`parser`] understands.
