@@ -13,7 +13,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::Argon2;
 use serde::{Deserialize, Serialize};
 
@@ -112,14 +112,45 @@ fn hash_password(password: &str) -> Result<String, AccountError> {
         .map_err(|e| AccountError::Hash(e.to_string()))
 }
 
+/// The argon2 working memory (19 MiB with the default parameters), kept for
+/// the life of the process and shared by every check. Allocating and freeing
+/// it per login makes glibc raise its mmap threshold, after which each
+/// blocking thread's arena keeps its own freed copy: a few dozen logins grew
+/// the server by more than 300 MiB. One buffer bounds that memory, and under
+/// a login flood the checks queue instead of each taking 19 MiB.
+static ARGON2_MEMORY: std::sync::Mutex<Vec<argon2::Block>> = std::sync::Mutex::new(Vec::new());
+
 fn verify_password(phc: &str, password: &str) -> bool {
-    PasswordHash::new(phc)
-        .map(|h| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
-        .unwrap_or(false)
+    let Ok(h) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (h.salt, h.hash) else {
+        return false;
+    };
+    let Ok(params) = argon2::Params::try_from(&h) else {
+        return false;
+    };
+    let Ok(algorithm) = argon2::Algorithm::try_from(h.algorithm) else {
+        return false;
+    };
+    let version = match h.version.map(argon2::Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let argon = Argon2::new(algorithm, version, params.clone());
+    let mut memory = ARGON2_MEMORY.lock().unwrap_or_else(|e| e.into_inner());
+    memory.resize(params.block_count(), argon2::Block::default());
+    argon2::password_hash::Output::init_with(expected.len(), |out| {
+        argon
+            .hash_password_into_with_memory(password.as_bytes(), salt, out, &mut memory[..])
+            .map_err(|_| argon2::password_hash::Error::Password)
+    })
+    // `Output` compares in constant time.
+    .is_ok_and(|computed| computed == expected)
 }
 
 impl Accounts {
@@ -321,6 +352,38 @@ fn dummy_hash() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_memory_check_agrees_with_the_argon2_verifier() {
+        use argon2::password_hash::PasswordVerifier;
+        let phc = hash_password("right horse battery").unwrap();
+        let h = PasswordHash::new(&phc).unwrap();
+        for pw in ["right horse battery", "wrong", ""] {
+            assert_eq!(
+                verify_password(&phc, pw),
+                Argon2::default().verify_password(pw.as_bytes(), &h).is_ok(),
+                "{pw:?}"
+            );
+        }
+        assert!(verify_password(&phc, "right horse battery"));
+        // Other parameters (smaller memory) resize the shared buffer.
+        let small = argon2::Params::new(1024, 1, 1, None).unwrap();
+        let other = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, small)
+            .hash_password(b"pw", &SaltString::encode_b64(&[7u8; 16]).unwrap())
+            .unwrap()
+            .to_string();
+        assert!(verify_password(&other, "pw"));
+        assert!(!verify_password(&other, "pW"));
+        assert!(verify_password(&phc, "right horse battery"));
+        for bad in [
+            "",
+            "$argon2id$",
+            "not a hash",
+            &phc.replace("argon2id", "argon2q"),
+        ] {
+            assert!(!verify_password(bad, "pw"), "{bad}");
+        }
+    }
 
     #[test]
     fn add_authenticate_passwd_remove() {
