@@ -276,7 +276,7 @@ timeouts: {{ connect: 2s }}
     assert!(line.starts_with("421 4.3.2 "), "{line}");
     assert!(fd.wait_log(&format!("backend={dead}"), T).await);
     assert!(fd.logs().contains("backend unreachable"), "{}", fd.logs());
-    assert!(fd.logs().contains("nothing.sock"), "{}", fd.logs());
+    assert!(fd.wait_log("nothing.sock", T).await, "{}", fd.logs());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
