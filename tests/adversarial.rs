@@ -123,10 +123,10 @@ async fn slowloris_is_dropped_at_the_handshake_timeout() {
     let p = write_config(dir.path(), &format!("listeners:\n  - bind: \"127.0.0.1:0\"\nroutes:\n  imap: {{ alpn: [imap], backend: \"{}\" }}\ntimeouts: {{ handshake: 2s }}\n", imap.addr));
     let fd = Frontdoor::start(&p, 1);
     let a = fd.addrs[0];
-    // 400 connections (the test process's fd limit allows it) dribbling a
-    // ClientHello one byte every 300 ms, or sending nothing.
+    // 2,000 connections dribbling a ClientHello one byte every 300 ms, or
+    // sending nothing.
     let mut tasks = Vec::new();
-    for i in 0..400 {
+    for i in 0..2000 {
         tasks.push(tokio::spawn(async move {
             let Ok(mut t) = TcpStream::connect(a).await else {
                 return Duration::ZERO;
