@@ -259,6 +259,58 @@ async fn a_forged_proxy_header_from_the_client_is_only_payload() {
         "our header carries no identity for an unauthenticated client"
     );
     assert_eq!(header.addrs.unwrap().0.ip().to_string(), "127.0.0.1");
+    drop(c);
+    drop(fd);
+
+    // The same on a listener with client auth, from a client with a pinned key:
+    // the backend's header carries the registry's identity, the forgery is payload.
+    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let cert = rcgen::CertificateParams::new(Vec::<String>::new())
+        .unwrap()
+        .self_signed(&kp)
+        .unwrap();
+    let fp = {
+        use base64::Engine;
+        use sha2::Digest;
+        format!(
+            "sha256:{}",
+            base64::engine::general_purpose::STANDARD
+                .encode(sha2::Sha256::digest(kp.public_key_der()))
+        )
+    };
+    std::fs::write(
+        dir.path().join("keys.yaml"),
+        format!("keys:\n  - name: alice-phone\n    fingerprint: \"{fp}\"\n    account: alice@example.org\n    login: alice@example.org\n"),
+    )
+    .unwrap();
+    let p = write_config(
+        dir.path(),
+        &format!("listeners:\n  - bind: \"127.0.0.1:0\"\nroutes:\n  imap: {{ alpn: [imap], backend: \"{}\" }}\nclient_auth: {{ registry: keys.yaml, unknown_key: reject }}\n", imap.addr),
+    );
+    let fd = Frontdoor::start(&p, 1);
+    let key = ClientCert {
+        chain: vec![cert.der().clone()],
+        key: rustls::pki_types::PrivateKeyDer::try_from(kp.serialize_der()).unwrap(),
+    };
+    let mut c = connect_with(
+        fd.addrs[0],
+        client_config(&["imap"], Some(key), Tls::V13),
+        "localhost",
+    )
+    .await
+    .unwrap();
+    assert_eq!(read_line(&mut c).await.unwrap(), "imap ready\r\n");
+    c.write_all(&forged).await.unwrap();
+    let mut echoed = vec![0u8; forged.len()];
+    c.read_exact(&mut echoed).await.unwrap();
+    assert_eq!(echoed, forged);
+    let h = imap.headers().pop().unwrap().header;
+    let pp::Decoded::Complete { header, .. } = pp::decode(&h).unwrap() else {
+        panic!()
+    };
+    let id = header.identity().expect("the pinned identity");
+    assert_eq!(id.account, "alice@example.org");
+    assert_eq!(id.key_name, "alice-phone");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
