@@ -147,6 +147,25 @@ struct RawAcceptProxy {
 struct RawTls {
     #[serde(default)]
     certificates: Vec<RawCert>,
+    #[serde(default)]
+    acme: Option<RawAcme>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAcme {
+    #[serde(default)]
+    domains: Vec<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    directory: Option<String>,
+    #[serde(default)]
+    directory_ca: Option<PathBuf>,
+    #[serde(default)]
+    state_dir: Option<PathBuf>,
+    #[serde(default)]
+    renew_before: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,6 +233,8 @@ pub struct Config {
     pub path: PathBuf,
     pub listeners: Vec<Listener>,
     pub certificates: Vec<CertPaths>,
+    /// Certificates obtained and renewed by ACME (`tls.acme`).
+    pub acme: Option<Acme>,
     /// Routes; listeners refer to them by index.
     pub routes: Vec<Route>,
     pub timeouts: Timeouts,
@@ -241,6 +262,27 @@ pub struct Listener {
     /// TLS handshake) gives the real client address. Empty: no header is read.
     pub accept_proxy_from: Vec<ipnet::IpNet>,
 }
+
+/// `tls.acme`: certificates by ACME with the tls-alpn-01 challenge.
+#[derive(Debug, Clone)]
+pub struct Acme {
+    /// DNS names of the one certificate (lower case, no wildcards).
+    pub domains: Vec<String>,
+    /// Contact address given to the CA (`mailto:` added).
+    pub email: Option<String>,
+    /// The CA's directory URL.
+    pub directory: String,
+    /// Extra root certificate (PEM) trusted for the directory's HTTPS, for
+    /// private or test CAs; the system roots otherwise.
+    pub directory_ca: Option<PathBuf>,
+    /// Account key, certificate and its key live here.
+    pub state_dir: PathBuf,
+    /// Renew when the certificate has less than this left.
+    pub renew_before: Duration,
+}
+
+/// Let's Encrypt's production directory, the default `tls.acme.directory`.
+pub const ACME_DEFAULT_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertPaths {
@@ -734,6 +776,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
         });
     }
 
+    let acme = raw.tls.acme.map(|a| validate_acme(a, base, r));
     let certificates = raw
         .tls
         .certificates
@@ -815,6 +858,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
         path: path.to_owned(),
         listeners,
         certificates,
+        acme,
         routes,
         timeouts,
         max_connections,
@@ -823,6 +867,82 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
         mail,
         lines: SourceMap::default(),
     }
+}
+
+fn validate_acme(a: RawAcme, base: &Path, r: &mut Reporter) -> Acme {
+    if a.domains.is_empty() {
+        r.at(
+            "tls.acme.domains",
+            "name at least one domain for the certificate",
+        );
+    }
+    let mut domains = Vec::new();
+    for (i, d) in a.domains.iter().enumerate() {
+        let path = format!("tls.acme.domains[{i}]");
+        let d = d.trim_end_matches('.').to_ascii_lowercase();
+        if d.starts_with("*.") {
+            r.at(
+                &path,
+                format!("{d:?}: wildcard names need the dns-01 challenge; tls-alpn-01 can only prove single names"),
+            );
+        } else if !is_dns_name(&d) {
+            r.at(&path, format!("{d:?} is not a DNS name"));
+        } else if domains.contains(&d) {
+            r.at(&path, format!("{d:?} is listed twice"));
+        } else {
+            domains.push(d);
+        }
+    }
+    if let Some(e) = &a.email {
+        if !e.contains('@') || e.contains(char::is_whitespace) {
+            r.at("tls.acme.email", format!("{e:?} is not a mail address"));
+        }
+    }
+    let directory = a
+        .directory
+        .unwrap_or_else(|| ACME_DEFAULT_DIRECTORY.to_owned());
+    if !directory.starts_with("https://") {
+        r.at(
+            "tls.acme.directory",
+            format!("{directory:?}: the ACME directory must be an https:// URL"),
+        );
+    }
+    let state_dir = match a.state_dir {
+        Some(p) => resolve(base, p),
+        None => {
+            r.at(
+                "tls.acme",
+                "state_dir is required: the directory where the account key and certificates are kept",
+            );
+            PathBuf::new()
+        }
+    };
+    Acme {
+        domains,
+        email: a.email,
+        directory,
+        directory_ca: a.directory_ca.map(|p| resolve(base, p)),
+        state_dir,
+        renew_before: duration(
+            r,
+            "tls.acme.renew_before",
+            &a.renew_before,
+            Duration::from_secs(30 * 86_400),
+        ),
+    }
+}
+
+/// A host name: dot-separated labels of letters, digits and inner hyphens.
+fn is_dns_name(s: &str) -> bool {
+    s.len() <= 253
+        && s.contains('.')
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 /// `10.0.0.0/8`, `::1/128`, or a bare address (a /32 or /128).

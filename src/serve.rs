@@ -23,6 +23,29 @@ pub fn check(path: &Path) -> Result<Config, Problems> {
             problems.push(cfg.problem_at(&format!("tls.certificates[{i}].{field}"), e));
         }
     }
+    if let Some(acme) = &cfg.acme {
+        if let Some(ca) = &acme.directory_ca {
+            let ok = std::fs::read(ca)
+                .ok()
+                .is_some_and(|pem| rustls_pemfile::certs(&mut &pem[..]).any(|c| c.is_ok()));
+            if !ok {
+                problems.push(cfg.problem_at(
+                    "tls.acme.directory_ca",
+                    format!("{}: no readable PEM certificate", ca.display()),
+                ));
+            }
+        }
+        if !cfg
+            .listeners
+            .iter()
+            .any(|l| !cfg.listener_alpn(l).is_empty())
+        {
+            problems.push(cfg.problem_at(
+                "tls.acme",
+                "no listener negotiates ALPN, so none can answer the tls-alpn-01 challenge: route at least one ALPN on the listener the CA reaches (port 443)",
+            ));
+        }
+    }
     if let Some(ca) = &cfg.client_auth {
         if let Err(e) = crate::auth::Auth::check(ca) {
             problems.extend(e.0);

@@ -252,6 +252,15 @@ pub async fn handle(
         }
     };
 
+    if tls.get_ref().1.alpn_protocol() == Some(crate::tls::certs::ACME_TLS_ALPN) {
+        // A CA checked a tls-alpn-01 challenge: the handshake was the answer.
+        let _ = tls.shutdown().await;
+        log.sni = tls.get_ref().1.server_name().map(str::to_owned);
+        log.alpn = Some("acme-tls/1".into());
+        log.emit("ACME tls-alpn-01 validation answered");
+        return;
+    }
+
     let (peer, key) = {
         let (_, sc) = tls.get_ref();
         let certs = sc.peer_certificates();

@@ -152,7 +152,7 @@ pub const SELF_SIGNED_NAMES: [&str; 1] = ["localhost"];
 impl Frontdoor {
     /// Load certificates and the registry, build TLS configs, bind listeners.
     pub async fn bind(config: Config) -> Result<Self, StartError> {
-        let store = if config.certificates.is_empty() {
+        let files = if config.certificates.is_empty() && config.acme.is_none() {
             tracing::warn!(
                 "no tls.certificates configured: serving a freshly generated SELF-SIGNED certificate for 'localhost'. Clients will not trust it; configure real certificates for production"
             );
@@ -166,18 +166,31 @@ impl Frontdoor {
                 "generated".as_ref(),
             )
             .map_err(|e| StartError::Certificates(e.to_string()))?;
-            CertStore::new(vec![loaded]).map_err(|e| StartError::Certificates(e.to_string()))?
+            vec![loaded]
+        } else if config.certificates.is_empty() {
+            Vec::new()
         } else {
-            CertStore::load(&config.certificates).map_err(|errs| {
-                StartError::Certificates(
-                    errs.iter()
-                        .map(|e| e.to_string())
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                )
-            })?
+            CertStore::load(&config.certificates)
+                .map_err(|errs| {
+                    StartError::Certificates(
+                        errs.iter()
+                            .map(|e| e.to_string())
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                    )
+                })?
+                .into_certs()
         };
-        let resolver = Arc::new(SniResolver::new(store));
+        let managed = match &config.acme {
+            Some(a) => {
+                crate::acme::initial(a).map_err(|e| StartError::Certificates(e.to_string()))?
+            }
+            None => Vec::new(),
+        };
+        let resolver = Arc::new(
+            SniResolver::with_managed(files, managed)
+                .map_err(|e| StartError::Certificates(e.to_string()))?,
+        );
         let auth = match &config.client_auth {
             Some(ca) => Some(Arc::new(
                 Auth::open(ca).map_err(|e| StartError::Registry(e.to_string()))?,
@@ -189,7 +202,13 @@ impl Frontdoor {
             let verifier = auth
                 .as_ref()
                 .map(|a| a.verifier(listener_requires_auth(&config, l)));
-            let tls_cfg = tls::server_config(resolver.clone(), config.listener_alpn(l), verifier)?;
+            let mut alpn = config.listener_alpn(l);
+            // tls-alpn-01 is answered where ALPN is negotiated anyway; a
+            // listener that offers none must keep accepting any client ALPN.
+            if config.acme.is_some() && !alpn.is_empty() {
+                alpn.push(tls::certs::ACME_TLS_ALPN.to_vec());
+            }
+            let tls_cfg = tls::server_config(resolver.clone(), alpn, verifier)?;
             let socket = bind_socket(l.bind).map_err(|source| StartError::Bind {
                 addr: l.bind,
                 source,
@@ -263,6 +282,13 @@ impl Frontdoor {
             loops.push(tokio::spawn(crate::metrics::serve(
                 ml,
                 self.shared.clone(),
+                shutdown.clone(),
+            )));
+        }
+        if let Some(acme) = &self.shared.config.acme {
+            loops.push(tokio::spawn(crate::acme::run(
+                acme.clone(),
+                self.shared.resolver.clone(),
                 shutdown.clone(),
             )));
         }

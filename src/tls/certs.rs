@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use rustls::crypto::ring::sign::any_supported_type;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -60,7 +60,7 @@ pub struct CertMeta {
     pub not_after: i64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LoadedCert {
     pub key: Arc<CertifiedKey>,
     pub meta: CertMeta,
@@ -239,19 +239,57 @@ impl CertStore {
     pub fn certs(&self) -> &[LoadedCert] {
         &self.certs
     }
+
+    pub fn into_certs(self) -> Vec<LoadedCert> {
+        self.certs
+    }
 }
 
-/// rustls resolver over a swappable `CertStore`.
+/// The ALPN protocol of ACME's tls-alpn-01 validation (RFC 8737).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// Where the served certificates come from: the configured files (reloaded
+/// on SIGHUP) and the ones ACME keeps current. Files come first: they win a
+/// name both cover, and the first file is the default.
+#[derive(Debug, Default)]
+struct Parts {
+    files: Vec<LoadedCert>,
+    managed: Vec<LoadedCert>,
+}
+
+/// rustls resolver over a swappable `CertStore`, plus the tls-alpn-01
+/// challenge certificates of ACME orders in progress.
 #[derive(Debug)]
 pub struct SniResolver {
     store: RwLock<Arc<CertStore>>,
+    parts: Mutex<Parts>,
+    challenges: RwLock<HashMap<String, Arc<CertifiedKey>>>,
 }
 
 impl SniResolver {
     pub fn new(store: CertStore) -> Self {
+        let files = store.certs.clone();
         Self {
             store: RwLock::new(Arc::new(store)),
+            parts: Mutex::new(Parts {
+                files,
+                managed: Vec::new(),
+            }),
+            challenges: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Certificates from files plus ACME-managed ones (at least one in all).
+    pub fn with_managed(
+        files: Vec<LoadedCert>,
+        managed: Vec<LoadedCert>,
+    ) -> Result<Self, CertError> {
+        let store = CertStore::new(files.iter().chain(&managed).cloned().collect())?;
+        Ok(Self {
+            store: RwLock::new(Arc::new(store)),
+            parts: Mutex::new(Parts { files, managed }),
+            challenges: RwLock::new(HashMap::new()),
+        })
     }
 
     pub fn current(&self) -> Arc<CertStore> {
@@ -261,17 +299,76 @@ impl SniResolver {
         }
     }
 
+    /// New certificates from files (SIGHUP); ACME-managed ones stay.
     pub fn replace(&self, store: CertStore) {
-        let new = Arc::new(store);
-        match self.store.write() {
-            Ok(mut g) => *g = new,
-            Err(p) => *p.into_inner() = new,
+        let mut parts = lock(&self.parts);
+        parts.files = store.into_certs();
+        self.rebuild(&parts);
+    }
+
+    /// New ACME-managed certificates; those from files stay. Handshakes in
+    /// flight and open connections keep what they had.
+    pub fn set_managed(&self, certs: Vec<LoadedCert>) {
+        let mut parts = lock(&self.parts);
+        parts.managed = certs;
+        self.rebuild(&parts);
+    }
+
+    fn rebuild(&self, parts: &Parts) {
+        let all: Vec<LoadedCert> = parts.files.iter().chain(&parts.managed).cloned().collect();
+        // Empty only if both parts are, which no caller does; keep the old store then.
+        if let Ok(store) = CertStore::new(all) {
+            let new = Arc::new(store);
+            match self.store.write() {
+                Ok(mut g) => *g = new,
+                Err(p) => *p.into_inner() = new,
+            }
         }
+    }
+
+    /// Answer tls-alpn-01 validation handshakes for `domain` with `cert`.
+    pub fn set_challenge(&self, domain: &str, cert: Arc<CertifiedKey>) {
+        let mut map = match self.challenges.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        map.insert(domain.to_ascii_lowercase(), cert);
+    }
+
+    pub fn clear_challenge(&self, domain: &str) {
+        let mut map = match self.challenges.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        map.remove(&domain.to_ascii_lowercase());
+    }
+
+    fn challenge(&self, domain: &str) -> Option<Arc<CertifiedKey>> {
+        let map = match self.challenges.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        map.get(&domain.to_ascii_lowercase()).cloned()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
     }
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if hello
+            .alpn()
+            .is_some_and(|mut a| a.any(|p| p == ACME_TLS_ALPN))
+        {
+            // A CA validating a name (RFC 8737): only a pending challenge
+            // answers; without one the handshake fails.
+            return self.challenge(hello.server_name()?);
+        }
         Some(self.current().pick(hello.server_name()).key.clone())
     }
 }
