@@ -328,3 +328,56 @@ fn acme_config_mistakes_are_reported_with_lines() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_certificate_near_expiry_is_served_then_renewed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = free_port();
+    let pebble = start_pebble(d, port).await;
+    let backend = CaptureBackend::start("web", Expect::V2).await;
+    let state = d.join("acme-state");
+    std::fs::create_dir(&state).unwrap();
+    // A certificate with 10 days left, inside the default 30-day window.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![DOMAIN.to_string()]).unwrap();
+    params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(80);
+    params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(10);
+    let old = params.self_signed(&key).unwrap();
+    std::fs::write(state.join("cert.pem"), old.pem()).unwrap();
+    std::fs::write(state.join("key.pem"), key.serialize_pem()).unwrap();
+    let cfg_path = d.join("frontdoor.yaml");
+    std::fs::write(&cfg_path, config(port, backend.addr, &pebble, &state)).unwrap();
+
+    let fd = Frontdoor::start(&cfg_path, 1);
+    let addr = fd.addrs[0];
+    // Served at once (the stored one, not a stand-in), while the renewal runs.
+    assert_eq!(
+        served_chain(addr, DOMAIN).await[0].as_ref(),
+        old.der().as_ref()
+    );
+    assert!(
+        fd.wait_log(
+            "ACME certificate issued and now served",
+            Duration::from_secs(90)
+        )
+        .await,
+        "no renewal within 90 s; log:\n{}",
+        fd.logs()
+    );
+    let root = management_get(&pebble, "/roots/0").await;
+    let mut s = connect_with(
+        addr,
+        verifying_config(roots_from(&root), &["http/1.1"]),
+        DOMAIN,
+    )
+    .await
+    .expect("the renewed certificate verifies against pebble's root");
+    assert_eq!(read_line(&mut s).await.unwrap(), "web ready\r\n");
+    let on_disk = std::fs::read(state.join("cert.pem")).unwrap();
+    assert_ne!(
+        on_disk,
+        old.pem().into_bytes(),
+        "the renewed certificate is stored"
+    );
+}
