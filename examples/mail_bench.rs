@@ -108,7 +108,7 @@ async fn main() {
     .add("alice@example.org", "pw")
     .expect("account");
     let shutdown = CancellationToken::new();
-    let servers = frontdoor::mail::start(&cfg, shutdown.clone())
+    let servers = frontdoor::mail::start(&cfg, shutdown.clone(), None)
         .await
         .expect("start");
     let Some(ListenAddr::Tcp(addr)) = servers.lmtp.clone() else {

@@ -61,19 +61,22 @@ pub fn check(path: &Path) -> Result<Config, Problems> {
 /// Run the front door until SIGTERM/SIGINT; SIGHUP reloads certificates and registry.
 pub async fn serve(cfg: Config) -> Result<(), String> {
     let shutdown = CancellationToken::new();
-    // The bundled mail servers first, so their sockets exist before the
-    // front door routes the first client to them.
+    let grace = cfg.timeouts.shutdown_grace;
+    // Bind the front door (certificates, listeners) first: the inbound MX's
+    // STARTTLS serves the same certificates. It accepts only in `run`, after
+    // the bundled mail servers' sockets exist.
+    let fd = Frontdoor::bind(cfg.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let shared = fd.shared();
     let mail = match &cfg.mail {
         Some(_) => Some(
-            crate::mail::start(&cfg, shutdown.clone())
+            crate::mail::start(&cfg, shutdown.clone(), Some(shared.resolver.clone()))
                 .await
                 .map_err(|e| format!("bundled mail servers: {e}"))?,
         ),
         None => None,
     };
-    let grace = cfg.timeouts.shutdown_grace;
-    let fd = Frontdoor::bind(cfg).await.map_err(|e| e.to_string())?;
-    let shared = fd.shared();
     let stop = shutdown.clone();
     // Install the handlers before the listeners announce themselves, so a
     // signal sent right after "listening" is never the default (fatal) one.

@@ -152,6 +152,10 @@ fn inbound_mx_takes_local_mail_only_and_offers_no_auth() {
     let (code, ehlo) = c.cmd("EHLO mx.far.example");
     assert_eq!(code, 250);
     assert!(!ehlo.contains("AUTH"), "{ehlo}");
+    assert!(
+        !ehlo.contains("STARTTLS"),
+        "no certificate, no STARTTLS: {ehlo}"
+    );
     assert_eq!(
         c.cmd(&format!(
             "AUTH PLAIN {}",
@@ -174,4 +178,91 @@ fn inbound_mx_takes_local_mail_only_and_offers_no_auth() {
     assert_eq!(c.cmd(".").0, 250);
     let st = srv.stop_and_open_store();
     assert_eq!(count_token(&st, "alice@example.org", "tok-mx"), 1);
+}
+
+/// Python's smtplib as a sending MTA: STARTTLS verified against the MX's
+/// certificate, then a delivery marked ESMTPS; and input pipelined after
+/// STARTTLS (plaintext anyone could inject) is dropped, not run under TLS.
+const STARTTLS_SCRIPT: &str = r#"
+import smtplib, socket, ssl, sys
+port, cafile = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(cafile=cafile)
+with smtplib.SMTP("127.0.0.1", port) as s:
+    s.ehlo("mta.far.example")
+    print("OFFERED", s.has_extn("starttls"))
+    s._host = "mx.example.org"
+    code, _ = s.starttls(context=ctx)
+    print("STARTTLS", code, s.sock.version())
+    s.ehlo("mta.far.example")
+    print("AGAIN", s.has_extn("starttls"))
+    print("SECOND", s.docmd("STARTTLS")[0])
+    s.sendmail("someone@far.example", ["alice@example.org"],
+        "From: someone@far.example\r\nTo: alice@example.org\r\nSubject: tls\r\n\r\ntok-mx-tls\r\n")
+    print("SENT")
+
+def line(sock):
+    out = b""
+    while not out.endswith(b"\r\n") and len(out) < 4096:
+        b = sock.recv(1)
+        if not b:
+            break
+        out += b
+    return out.decode()
+
+def reply(sock):
+    lines = [line(sock)]
+    while len(lines[-1]) > 3 and lines[-1][3] == "-":
+        lines.append(line(sock))
+    return lines
+
+raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+reply(raw)
+raw.sendall(b"EHLO a\r\n"); reply(raw)
+raw.sendall(b"STARTTLS\r\nMAIL FROM:<injected@evil.example>\r\n")
+print("READY", reply(raw)[0].strip())
+t = ctx.wrap_socket(raw, server_hostname="mx.example.org")
+t.sendall(b"NOOP\r\n")
+print("AFTER", reply(t)[0][:3])
+"#;
+
+#[test]
+fn inbound_mx_starttls_with_smtplib_and_no_injection() {
+    let mut srv = Server::new(Opts {
+        inbound: true,
+        mx_cert: true,
+        ..Opts::default()
+    });
+    let cafile = srv.dir.path().join("mx.crt");
+    let out = std::process::Command::new("python3")
+        .args(["-c", STARTTLS_SCRIPT])
+        .arg(srv.inbound.unwrap().port().to_string())
+        .arg(&cafile)
+        .output()
+        .expect("python3 is needed for this test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        vec![
+            "OFFERED True",
+            "STARTTLS 220 TLSv1.3",
+            "AGAIN False",
+            "SECOND 503",
+            "SENT",
+            "READY 220 2.0.0 Ready to start TLS",
+            // The first reply under TLS is the NOOP's: had the injected MAIL
+            // been run, its reply (503, no EHLO yet) would come first.
+            "AFTER 250",
+        ]
+    );
+    let st = srv.stop_and_open_store();
+    let m = &st.messages("alice@example.org", "INBOX").unwrap()[0];
+    let raw = String::from_utf8(st.read("alice@example.org", "INBOX", m.uid).unwrap()).unwrap();
+    assert!(raw.contains("tok-mx-tls"), "{raw}");
+    assert!(raw.contains("with ESMTPS"), "{raw}");
 }

@@ -4,6 +4,7 @@
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -88,7 +89,22 @@ pub fn run_mail(cmd: MailCmd) -> ExitCode {
             };
             rt.block_on(async move {
                 let shutdown = CancellationToken::new();
-                let servers = match super::start(&cfg, shutdown.clone()).await {
+                // Without the front door, STARTTLS on the MX uses the
+                // certificate files of `tls.certificates`, if any.
+                let certs = if cfg.certificates.is_empty() {
+                    None
+                } else {
+                    match crate::tls::CertStore::load(&cfg.certificates) {
+                        Ok(store) => Some(Arc::new(crate::tls::SniResolver::new(store))),
+                        Err(errs) => {
+                            for e in errs {
+                                eprintln!("{e}");
+                            }
+                            return ExitCode::from(1);
+                        }
+                    }
+                };
+                let servers = match super::start(&cfg, shutdown.clone(), certs).await {
                     Ok(s) => s,
                     Err(e) => {
                         eprintln!("{e}");

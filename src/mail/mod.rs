@@ -47,6 +47,21 @@ pub enum MailError {
     Secret { path: String, err: io::Error },
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error("STARTTLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// TLS for STARTTLS on the inbound MX: TLS 1.2/1.3, the given certificates
+/// by SNI, no client certificates, no ALPN.
+fn starttls_config(
+    resolver: Arc<crate::tls::SniResolver>,
+) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    Ok(Arc::new(cfg))
 }
 
 /// An accepted connection, TCP or Unix.
@@ -243,8 +258,21 @@ pub fn read_identity_secret(path: &Path) -> Result<Vec<u8>, MailError> {
 /// Open the store and start the configured SMTP listeners (submission, LMTP,
 /// inbound) from the whole configuration. `frontdoor serve` calls this when
 /// `mail:` is present; `frontdoor mail serve` runs only this.
-pub async fn start(cfg: &Config, shutdown: CancellationToken) -> Result<MailServers, MailError> {
+///
+/// `certs`: the server certificates STARTTLS on the inbound MX answers with
+/// (the front door's, ACME ones included); `None` offers no STARTTLS.
+pub async fn start(
+    cfg: &Config,
+    shutdown: CancellationToken,
+    certs: Option<Arc<crate::tls::SniResolver>>,
+) -> Result<MailServers, MailError> {
     let mail = cfg.mail.clone().ok_or(MailError::NoMailSection)?;
+    let starttls = match certs {
+        Some(resolver) => Some(smtp::StartTls(tokio_rustls::TlsAcceptor::from(
+            starttls_config(resolver)?,
+        ))),
+        None => None,
+    };
     let secret = match cfg
         .client_auth
         .as_ref()
@@ -311,6 +339,12 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> Result<MailServ
             cfg: mail.clone(),
             store: store.clone(),
             accounts: accounts.clone(),
+            // Submission arrives through the front door's TLS and LMTP from
+            // the local MTA; only the MX talks TLS itself.
+            starttls: match mode {
+                smtp::Mode::Inbound => starttls.clone(),
+                _ => None,
+            },
         });
         spawn_accept_loop(
             name,

@@ -19,6 +19,9 @@ pub struct Opts {
     pub max_size: usize,
     pub auto_create: bool,
     pub inbound: bool,
+    /// Write a self-signed certificate for `mx.example.org` (mx.crt/mx.key
+    /// in the config directory) into `tls.certificates`.
+    pub mx_cert: bool,
 }
 
 impl Default for Opts {
@@ -30,6 +33,7 @@ impl Default for Opts {
             max_size: 100_000,
             auto_create: false,
             inbound: false,
+            mx_cert: false,
         }
     }
 }
@@ -68,6 +72,13 @@ impl Server {
         }
         if let Some(r) = &o.relay {
             yaml.push_str(&format!("  relay: \"{r}\"\n"));
+        }
+        if o.mx_cert {
+            let ck =
+                rcgen::generate_simple_self_signed(vec!["mx.example.org".to_string()]).unwrap();
+            std::fs::write(dir.path().join("mx.crt"), ck.cert.pem()).unwrap();
+            std::fs::write(dir.path().join("mx.key"), ck.key_pair.serialize_pem()).unwrap();
+            yaml.push_str("tls:\n  certificates:\n    - cert: mx.crt\n      key: mx.key\n");
         }
         std::fs::write(dir.path().join("frontdoor.yaml"), yaml).unwrap();
         let mut s = Server {

@@ -14,6 +14,10 @@
 //!   no complete command left, before waiting for more bytes.
 //! - Every wait on the client has a deadline; too many errors end the session
 //!   with `421`; no input can make the session panic.
+//! - STARTTLS (inbound MX, when certificates exist): bytes pipelined after
+//!   the STARTTLS command arrived in plaintext and are discarded, never
+//!   executed inside TLS (RFC 3207 §4.2); after the handshake the session
+//!   starts over from EHLO.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -57,6 +61,81 @@ pub struct SmtpContext {
     pub cfg: Arc<MailConfig>,
     pub store: Store,
     pub accounts: Accounts,
+    /// Offered as STARTTLS when set (the inbound MX with certificates).
+    pub starttls: Option<StartTls>,
+}
+
+/// The TLS side of STARTTLS: the server certificates to answer with.
+#[derive(Clone)]
+pub struct StartTls(pub tokio_rustls::TlsAcceptor);
+
+impl std::fmt::Debug for StartTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StartTls")
+    }
+}
+
+/// How long a client has for the TLS handshake after `220 Ready to start TLS`.
+const STARTTLS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The session's byte stream: plaintext until STARTTLS, TLS after.
+enum Io<S> {
+    Plain(S),
+    Tls(Box<tokio_rustls::server::TlsStream<S>>),
+    /// Only while the handshake owns the stream.
+    Gone,
+}
+
+fn gone() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::NotConnected, "stream in TLS handshake")
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Io<S> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+            Io::Gone => std::task::Poll::Ready(Err(gone())),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Io<S> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+            Io::Gone => std::task::Poll::Ready(Err(gone())),
+        }
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+            Io::Gone => std::task::Poll::Ready(Ok(())),
+        }
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+            Io::Gone => std::task::Poll::Ready(Ok(())),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +176,8 @@ struct Session<'a> {
     txn: Option<Txn>,
     errors: u32,
     auth_failures: u32,
+    /// STARTTLS completed on this session.
+    tls_active: bool,
     out: Vec<u8>,
     quit: bool,
     id: String,
@@ -115,10 +196,11 @@ fn r(code: u16, text: &str) -> Reply {
 }
 
 /// Serve one session on `stream` (after the PROXY header, if any, was read).
-pub async fn serve<S>(mut stream: S, peer: PeerInfo, ctx: Arc<SmtpContext>) -> Result<(), SmtpError>
+pub async fn serve<S>(stream: S, peer: PeerInfo, ctx: Arc<SmtpContext>) -> Result<(), SmtpError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let mut stream = Io::Plain(stream);
     let id = format!(
         "{:x}{:04x}",
         unix_now(),
@@ -140,6 +222,7 @@ where
         txn: None,
         errors: 0,
         auth_failures: 0,
+        tls_active: false,
         out: Vec::new(),
         quit: false,
         id,
@@ -154,6 +237,7 @@ where
     let mut data: Option<DataReader> = None;
     let mut auth: Option<AuthStep> = None;
     let mut chunk = vec![0u8; 16 * 1024];
+    let mut start_tls = false;
     let result = loop {
         // Handle everything complete in the buffer.
         loop {
@@ -206,6 +290,20 @@ where
                 Ok(Command::Auth { mechanism, initial }) => {
                     auth = s.auth_start(&mechanism, initial).await;
                 }
+                Ok(Command::StartTls) if s.starttls_offered() => {
+                    if !buf.is_empty() {
+                        // Sent before TLS, so anyone on the path could have
+                        // written it: never run it inside the TLS session.
+                        tracing::warn!(
+                            bytes = buf.len(),
+                            "discarding input pipelined after STARTTLS"
+                        );
+                        buf.clear();
+                    }
+                    s.reply(r(220, "2.0.0 Ready to start TLS"));
+                    start_tls = true;
+                    break;
+                }
                 Ok(c) => s.command(c).await,
                 Err(reply) => s.error(reply),
             }
@@ -221,6 +319,33 @@ where
         }
         if s.quit {
             break Ok(());
+        }
+        if std::mem::take(&mut start_tls) {
+            let (Io::Plain(plain), Some(tls)) =
+                (std::mem::replace(&mut stream, Io::Gone), &ctx.starttls)
+            else {
+                break Ok(());
+            };
+            match tokio::time::timeout(STARTTLS_TIMEOUT, tls.0.accept(plain)).await {
+                Ok(Ok(t)) => {
+                    let (_, c) = t.get_ref();
+                    tracing::info!(
+                        version = %crate::tls::version_name(c.protocol_version()),
+                        sni = c.server_name().unwrap_or("-"),
+                        "STARTTLS done"
+                    );
+                    stream = Io::Tls(Box::new(t));
+                    // RFC 3207 §4.2: forget everything learnt before TLS.
+                    s.helo = None;
+                    s.esmtp = false;
+                    s.txn = None;
+                    s.tls_active = true;
+                    framer = Framer::default();
+                    continue;
+                }
+                Ok(Err(e)) => break Err(e.into()),
+                Err(_) => break Err(SmtpError::Timeout(STARTTLS_TIMEOUT)),
+            }
         }
         let n = match tokio::time::timeout(COMMAND_TIMEOUT, stream.read(&mut chunk)).await {
             Err(_) => {
@@ -283,6 +408,9 @@ impl Session<'_> {
         lines.push("8BITMIME".into());
         lines.push("ENHANCEDSTATUSCODES".into());
         lines.push("SMTPUTF8".into());
+        if self.starttls_offered() {
+            lines.push("STARTTLS".into());
+        }
         if self.ctx.mode == Mode::Submission {
             let mut mechs = vec!["PLAIN", "LOGIN"];
             if self.peer.identity.is_some() {
@@ -291,6 +419,10 @@ impl Session<'_> {
             lines.push(format!("AUTH {}", mechs.join(" ")));
         }
         Reply { code: 250, lines }
+    }
+
+    fn starttls_offered(&self) -> bool {
+        self.ctx.starttls.is_some() && !self.tls_active
     }
 
     async fn command(&mut self, c: Command) {
@@ -330,6 +462,7 @@ impl Session<'_> {
             }
             Command::Vrfy => self.reply(r(252, "2.5.0 Cannot verify the user; send mail and see")),
             Command::Help => self.reply(r(214, "2.0.0 See RFC 5321")),
+            Command::StartTls if self.tls_active => self.error(r(503, "5.5.1 TLS already active")),
             Command::StartTls => self.error(r(502, "5.5.1 STARTTLS not available here")),
             Command::Bdat => self.error(r(502, "5.5.1 BDAT not implemented; use DATA")),
             Command::Data | Command::Auth { .. } => {}
@@ -444,7 +577,7 @@ impl Session<'_> {
             _ if self.esmtp => "ESMTP".to_string(),
             _ => "SMTP".to_string(),
         };
-        if self.peer.tls && with != "LMTP" {
+        if (self.peer.tls || self.tls_active) && with != "LMTP" {
             with.push('S');
         }
         if self.authed.is_some() && self.ctx.mode == Mode::Submission && with != "LMTP" {
