@@ -130,9 +130,12 @@ async fn start_pebble(dir: &Path, tls_port: u16) -> Pebble {
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + T;
+    let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", listen)).await.is_err() {
-        assert!(Instant::now() < deadline, "pebble did not start");
+        assert!(
+            Instant::now() < deadline,
+            "pebble did not listen on 127.0.0.1:{listen} within 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Pebble {
@@ -210,16 +213,39 @@ fn config(port: u16, backend: SocketAddr, pebble: &Pebble, state: &Path) -> Stri
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pebble_issues_by_tls_alpn_01_and_the_certificate_is_served_without_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+/// Pebble validating on a free port, a greeting backend, and a frontdoor
+/// config for that port with its ACME state in `acme-state` (not created).
+struct Setup {
+    _backend: CaptureBackend,
+    pebble: Pebble,
+    state: PathBuf,
+    cfg_path: PathBuf,
+}
+
+async fn setup(d: &Path) -> Setup {
     let port = free_port();
     let pebble = start_pebble(d, port).await;
     let backend = CaptureBackend::start("web", Expect::V2).await;
     let state = d.join("acme-state");
     let cfg_path = d.join("frontdoor.yaml");
     std::fs::write(&cfg_path, config(port, backend.addr, &pebble, &state)).unwrap();
+    Setup {
+        _backend: backend,
+        pebble,
+        state,
+        cfg_path,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pebble_issues_by_tls_alpn_01_and_the_certificate_is_served_without_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let Setup {
+        _backend,
+        pebble,
+        state,
+        cfg_path,
+    } = setup(dir.path()).await;
 
     let fd = Frontdoor::start(&cfg_path, 1);
     let addr = fd.addrs[0];
@@ -332,11 +358,12 @@ fn acme_config_mistakes_are_reported_with_lines() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stored_certificate_near_expiry_is_served_then_renewed() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let port = free_port();
-    let pebble = start_pebble(d, port).await;
-    let backend = CaptureBackend::start("web", Expect::V2).await;
-    let state = d.join("acme-state");
+    let Setup {
+        _backend,
+        pebble,
+        state,
+        cfg_path,
+    } = setup(dir.path()).await;
     std::fs::create_dir(&state).unwrap();
     // A certificate with 10 days left, inside the default 30-day window.
     let key = rcgen::KeyPair::generate().unwrap();
@@ -346,8 +373,6 @@ async fn a_stored_certificate_near_expiry_is_served_then_renewed() {
     let old = params.self_signed(&key).unwrap();
     std::fs::write(state.join("cert.pem"), old.pem()).unwrap();
     std::fs::write(state.join("key.pem"), key.serialize_pem()).unwrap();
-    let cfg_path = d.join("frontdoor.yaml");
-    std::fs::write(&cfg_path, config(port, backend.addr, &pebble, &state)).unwrap();
 
     let fd = Frontdoor::start(&cfg_path, 1);
     let addr = fd.addrs[0];
