@@ -21,6 +21,8 @@ use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
     NewOrder, OrderStatus, RetryPolicy,
 };
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use rustls::crypto::ring::sign::any_supported_type;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
@@ -28,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Acme;
+use crate::metrics::ResultLabel;
 use crate::tls::certs::{self, CertError, CertMeta, LoadedCert};
 use crate::tls::SniResolver;
 
@@ -141,8 +144,14 @@ pub fn initial(cfg: &Acme) -> Result<Vec<LoadedCert>, CertError> {
     )?])
 }
 
-/// Keep the ACME certificate current until `shutdown`.
-pub async fn run(cfg: Acme, resolver: Arc<SniResolver>, shutdown: CancellationToken) {
+/// Keep the ACME certificate current until `shutdown`; count each finished
+/// order in `orders` by result.
+pub async fn run(
+    cfg: Acme,
+    resolver: Arc<SniResolver>,
+    orders: Family<ResultLabel, Counter>,
+    shutdown: CancellationToken,
+) {
     let mut current = stored(&cfg).map(|c| c.meta);
     let mut retry = RETRY_FIRST;
     loop {
@@ -155,6 +164,7 @@ pub async fn run(cfg: Acme, resolver: Arc<SniResolver>, shutdown: CancellationTo
             };
             match result {
                 Ok(cert) => {
+                    orders.get_or_create(&ResultLabel { result: "ok" }).inc();
                     retry = RETRY_FIRST;
                     tracing::info!(
                         domains = %cert.meta.names.join(","),
@@ -168,6 +178,9 @@ pub async fn run(cfg: Acme, resolver: Arc<SniResolver>, shutdown: CancellationTo
                     wait
                 }
                 Err(e) => {
+                    orders
+                        .get_or_create(&ResultLabel { result: "failed" })
+                        .inc();
                     tracing::error!(error = %e, retry_in_secs = retry.as_secs(), "ACME order failed; keeping the current certificate");
                     let wait = retry;
                     retry = (retry * 2).min(RETRY_MAX);

@@ -77,6 +77,8 @@ pub struct Metrics {
     registry_reloads: Family<ResultLabel, Counter>,
     registry_keys: Gauge,
     cert_expiry: Family<CertLabel, Gauge>,
+    /// ACME orders finished, by result (`ok` / `failed`).
+    pub acme_orders: Family<ResultLabel, Counter>,
     reloads_seen: Mutex<(u64, u64)>,
     accounts_seen: Mutex<HashSet<String>>,
 }
@@ -104,6 +106,7 @@ impl Metrics {
             registry_reloads: Family::default(),
             registry_keys: Gauge::default(),
             cert_expiry: Family::default(),
+            acme_orders: Family::default(),
             reloads_seen: Mutex::new((0, 0)),
             accounts_seen: Mutex::new(HashSet::new()),
             registry: Registry::default(),
@@ -162,6 +165,11 @@ impl Metrics {
             "certificate_expiry_timestamp_seconds",
             "notAfter of each served certificate, by its names",
             m.cert_expiry.clone(),
+        );
+        registry.register(
+            "acme_orders",
+            "ACME certificate orders finished, by result",
+            m.acme_orders.clone(),
         );
         Self { registry, ..m }
     }

@@ -195,6 +195,20 @@ async fn management_get(p: &Pebble, path: &str) -> Vec<u8> {
     out[split + 4..].to_vec()
 }
 
+/// Plain HTTP/1.0 GET; the body.
+async fn http_get(addr: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(T, s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or(text)
+}
+
 /// The certificate chain frontdoor serves for `sni`, accepting anything.
 async fn served_chain(addr: SocketAddr, sni: &str) -> Vec<CertificateDer<'static>> {
     let s = connect(addr, &["http/1.1"], sni).await.unwrap();
@@ -206,7 +220,8 @@ fn config(port: u16, backend: SocketAddr, pebble: &Pebble, state: &Path) -> Stri
         "listeners:\n  - bind: \"127.0.0.1:{port}\"\n    default_route: web\n\
          tls:\n  acme:\n    domains: [{DOMAIN}]\n    email: postmaster@example.org\n\
          \x20   directory: \"{dir}\"\n    directory_ca: {ca}\n    state_dir: {state}\n\
-         routes:\n  web:\n    alpn: [http/1.1]\n    backend: \"{backend}\"\n    proxy_protocol: v2\n",
+         routes:\n  web:\n    alpn: [http/1.1]\n    backend: \"{backend}\"\n    proxy_protocol: v2\n\
+         metrics:\n  listen: \"127.0.0.1:0\"\n",
         dir = pebble.directory,
         ca = pebble.api_ca.display(),
         state = state.display(),
@@ -283,6 +298,25 @@ async fn pebble_issues_by_tls_alpn_01_and_the_certificate_is_served_without_rest
     // The early connection still relays.
     early.write_all(b"still here\r\n").await.unwrap();
     assert_eq!(read_line(&mut early).await.unwrap(), "still here\r\n");
+
+    // The metrics say so too.
+    let maddr = fd
+        .logs()
+        .lines()
+        .find(|l| l.contains("metrics listening"))
+        .and_then(|l| field(l, "addr"))
+        .expect("metrics listener");
+    let metrics = http_get(&maddr, "/metrics").await;
+    assert!(
+        metrics.contains("frontdoor_acme_orders_total{result=\"ok\"} 1\n"),
+        "{metrics}"
+    );
+    let (_, leaf) = x509_parser::parse_x509_certificate(chain[0].as_ref()).unwrap();
+    let expiry = format!(
+        "frontdoor_certificate_expiry_timestamp_seconds{{names=\"{DOMAIN}\"}} {}\n",
+        leaf.validity().not_after.timestamp()
+    );
+    assert!(metrics.contains(&expiry), "{expiry} in {metrics}");
 
     // State on disk, private.
     use std::os::unix::fs::PermissionsExt;

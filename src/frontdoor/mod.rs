@@ -289,6 +289,7 @@ impl Frontdoor {
             loops.push(tokio::spawn(crate::acme::run(
                 acme.clone(),
                 self.shared.resolver.clone(),
+                self.shared.metrics.acme_orders.clone(),
                 shutdown.clone(),
             )));
         }
