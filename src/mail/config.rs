@@ -42,9 +42,40 @@ pub struct RawMail {
     #[serde(default)]
     max_message_size: Option<usize>,
     #[serde(default)]
+    quota: Option<RawSize>,
+    #[serde(default)]
     accounts: Option<RawAccounts>,
     #[serde(default)]
     hostname: Option<String>,
+}
+
+/// A byte count: a number, or a string such as `100M` (K, M, G: powers of 1024).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawSize {
+    Bytes(u64),
+    Text(String),
+}
+
+/// `100M` → 104857600; `512K`, `1G`, `1.5G`, plain digits; an optional `B`/`iB`.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let t = s.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (num, mult) = match t.chars().last()?.to_ascii_uppercase() {
+        'K' => (&t[..t.len() - 1], 1u64 << 10),
+        'M' => (&t[..t.len() - 1], 1 << 20),
+        'G' => (&t[..t.len() - 1], 1 << 30),
+        'T' => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let v: f64 = num.trim().parse().ok()?;
+    if !v.is_finite() || v < 0.0 || v * mult as f64 > u64::MAX as f64 / 2.0 {
+        return None;
+    }
+    Some((v * mult as f64) as u64)
 }
 
 #[derive(Debug, Deserialize)]
@@ -114,6 +145,8 @@ pub struct MailConfig {
     /// Smarthost for remote recipients (`host:port`).
     pub relay: Option<String>,
     pub max_message_size: usize,
+    /// Storage limit per account in bytes (all mailboxes), if any.
+    pub quota: Option<u64>,
     pub auto_create: bool,
     /// Name used in greetings and Received: headers.
     pub hostname: String,
@@ -132,6 +165,7 @@ impl MailConfig {
             inbound: None,
             relay: None,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            quota: None,
             auto_create: false,
             hostname: "localhost".into(),
         }
@@ -237,6 +271,23 @@ pub fn validate(raw: RawMail, base: &Path, r: &mut Reporter) -> MailConfig {
         }
         Some(n) => n,
     };
+    let quota = match raw.quota {
+        None => None,
+        Some(RawSize::Bytes(n)) => Some(n),
+        Some(RawSize::Text(t)) => match parse_size(&t) {
+            Some(n) => Some(n),
+            None => {
+                r.at(
+                    "mail.quota",
+                    format!("bad size {t:?}: expected bytes or a size such as 100M, 2G"),
+                );
+                None
+            }
+        },
+    };
+    if quota.is_some_and(|q| q < 1024) {
+        r.at("mail.quota", "must be at least 1K");
+    }
     let hostname = raw
         .hostname
         .or_else(|| domains.first().cloned())
@@ -251,7 +302,26 @@ pub fn validate(raw: RawMail, base: &Path, r: &mut Reporter) -> MailConfig {
         inbound,
         relay: raw.relay,
         max_message_size,
+        quota,
         auto_create: raw.accounts.unwrap_or_default().auto_create,
         hostname,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("100M"), Some(100 << 20));
+        assert_eq!(parse_size("512k"), Some(512 << 10));
+        assert_eq!(parse_size("1.5G"), Some(3 << 29));
+        assert_eq!(parse_size("2GiB"), Some(2 << 30));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("10MB"), Some(10 << 20));
+        for bad in ["", "M", "-1M", "ten", "1X", "NaN", "1e300G"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
     }
 }

@@ -108,6 +108,15 @@ impl Stack {
     /// Start with accounts alice/bob/carol (passwords `<name>-pw`) and the
     /// given registry entries `(key, account, imap_preauth)`.
     pub fn start(keys: &[(&Key, &str, bool)], dir: tempfile::TempDir) -> Stack {
+        Self::start_with(keys, dir, "")
+    }
+
+    /// `start`, with `mail_extra` (indented YAML lines) added to `mail:`.
+    pub fn start_with(
+        keys: &[(&Key, &str, bool)],
+        dir: tempfile::TempDir,
+        mail_extra: &str,
+    ) -> Stack {
         let d = dir.path();
         let (c, k) = common::write_cert(d, "server", &["localhost", "mail.example.org"]);
         let mut reg = String::from("keys:\n");
@@ -119,7 +128,7 @@ impl Stack {
         }
         std::fs::write(d.join("keys.yaml"), reg).unwrap();
         let cfg = format!(
-            "listeners:\n  - bind: \"127.0.0.1:0\"\n  - bind: \"127.0.0.1:0\"\n    route: imap\ntls:\n  certificates:\n    - {{ cert: {}, key: {} }}\nroutes:\n  imap: {{ alpn: [imap], backend: \"unix:imap.sock\", proxy_protocol: v2 }}\n  submission: {{ alpn: [smtp], backend: \"unix:submission.sock\", proxy_protocol: v2 }}\nclient_auth:\n  registry: keys.yaml\n  unknown_key: anonymous\nmail:\n  domains: [example.org]\n  data_dir: data\n  submission: {{ listen: \"unix:submission.sock\" }}\n  imap: {{ listen: \"unix:imap.sock\" }}\n  max_message_size: 10000000\n",
+            "listeners:\n  - bind: \"127.0.0.1:0\"\n  - bind: \"127.0.0.1:0\"\n    route: imap\ntls:\n  certificates:\n    - {{ cert: {}, key: {} }}\nroutes:\n  imap: {{ alpn: [imap], backend: \"unix:imap.sock\", proxy_protocol: v2 }}\n  submission: {{ alpn: [smtp], backend: \"unix:submission.sock\", proxy_protocol: v2 }}\nclient_auth:\n  registry: keys.yaml\n  unknown_key: anonymous\nmail:\n  domains: [example.org]\n  data_dir: data\n  submission: {{ listen: \"unix:submission.sock\" }}\n  imap: {{ listen: \"unix:imap.sock\" }}\n  max_message_size: 10000000\n{mail_extra}",
             c.display(),
             k.display(),
         );

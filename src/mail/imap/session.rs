@@ -327,6 +327,10 @@ where
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn caps(&self) -> Vec<&'static str> {
         let mut c = CAPS.to_vec();
+        if self.ctx.cfg.quota.is_some() {
+            c.push("QUOTA");
+            c.push("QUOTA=RES-STORAGE");
+        }
         if self.account.is_none() {
             c.push("SASL-IR");
             c.push("AUTH=PLAIN");
@@ -582,8 +586,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             C::Compress { .. } => {
                 return Ok(Some(no(Some(Code::Cannot), "COMPRESS not supported")))
             }
-            C::GetQuota { .. } | C::GetQuotaRoot { .. } => {
-                return Ok(Some(bad("QUOTA not supported")))
+            C::GetQuota { .. } | C::GetQuotaRoot { .. } if self.ctx.cfg.quota.is_none() => {
+                return Ok(Some(bad("QUOTA not offered: no quota is configured")))
             }
             _ => {}
         }
@@ -644,6 +648,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 date,
                 message,
             } => {
+                if !self.quota_allows(&account, message.len() as u64).await {
+                    return Ok(Some(no(Some(Code::OverQuota), "mailbox full: over quota")));
+                }
                 let st = self.ctx.store.clone();
                 let flags = flag_strings(&flags);
                 let date = date.map(|d| d.unix_seconds());
@@ -677,6 +684,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 response::namespace(&mut self.out, "", store::DELIMITER);
                 ok("NAMESPACE completed")
             }
+            C::GetQuotaRoot { mailbox } => {
+                let (st, a, m) = (self.ctx.store.clone(), account.clone(), mailbox.clone());
+                match blocking(move || st.status(&a, &m)).await {
+                    Ok(_) => {
+                        response::quota_root(&mut self.out, &mailbox, &[""]);
+                        self.write_quota(&account).await;
+                        ok("GETQUOTAROOT completed")
+                    }
+                    Err(e) => store_err(e),
+                }
+            }
+            C::GetQuota { root } if root.is_empty() => {
+                self.write_quota(&account).await;
+                ok("GETQUOTA completed")
+            }
+            C::GetQuota { .. } => no(Some(Code::Nonexistent), "no such quota root"),
             C::GetMetadata {
                 mailbox, entries, ..
             } => {
@@ -1673,6 +1696,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return no(Some(Code::ReadOnly), "mailbox is read-only");
         }
         let uids: Vec<u32> = targets.iter().map(|t| t.1).collect();
+        if !remove && self.ctx.cfg.quota.is_some() {
+            let (st, a, n, u) = (
+                self.ctx.store.clone(),
+                account.to_owned(),
+                self.sel_name(),
+                {
+                    let mut u = uids.clone();
+                    u.sort_unstable();
+                    u
+                },
+            );
+            let adding = blocking(move || {
+                Ok(st
+                    .messages(&a, &n)?
+                    .iter()
+                    .filter(|m| u.binary_search(&m.uid).is_ok())
+                    .map(|m| m.size)
+                    .sum::<u64>())
+            })
+            .await
+            .unwrap_or(0);
+            if !self.quota_allows(account, adding).await {
+                return no(Some(Code::OverQuota), "mailbox full: over quota");
+            }
+        }
         let (st, a, n, t) = (
             self.ctx.store.clone(),
             account.to_owned(),
@@ -1711,6 +1759,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         } else {
             ok_code(code, "COPY completed")
         }
+    }
+
+    // ---- QUOTA (RFC 9208) ----
+
+    /// Bytes used by `account`, from the store.
+    async fn usage(&self, account: &str) -> u64 {
+        let (st, a) = (self.ctx.store.clone(), account.to_owned());
+        blocking(move || Ok(st.usage(&a))).await.unwrap_or(0)
+    }
+
+    /// May `adding` more bytes be stored for `account`?
+    async fn quota_allows(&self, account: &str, adding: u64) -> bool {
+        let Some(quota) = self.ctx.cfg.quota else {
+            return true;
+        };
+        let used = self.usage(account).await;
+        let fits = used.saturating_add(adding) <= quota;
+        if !fits {
+            tracing::info!(account, used, quota, adding, "over quota");
+        }
+        fits
+    }
+
+    /// `* QUOTA "" (STORAGE used limit)`, in KiB as RFC 9208 counts.
+    async fn write_quota(&mut self, account: &str) {
+        let quota = self.ctx.cfg.quota.unwrap_or(0);
+        let used = self.usage(account).await;
+        response::quota(&mut self.out, "", &[("STORAGE", used / 1024, quota / 1024)]);
     }
 
     // ---- IDLE ----

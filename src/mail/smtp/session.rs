@@ -163,6 +163,8 @@ enum AuthStep {
 
 struct Txn {
     from: String,
+    /// The size the sender declared (`MAIL FROM … SIZE=`), for quota checks.
+    size: Option<u64>,
     local: Vec<(String, String)>, // (recipient address, account)
     remote: Vec<String>,
 }
@@ -500,6 +502,7 @@ impl Session<'_> {
         }
         self.txn = Some(Txn {
             from,
+            size: params.size,
             local: Vec::new(),
             remote: Vec::new(),
         });
@@ -520,6 +523,9 @@ impl Session<'_> {
             let found = tokio::task::spawn_blocking(move || accounts.account_for(&addr)).await;
             match found {
                 Ok(Ok(Some(account))) => {
+                    if self.over_quota(&account).await {
+                        return self.reply(r(552, "5.2.2 Mailbox full"));
+                    }
                     if let Some(t) = self.txn.as_mut() {
                         t.local.push((to, account));
                     }
@@ -548,6 +554,24 @@ impl Session<'_> {
         } else {
             self.error(r(550, "5.7.1 Relaying denied: not a local domain"))
         }
+    }
+
+    /// Is `account` at its quota, or would the declared SIZE take it over?
+    /// (Without SIZE a message may go over by at most one message.)
+    async fn over_quota(&self, account: &str) -> bool {
+        let Some(quota) = self.ctx.cfg.quota else {
+            return false;
+        };
+        let incoming = self.txn.as_ref().and_then(|t| t.size).unwrap_or(0);
+        let (store, a) = (self.ctx.store.clone(), account.to_owned());
+        let used = tokio::task::spawn_blocking(move || store.usage(&a))
+            .await
+            .unwrap_or(0);
+        let over = used >= quota || used.saturating_add(incoming) > quota;
+        if over {
+            tracing::info!(account, used, quota, incoming, "recipient over quota");
+        }
+        over
     }
 
     fn data_allowed(&mut self) -> bool {

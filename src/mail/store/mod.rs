@@ -984,6 +984,21 @@ impl Store {
         )
     }
 
+    /// Bytes stored for `account`, all mailboxes (what a quota counts).
+    pub fn usage(&self, account: &str) -> u64 {
+        self.view(|st| {
+            st.accounts
+                .get(account)
+                .map(|mbs| {
+                    mbs.values()
+                        .flat_map(|m| m.messages.values())
+                        .map(|m| m.size)
+                        .sum()
+                })
+                .unwrap_or(0)
+        })
+    }
+
     /// The messages of a mailbox, by ascending UID (sequence number = index + 1).
     pub fn messages(&self, account: &str, mailbox: &str) -> Result<Vec<MessageMeta>> {
         let name = canonical_mailbox(mailbox);
