@@ -44,6 +44,8 @@ pub struct RawMail {
     #[serde(default)]
     quota: Option<RawSize>,
     #[serde(default)]
+    delete_after: Option<String>,
+    #[serde(default)]
     accounts: Option<RawAccounts>,
     #[serde(default)]
     hostname: Option<String>,
@@ -147,6 +149,8 @@ pub struct MailConfig {
     pub max_message_size: usize,
     /// Storage limit per account in bytes (all mailboxes), if any.
     pub quota: Option<u64>,
+    /// Messages are removed this long after their arrival, if set.
+    pub delete_after: Option<std::time::Duration>,
     pub auto_create: bool,
     /// Name used in greetings and Received: headers.
     pub hostname: String,
@@ -166,6 +170,7 @@ impl MailConfig {
             relay: None,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             quota: None,
+            delete_after: None,
             auto_create: false,
             hostname: "localhost".into(),
         }
@@ -288,6 +293,22 @@ pub fn validate(raw: RawMail, base: &Path, r: &mut Reporter) -> MailConfig {
     if quota.is_some_and(|q| q < 1024) {
         r.at("mail.quota", "must be at least 1K");
     }
+    let delete_after = raw
+        .delete_after
+        .and_then(|s| match humantime::parse_duration(&s) {
+            Ok(d) if d.as_secs() >= 1 => Some(d),
+            Ok(_) => {
+                r.at("mail.delete_after", "must be at least 1s");
+                None
+            }
+            Err(e) => {
+                r.at(
+                    "mail.delete_after",
+                    format!("bad duration {s:?}: {e} (examples: 20d, 12h)"),
+                );
+                None
+            }
+        });
     let hostname = raw
         .hostname
         .or_else(|| domains.first().cloned())
@@ -303,6 +324,7 @@ pub fn validate(raw: RawMail, base: &Path, r: &mut Reporter) -> MailConfig {
         relay: raw.relay,
         max_message_size,
         quota,
+        delete_after,
         auto_create: raw.accounts.unwrap_or_default().auto_create,
         hostname,
     }

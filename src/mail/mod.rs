@@ -51,6 +51,28 @@ pub enum MailError {
     Tls(#[from] rustls::Error),
 }
 
+/// `mail.delete_after`: remove messages older than `after`, shortly after
+/// start and then every tenth of `after` (at most hourly).
+async fn expire_loop(store: Store, after: Duration, shutdown: CancellationToken) {
+    let every = (after / 10).clamp(Duration::from_millis(100), Duration::from_secs(3600));
+    let mut wait = every.min(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        wait = every;
+        let cutoff = store::unix_now().saturating_sub(after.as_secs() as i64);
+        let st = store.clone();
+        match tokio::task::spawn_blocking(move || st.expire(cutoff)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(removed = n, "expired messages older than delete_after"),
+            Ok(Err(e)) => tracing::error!(error = %e, "expiring old messages failed"),
+            Err(e) => tracing::error!(error = %e, "expiry task failed"),
+        }
+    }
+}
+
 /// TLS for STARTTLS on the inbound MX: TLS 1.2/1.3, the given certificates
 /// by SNI, no client certificates, no ALPN.
 fn starttls_config(
@@ -293,6 +315,9 @@ pub async fn start(
         identity_secret: secret,
     });
     let tracker = TaskTracker::new();
+    if let Some(after) = mail.delete_after {
+        tracker.spawn(expire_loop(store.clone(), after, shutdown.clone()));
+    }
     let mut servers = MailServers {
         store: store.clone(),
         accounts: accounts.clone(),

@@ -1210,6 +1210,49 @@ impl Store {
         Ok(gone)
     }
 
+    /// Remove every message whose internal date is before `cutoff` (seconds
+    /// since the epoch), whatever its flags, in all accounts and mailboxes:
+    /// chatmail-style retention. One durable record per mailbox; open
+    /// sessions see ordinary expunges. Returns how many were removed.
+    pub fn expire(&self, cutoff: i64) -> Result<usize> {
+        let targets: Vec<(String, String)> = self.view(|st| {
+            st.accounts
+                .iter()
+                .flat_map(|(a, mbs)| {
+                    mbs.iter()
+                        .filter(|(_, m)| m.messages.values().any(|x| x.internal_date < cutoff))
+                        .map(move |(n, _)| (a.clone(), n.clone()))
+                })
+                .collect()
+        });
+        let mut removed = 0;
+        for (account, name) in targets {
+            let g = self.lock();
+            // The mailbox may have changed (or gone) since the scan.
+            let Ok(m) = g.state.mailbox(&account, &name) else {
+                continue;
+            };
+            let mut modseq = m.modseq;
+            let ops: Vec<Op> = m
+                .messages
+                .values()
+                .filter(|x| x.internal_date < cutoff)
+                .map(|x| {
+                    modseq += 1;
+                    Op::Expunge {
+                        account: account.clone(),
+                        mailbox: name.clone(),
+                        uid: x.uid,
+                        modseq,
+                    }
+                })
+                .collect();
+            removed += ops.len();
+            self.commit(g, ops)?;
+        }
+        Ok(removed)
+    }
+
     fn copy_ops(
         g: &mut Locked,
         account: &str,
@@ -1312,6 +1355,39 @@ mod tests {
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn expire_removes_only_old_messages_everywhere_and_counts_usage() {
+        let d = tempfile::tempdir().unwrap();
+        let st = Store::open(d.path()).unwrap();
+        st.deliver(&s(&["a@x", "b@x"]), b"new").unwrap();
+        st.create_mailbox("a@x", "Archive").unwrap();
+        let now = unix_now();
+        st.append("a@x", "Archive", b"old one", &[], Some(now - 100))
+            .unwrap();
+        st.append("a@x", "INBOX", b"old two", &s(&["\\Seen"]), Some(now - 50))
+            .unwrap();
+        assert_eq!(st.usage("a@x"), 3 + 7 + 7);
+        assert_eq!(st.expire(now - 10).unwrap(), 2);
+        let left: Vec<Vec<u8>> = ["INBOX", "Archive"]
+            .iter()
+            .flat_map(|m| {
+                st.messages("a@x", m)
+                    .unwrap()
+                    .into_iter()
+                    .map(|x| st.read("a@x", m, x.uid).unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(left, vec![b"new".to_vec()]);
+        assert_eq!(st.usage("a@x"), 3);
+        assert_eq!(st.messages("b@x", "INBOX").unwrap().len(), 1);
+        assert_eq!(st.expire(now - 10).unwrap(), 0);
+        // Durable: still gone after a reopen.
+        drop(st);
+        let st = Store::open(d.path()).unwrap();
+        assert_eq!(st.usage("a@x"), 3);
     }
 
     #[test]

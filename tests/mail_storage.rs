@@ -1,7 +1,11 @@
-//! `mail.quota` through the real front door, seen by Python's imaplib and
+//! Storage limits of the bundled backends, through the real front door.
+//!
+//! `mail.quota`, seen by Python's imaplib and
 //! smtplib: GETQUOTAROOT/GETQUOTA report usage and limit in KiB, APPEND over
 //! the quota (and COPY) gets `NO [OVERQUOTA]`, and submission to a full mailbox gets
-//! `552 5.2.2` at RCPT (smtplib declares SIZE). Needs python3.
+//! `552 5.2.2` at RCPT (smtplib declares SIZE). `mail.delete_after`: an
+//! open IMAP session sees the message expunged once it is old enough. Needs
+//! python3.
 
 mod common;
 mod imap_common;
@@ -79,4 +83,43 @@ fn quota_through_imap_and_submission() {
         "{}",
         s.logs()
     );
+}
+
+const EXPIRE: &str = r#"
+import imaplib, ssl, sys, time
+port = int(sys.argv[1])
+c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+c.check_hostname = False
+c.verify_mode = ssl.CERT_NONE
+c.set_alpn_protocols(["imap"])
+M = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=c, timeout=10)
+M.login("alice@example.org", "alice-pw")
+t0 = time.time()
+print("APPEND", M.append("INBOX", None, None, b"Subject: short-lived\r\n\r\nbye\r\n")[0])
+print("EXISTS", M.select("INBOX")[1][0].decode())
+gone = None
+while time.time() - t0 < 20:
+    M.noop()
+    if M.response("EXPUNGE")[1] != [None]:
+        gone = time.time() - t0
+        break
+    time.sleep(0.2)
+print("GONE", gone is not None and 2.0 <= gone <= 15.0, round(gone or -1))
+print("EXISTS", M.select("INBOX")[1][0].decode())
+M.logout()
+"#;
+
+#[test]
+fn delete_after_expunges_old_messages_under_an_open_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Stack::start_with(&[], dir, "  delete_after: 3s\n");
+    let (ok, out, err) = python(EXPIRE, &[&s.port.to_string()], Duration::from_secs(60));
+    assert!(ok, "{out}\n{err}\n{}", s.logs());
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..2], ["APPEND OK", "EXISTS 1"], "{out}");
+    assert!(lines[2].starts_with("GONE True"), "{out}\n{}", s.logs());
+    assert_eq!(lines[3], "EXISTS 0", "{out}");
+    assert!(s
+        .logs()
+        .contains("expired messages older than delete_after"));
 }
