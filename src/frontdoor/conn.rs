@@ -14,10 +14,10 @@ use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio_rustls::TlsAcceptor;
 
 use super::backend::{self, BackendStream};
 use super::relay::{self, End};
+use super::tls_stream;
 use super::xclient;
 use super::Shared;
 use crate::auth::{ClientKey, Identity};
@@ -130,7 +130,7 @@ impl Drop for OpenGuard<'_> {
 pub async fn handle(
     shared: Arc<Shared>,
     listener: usize,
-    acceptor: TlsAcceptor,
+    tls_config: Arc<rustls::ServerConfig>,
     mut tcp: TcpStream,
     mut client: SocketAddr,
     _permit: OwnedSemaphorePermit,
@@ -222,7 +222,7 @@ pub async fn handle(
 
     let mut tls = tokio::select! {
         r = tracing::Instrument::instrument(
-            tokio::time::timeout(cfg.timeouts.handshake, acceptor.accept(tcp)),
+            tokio::time::timeout(cfg.timeouts.handshake, tls_stream::accept(tcp, tls_config)),
             tracing::info_span!("handshake", id = %id, client = %client),
         ) => match r {
             Ok(Ok(s)) => s,
@@ -253,7 +253,7 @@ pub async fn handle(
     };
 
     let (peer, key) = {
-        let (_, sc) = tls.get_ref();
+        let sc = tls.conn();
         let certs = sc.peer_certificates();
         let key = match &shared.auth {
             Some(a) => a.identify(certs),
@@ -264,7 +264,7 @@ pub async fn handle(
             addr: client,
             local,
             alpn: sc.alpn_protocol().map(<[u8]>::to_vec),
-            sni: sc.server_name().map(str::to_owned),
+            sni: tls.server_name().map(str::to_owned),
             tls_version: crate::tls::version_name(sc.protocol_version()),
             cipher: sc
                 .negotiated_cipher_suite()

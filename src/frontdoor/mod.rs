@@ -12,6 +12,7 @@ pub mod backend;
 pub mod builtin;
 pub mod conn;
 pub mod relay;
+pub mod tls_stream;
 pub mod upstream;
 pub mod xclient;
 
@@ -22,7 +23,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -136,7 +136,7 @@ fn base36(mut n: u64) -> String {
 struct BoundListener {
     index: usize,
     socket: TcpListener,
-    acceptor: TlsAcceptor,
+    tls_config: Arc<rustls::ServerConfig>,
 }
 
 pub struct Frontdoor {
@@ -197,7 +197,7 @@ impl Frontdoor {
             listeners.push(BoundListener {
                 index,
                 socket,
-                acceptor: TlsAcceptor::from(tls_cfg),
+                tls_config: tls_cfg,
             });
         }
         let metrics_listener = match config.metrics_listen {
@@ -403,10 +403,10 @@ async fn accept_loop(
             }
         };
         let shared = shared.clone();
-        let acceptor = l.acceptor.clone();
+        let tls_config = l.tls_config.clone();
         let index = l.index;
         tracker.spawn(async move {
-            conn::handle(shared, index, acceptor, tcp, peer, permit).await;
+            conn::handle(shared, index, tls_config, tcp, peer, permit).await;
         });
     }
 }
