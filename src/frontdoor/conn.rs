@@ -213,7 +213,13 @@ async fn setup<'a>(
         up: 0,
         down: 0,
     };
-    let mut local = tcp.local_addr().unwrap_or(l.bind);
+    // A listener bound to one address and port accepts only on it: no
+    // getsockname call needed.
+    let mut local = if l.bind.ip().is_unspecified() || l.bind.port() == 0 {
+        tcp.local_addr().unwrap_or(l.bind)
+    } else {
+        l.bind
+    };
     if l.accept_proxy_from.iter().any(|n| n.contains(&client.ip())) {
         // An upstream load balancer: its header gives the real client.
         match tokio::time::timeout(
@@ -239,10 +245,14 @@ async fn setup<'a>(
             }
         }
     }
-    let _ = tcp.set_nodelay(true);
-    // Long IMAP IDLE sessions sit behind NATs: keep them alive.
-    let ka = socket2::TcpKeepalive::new().with_time(std::time::Duration::from_secs(120));
-    let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&ka);
+    // TCP_NODELAY and keepalive come from the listener on Linux (see
+    // `client_socket_options`).
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = tcp.set_nodelay(true);
+        let ka = socket2::TcpKeepalive::new().with_time(super::KEEPALIVE);
+        let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&ka);
+    }
 
     if let Some(auth) = &shared.auth {
         if !Box::pin(auth.throttle(client.ip())).await {

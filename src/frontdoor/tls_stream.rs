@@ -40,6 +40,8 @@ use crate::tls::client_hello::{self, Peeked};
 const READ_CHUNK: usize = 64 * 1024;
 /// Plaintext encrypted per `write` call (the caller sees a short write).
 const WRITE_CHUNK: usize = 64 * 1024;
+/// Unsent ciphertext up to this size is sent together with the next write.
+const COALESCE: usize = 4096;
 /// A partial record plus a handshake message joined across records cannot
 /// legitimately need more (rustls caps handshake messages at 64 KiB).
 const MAX_INCOMING: usize = 128 * 1024;
@@ -208,19 +210,27 @@ impl TlsStream {
                 plain.extend_from_slice(p)
             });
             incoming.drain(..used);
-            match r {
+            let step = match r {
                 Err(e) => {
                     self.send_alert();
                     return Poll::Ready(Err(e));
                 }
-                Ok(Step::Traffic) if self.outgoing.is_empty() => {
-                    self.incoming.shrink_to_fit();
-                    return Poll::Ready(Ok(()));
-                }
-                // Send the last flight (session tickets) first.
-                Ok(Step::Traffic) => continue,
-                Ok(Step::NeedRead) if !self.outgoing.is_empty() => continue,
-                Ok(Step::NeedRead) => {}
+                Ok(step) => step,
+            };
+            let done = matches!(step, Step::Traffic) && !self.conn.is_handshaking();
+            // TLS 1.3: all that can be left to send are session tickets;
+            // they go out with the first application data (one write less
+            // per connection). TLS 1.2: the server's Finished must go first,
+            // the client waits for it.
+            if done
+                && (self.outgoing.is_empty()
+                    || self.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3))
+            {
+                self.incoming.shrink_to_fit();
+                return Poll::Ready(Ok(()));
+            }
+            if !self.outgoing.is_empty() {
+                continue;
             }
             if self.incoming.len() >= MAX_INCOMING {
                 return Poll::Ready(Err(general("handshake message too large")));
@@ -446,7 +456,11 @@ impl AsyncWrite for TlsStream {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        ready!(this.poll_drain_out(cx))?;
+        // A little left over (session tickets) goes out in the same write;
+        // more is back-pressure: wait until the socket takes it.
+        if this.outgoing.len() - this.out_off > COALESCE {
+            ready!(this.poll_drain_out(cx))?;
+        }
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
