@@ -73,8 +73,9 @@ struct CloseLog<'a> {
     started: Instant,
     sni: Option<String>,
     alpn: Option<String>,
-    route: Option<String>,
-    backend: Option<String>,
+    /// The route chosen (its name and backend are printed from the
+    /// config, not copied into every connection).
+    route: Option<&'a crate::config::Route>,
     account: Option<String>,
     key: Option<String>,
     up: u64,
@@ -89,8 +90,8 @@ impl CloseLog<'_> {
             listener = self.listener,
             sni = %self.sni.as_deref().unwrap_or("-"),
             alpn = %self.alpn.as_deref().unwrap_or("-"),
-            route = %self.route.as_deref().unwrap_or("-"),
-            backend = %self.backend.as_deref().unwrap_or("-"),
+            route = %self.route.map_or("-", |r| r.name.as_str()),
+            backend = %self.route.map_or_else(|| "-".to_string(), |r| r.backend.to_string()),
             account = %self.account.as_deref().unwrap_or("-"),
             key = %self.key.as_deref().unwrap_or("-"),
             bytes_up = self.up,
@@ -207,7 +208,6 @@ async fn setup<'a>(
         sni: None,
         alpn: None,
         route: None,
-        backend: None,
         account: None,
         key: None,
         up: 0,
@@ -324,6 +324,7 @@ async fn setup<'a>(
         }
     };
 
+    let sni = tls.take_server_name();
     let (peer, key) = {
         let sc = tls.conn();
         let certs = sc.peer_certificates();
@@ -336,7 +337,7 @@ async fn setup<'a>(
             addr: client,
             local,
             alpn: sc.alpn_protocol().map(<[u8]>::to_vec),
-            sni: tls.server_name().map(str::to_owned),
+            sni,
             tls_version: crate::tls::version_name(sc.protocol_version()),
             cipher: sc
                 .negotiated_cipher_suite()
@@ -406,7 +407,7 @@ async fn setup<'a>(
         return None;
     };
     let route = &cfg.routes[ri];
-    log.route = Some(route.name.clone());
+    log.route = Some(&shared.config.routes[ri]);
     let _open_metric = {
         let labels = crate::metrics::RouteAlpn {
             route: route.name.clone(),
@@ -422,7 +423,6 @@ async fn setup<'a>(
     if let Some(i) = &peer.identity {
         shared.metrics.authenticated(&i.account);
     }
-    log.backend = Some(route.backend.to_string());
     let required =
         route.client_auth == ClientAuthMode::Required || l.client_auth == ClientAuthMode::Required;
     if required && peer.identity.is_none() {
@@ -591,20 +591,19 @@ pub fn passthrough_route(cfg: &Config, l: &Listener, hello: &Hello) -> Option<us
 /// Relay the raw TLS stream (ClientHello still unread in the socket) to a
 /// backend that terminates TLS itself.
 #[allow(clippy::too_many_arguments)]
-async fn passthrough(
-    shared: &Shared,
+async fn passthrough<'a>(
+    shared: &'a Shared,
     mut tcp: TcpStream,
     client: SocketAddr,
     local: SocketAddr,
     ri: usize,
     hello: Hello,
     id: &str,
-    log: &mut CloseLog<'_>,
+    log: &mut CloseLog<'a>,
 ) {
     let cfg = &shared.config;
     let route = &cfg.routes[ri];
-    log.route = Some(route.name.clone());
-    log.backend = Some(route.backend.to_string());
+    log.route = Some(route);
     log.sni = hello.sni.clone();
     log.alpn = Some("passthrough".into());
     let mut be = match backend::connect(&route.backend, cfg.timeouts.connect).await {
