@@ -14,10 +14,10 @@ use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio_rustls::TlsAcceptor;
 
 use super::backend::{self, BackendStream};
 use super::relay::{self, End};
+use super::tls_stream;
 use super::xclient;
 use super::Shared;
 use crate::auth::{ClientKey, Identity};
@@ -73,8 +73,9 @@ struct CloseLog<'a> {
     started: Instant,
     sni: Option<String>,
     alpn: Option<String>,
-    route: Option<String>,
-    backend: Option<String>,
+    /// The route chosen (its name and backend are printed from the
+    /// config, not copied into every connection).
+    route: Option<&'a crate::config::Route>,
     account: Option<String>,
     key: Option<String>,
     up: u64,
@@ -89,8 +90,8 @@ impl CloseLog<'_> {
             listener = self.listener,
             sni = %self.sni.as_deref().unwrap_or("-"),
             alpn = %self.alpn.as_deref().unwrap_or("-"),
-            route = %self.route.as_deref().unwrap_or("-"),
-            backend = %self.backend.as_deref().unwrap_or("-"),
+            route = %self.route.map_or("-", |r| r.name.as_str()),
+            backend = %self.route.map_or_else(|| "-".to_string(), |r| r.backend.to_string()),
             account = %self.account.as_deref().unwrap_or("-"),
             key = %self.key.as_deref().unwrap_or("-"),
             bytes_up = self.up,
@@ -102,20 +103,19 @@ impl CloseLog<'_> {
     }
 }
 
-/// RAII gauge of open connections per route and ALPN.
-struct OpenMetric<'a> {
-    m: &'a crate::metrics::Metrics,
-    labels: crate::metrics::RouteAlpn,
-}
-impl<'a> OpenMetric<'a> {
-    fn new(m: &'a crate::metrics::Metrics, labels: crate::metrics::RouteAlpn) -> Self {
-        m.connections_open.get_or_create(&labels).inc();
-        Self { m, labels }
+/// RAII gauge of open connections per route and ALPN. It keeps the gauge
+/// (a shared handle), not its label strings, for the connection's life.
+struct OpenMetric(prometheus_client::metrics::gauge::Gauge);
+impl OpenMetric {
+    fn new(m: &crate::metrics::Metrics, labels: &crate::metrics::RouteAlpn) -> Self {
+        let g = m.connections_open.get_or_create(labels).clone();
+        g.inc();
+        Self(g)
     }
 }
-impl Drop for OpenMetric<'_> {
+impl Drop for OpenMetric {
     fn drop(&mut self) {
-        self.m.connections_open.get_or_create(&self.labels).dec();
+        self.0.dec();
     }
 }
 
@@ -130,36 +130,101 @@ impl Drop for OpenGuard<'_> {
 pub async fn handle(
     shared: Arc<Shared>,
     listener: usize,
-    acceptor: TlsAcceptor,
-    mut tcp: TcpStream,
-    mut client: SocketAddr,
+    tls_config: Arc<rustls::ServerConfig>,
+    tcp: TcpStream,
+    client: SocketAddr,
     _permit: OwnedSemaphorePermit,
 ) {
     shared.stats.open.fetch_add(1, Ordering::Relaxed);
     let _open = OpenGuard(&shared);
     let id = shared.next_id();
+    // Boxed: everything the handshake and the backend setup needed is
+    // freed before the relay, so the task of a connection that stays open
+    // for days holds only what relaying needs (README.md, "Performance").
+    // The relay state is boxed too, so that no copy of it stays in the
+    // task's own state.
+    let set_up = Box::pin(setup(&shared, &id, listener, tls_config, tcp, client)).await;
+    if let Some(mut r) = set_up {
+        r.relay(&shared).await;
+    }
+}
+
+/// What the relay phase of a connection holds.
+struct Relaying<'a> {
+    log: CloseLog<'a>,
+    tls: tls_stream::TlsStream,
+    be: BackendStream,
+    route: usize,
+    /// The pinned key, for closing the connection when it is revoked.
+    fingerprint: Option<[u8; 32]>,
+    _open_metric: OpenMetric,
+}
+
+impl Relaying<'_> {
+    async fn relay(&mut self, shared: &Shared) {
+        let cfg = &shared.config;
+        let stop = stop_signal(shared, self.fingerprint);
+        let out = relay::relay(&mut self.tls, &mut self.be, cfg.timeouts.idle, stop).await;
+        self.log.up = out.up;
+        self.log.down = out.down;
+        for (direction, n) in [("up", out.up), ("down", out.down)] {
+            shared
+                .metrics
+                .bytes
+                .get_or_create(&crate::metrics::BytesLabel {
+                    route: cfg.routes[self.route].name.clone(),
+                    direction,
+                })
+                .inc_by(n);
+        }
+        if !matches!(out.end, End::Done) {
+            // Best effort: tell the client we are closing (close_notify).
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(1), self.tls.shutdown()).await;
+            let _ = be_shutdown(&mut self.be).await;
+        }
+        self.log.emit(&out.end.to_string());
+    }
+}
+
+/// Everything up to the relay: upstream PROXY header, handshake, identity,
+/// route, backend connect, PROXY header, XCLIENT. `None` when the connection
+/// ended here (its close line is already logged).
+async fn setup<'a>(
+    shared: &'a Shared,
+    id: &'a str,
+    listener: usize,
+    tls_config: Arc<rustls::ServerConfig>,
+    mut tcp: TcpStream,
+    mut client: SocketAddr,
+) -> Option<Box<Relaying<'a>>> {
     let cfg = shared.config.clone();
     let l = &cfg.listeners[listener];
     let mut log = CloseLog {
-        id: &id,
+        id,
         client,
         listener,
         started: Instant::now(),
         sni: None,
         alpn: None,
         route: None,
-        backend: None,
         account: None,
         key: None,
         up: 0,
         down: 0,
     };
-    let mut local = tcp.local_addr().unwrap_or(l.bind);
+    // A listener bound to one address and port accepts only on it: no
+    // getsockname call needed.
+    let mut local = if l.bind.ip().is_unspecified() || l.bind.port() == 0 {
+        tcp.local_addr().unwrap_or(l.bind)
+    } else {
+        l.bind
+    };
     if l.accept_proxy_from.iter().any(|n| n.contains(&client.ip())) {
         // An upstream load balancer: its header gives the real client.
         match tokio::time::timeout(
             cfg.timeouts.handshake,
-            super::upstream::read_header(&mut tcp),
+            Box::pin(super::upstream::read_header(&mut tcp)),
         )
         .await
         {
@@ -172,42 +237,49 @@ pub async fn handle(
             Ok(Ok(None)) => {}
             Ok(Err(e)) => {
                 log.emit(&format!("bad PROXY header from upstream {client}: {e}"));
-                return;
+                return None;
             }
             Err(_) => {
                 log.emit("no PROXY header from upstream within the handshake timeout");
-                return;
+                return None;
             }
         }
     }
-    let _ = tcp.set_nodelay(true);
-    // Long IMAP IDLE sessions sit behind NATs: keep them alive.
-    let ka = socket2::TcpKeepalive::new().with_time(std::time::Duration::from_secs(120));
-    let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&ka);
+    // TCP_NODELAY and keepalive come from the listener on Linux (see
+    // `client_socket_options`).
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = tcp.set_nodelay(true);
+        let ka = socket2::TcpKeepalive::new().with_time(super::KEEPALIVE);
+        let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&ka);
+    }
 
     if let Some(auth) = &shared.auth {
-        if !auth.throttle(client.ip()).await {
+        if !Box::pin(auth.throttle(client.ip())).await {
             log.emit("too many client key failures from this address");
-            return;
+            return None;
         }
     }
 
     if cfg.listener_has_passthrough(l) {
         let peeked = tokio::select! {
-            r = tokio::time::timeout(cfg.timeouts.handshake, peek_hello(&tcp)) => r,
-            _ = shared.force_close.cancelled() => return,
+            r = tokio::time::timeout(cfg.timeouts.handshake, Box::pin(peek_hello(&tcp))) => r,
+            _ = shared.force_close.cancelled() => return None,
         };
         match peeked {
             Ok(Ok(Some(hello))) => {
                 if let Some(ri) = passthrough_route(&cfg, l, &hello) {
-                    passthrough(&shared, tcp, client, local, ri, hello, &id, &mut log).await;
-                    return;
+                    Box::pin(passthrough(
+                        shared, tcp, client, local, ri, hello, id, &mut log,
+                    ))
+                    .await;
+                    return None;
                 }
             }
             Ok(Ok(None)) => {}
             Ok(Err(e)) => {
                 log.emit(&format!("closed before a ClientHello: {e}"));
-                return;
+                return None;
             }
             Err(_) => {
                 shared
@@ -215,14 +287,14 @@ pub async fn handle(
                     .handshake_failed
                     .fetch_add(1, Ordering::Relaxed);
                 log.emit("handshake timeout");
-                return;
+                return None;
             }
         }
     }
 
     let mut tls = tokio::select! {
         r = tracing::Instrument::instrument(
-            tokio::time::timeout(cfg.timeouts.handshake, acceptor.accept(tcp)),
+            tokio::time::timeout(cfg.timeouts.handshake, Box::pin(tls_stream::accept(tcp, tls_config))),
             tracing::info_span!("handshake", id = %id, client = %client),
         ) => match r {
             Ok(Ok(s)) => s,
@@ -237,43 +309,43 @@ pub async fn handle(
                     auth.note_handshake_error(client.ip(), &e);
                 }
                 log.emit(&format!("handshake failed: {e}"));
-                return;
+                return None;
             }
             Err(_) => {
                 shared.stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
                 shared.metrics.handshake_failures.get_or_create(&crate::metrics::ReasonLabel { reason: "timeout" }).inc();
                 log.emit("handshake timeout");
-                return;
+                return None;
             }
         },
         _ = shared.force_close.cancelled() => {
             log.emit("shutdown during handshake");
-            return;
+            return None;
         }
     };
 
-    if tls.get_ref().1.alpn_protocol() == Some(crate::tls::certs::ACME_TLS_ALPN) {
+    let sni = tls.take_server_name();
+    if tls.conn().alpn_protocol() == Some(crate::tls::certs::ACME_TLS_ALPN) {
         // A CA checked a tls-alpn-01 challenge: the handshake was the answer.
         let _ = tls.shutdown().await;
-        log.sni = tls.get_ref().1.server_name().map(str::to_owned);
+        log.sni = sni;
         log.alpn = Some("acme-tls/1".into());
         log.emit("ACME tls-alpn-01 validation answered");
-        return;
+        return None;
     }
-
     let (peer, key) = {
-        let (_, sc) = tls.get_ref();
+        let sc = tls.conn();
         let certs = sc.peer_certificates();
         let key = match &shared.auth {
             Some(a) => a.identify(certs),
             None => ClientKey::Absent,
         };
         let peer = Peer {
-            id: id.clone(),
+            id: id.to_owned(),
             addr: client,
             local,
             alpn: sc.alpn_protocol().map(<[u8]>::to_vec),
-            sni: sc.server_name().map(str::to_owned),
+            sni,
             tls_version: crate::tls::version_name(sc.protocol_version()),
             cipher: sc
                 .negotiated_cipher_suite()
@@ -312,7 +384,7 @@ pub async fn handle(
             }
             let _ = tls.shutdown().await;
             log.emit("unknown client key (resumed session)");
-            return;
+            return None;
         }
     }
 
@@ -326,13 +398,13 @@ pub async fn handle(
                 tracing::warn!(id = %id, key = %i.key_name, account = %i.account, "pinned key refused: its account does not exist (removed or disabled); fix the registry or add the account");
                 let _ = tls.shutdown().await;
                 log.emit("pinned key's account does not exist");
-                return;
+                return None;
             }
             Err(e) => {
                 tracing::error!(id = %id, account = %i.account, error = %e, "cannot read the accounts; refusing the pinned key");
                 let _ = tls.shutdown().await;
                 log.emit("accounts unreadable");
-                return;
+                return None;
             }
         }
     }
@@ -340,49 +412,50 @@ pub async fn handle(
     let Some(ri) = choose_route(&cfg, l, peer.alpn.as_deref(), peer.sni.as_deref()) else {
         let _ = tls.shutdown().await;
         log.emit("no route for this connection (no ALPN, no SNI route, no default_route)");
-        return;
+        return None;
     };
     let route = &cfg.routes[ri];
-    log.route = Some(route.name.clone());
-    let labels = crate::metrics::RouteAlpn {
-        route: route.name.clone(),
-        alpn: log.alpn.clone().unwrap_or_else(|| "-".into()),
+    log.route = Some(&shared.config.routes[ri]);
+    let _open_metric = {
+        let labels = crate::metrics::RouteAlpn {
+            route: route.name.clone(),
+            alpn: log.alpn.clone().unwrap_or_else(|| "-".into()),
+        };
+        shared
+            .metrics
+            .connections_total
+            .get_or_create(&labels)
+            .inc();
+        OpenMetric::new(&shared.metrics, &labels)
     };
-    shared
-        .metrics
-        .connections_total
-        .get_or_create(&labels)
-        .inc();
-    let _open_metric = OpenMetric::new(&shared.metrics, labels);
     if let Some(i) = &peer.identity {
         shared.metrics.authenticated(&i.account);
     }
-    log.backend = Some(route.backend.to_string());
     let required =
         route.client_auth == ClientAuthMode::Required || l.client_auth == ClientAuthMode::Required;
     if required && peer.identity.is_none() {
         let _ = tls.shutdown().await;
         log.emit("a pinned client key is required here");
-        return;
+        return None;
     }
 
     if route.backend == crate::config::Backend::BuiltinStatus {
-        let (up, down) = super::builtin::serve(&mut tls, &shared).await;
+        let (up, down) = Box::pin(super::builtin::serve(&mut tls, shared)).await;
         log.up = up;
         log.down = down;
         log.emit("closed");
-        return;
+        return None;
     }
 
-    let route_label = crate::metrics::RouteLabel {
+    let route_label = || crate::metrics::RouteLabel {
         route: route.name.clone(),
     };
     let t_connect = Instant::now();
-    let connected = backend::connect(&route.backend, cfg.timeouts.connect).await;
+    let connected = Box::pin(backend::connect(&route.backend, cfg.timeouts.connect)).await;
     shared
         .metrics
         .backend_connect
-        .get_or_create(&route_label)
+        .get_or_create(&route_label())
         .observe(t_connect.elapsed().as_secs_f64());
     let mut be = match connected {
         Ok(b) => b,
@@ -391,7 +464,7 @@ pub async fn handle(
             shared
                 .metrics
                 .backend_failures
-                .get_or_create(&route_label)
+                .get_or_create(&route_label())
                 .inc();
             tracing::warn!(id = %id, route = %route.name, backend = %route.backend, error = %e, "backend unreachable");
             if let Some(msg) = backend::unavailable_message(route.protocol, peer.alpn.as_deref()) {
@@ -402,7 +475,7 @@ pub async fn handle(
                 .await;
             }
             log.emit(&format!("backend unreachable: {e}"));
-            return;
+            return None;
         }
     };
 
@@ -423,10 +496,12 @@ pub async fn handle(
     };
     if !header.is_empty() {
         let w = tokio::time::timeout(cfg.timeouts.connect, be.write_all(&header)).await;
+        // Freed now, not when the connection ends.
+        drop(header);
         if !matches!(w, Ok(Ok(()))) {
             let _ = tls.shutdown().await;
             log.emit("backend closed before the PROXY header was written");
-            return;
+            return None;
         }
     }
 
@@ -435,13 +510,20 @@ pub async fn handle(
         // greeting becomes the client's greeting (see `xclient`).
         let login = peer.identity.as_ref().map(|i| i.login.as_str());
         let helo = peer.sni.as_deref().unwrap_or("frontdoor");
-        match xclient::xclient_prelude_for(&mut be, login, client, helo, cfg.timeouts.connect).await
+        match Box::pin(xclient::xclient_prelude_for(
+            &mut be,
+            login,
+            client,
+            helo,
+            cfg.timeouts.connect,
+        ))
+        .await
         {
             Ok(greeting) => {
                 let w = tokio::time::timeout(cfg.timeouts.connect, tls.write_all(&greeting)).await;
                 if !matches!(w, Ok(Ok(()))) {
                     log.emit("client gone before the greeting was written");
-                    return;
+                    return None;
                 }
             }
             Err(e) => {
@@ -454,31 +536,19 @@ pub async fn handle(
                 })
                 .await;
                 log.emit(&format!("XCLIENT prelude failed: {e}"));
-                return;
+                return None;
             }
         }
     }
 
-    let stop = stop_signal(&shared, &peer);
-    let out = relay::relay(&mut tls, &mut be, cfg.timeouts.idle, stop).await;
-    log.up = out.up;
-    log.down = out.down;
-    for (direction, n) in [("up", out.up), ("down", out.down)] {
-        shared
-            .metrics
-            .bytes
-            .get_or_create(&crate::metrics::BytesLabel {
-                route: route.name.clone(),
-                direction,
-            })
-            .inc_by(n);
-    }
-    if !matches!(out.end, End::Done) {
-        // Best effort: tell the client we are closing (close_notify).
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tls.shutdown()).await;
-        let _ = be_shutdown(&mut be).await;
-    }
-    log.emit(&out.end.to_string());
+    Some(Box::new(Relaying {
+        log,
+        tls,
+        be,
+        route: ri,
+        fingerprint: peer.identity.as_ref().map(|i| i.fingerprint),
+        _open_metric,
+    }))
 }
 
 /// Wait until the whole ClientHello is in the socket buffer, without
@@ -529,20 +599,19 @@ pub fn passthrough_route(cfg: &Config, l: &Listener, hello: &Hello) -> Option<us
 /// Relay the raw TLS stream (ClientHello still unread in the socket) to a
 /// backend that terminates TLS itself.
 #[allow(clippy::too_many_arguments)]
-async fn passthrough(
-    shared: &Shared,
+async fn passthrough<'a>(
+    shared: &'a Shared,
     mut tcp: TcpStream,
     client: SocketAddr,
     local: SocketAddr,
     ri: usize,
     hello: Hello,
     id: &str,
-    log: &mut CloseLog<'_>,
+    log: &mut CloseLog<'a>,
 ) {
     let cfg = &shared.config;
     let route = &cfg.routes[ri];
-    log.route = Some(route.name.clone());
-    log.backend = Some(route.backend.to_string());
+    log.route = Some(route);
     log.sni = hello.sni.clone();
     log.alpn = Some("passthrough".into());
     let mut be = match backend::connect(&route.backend, cfg.timeouts.connect).await {
@@ -592,10 +661,11 @@ async fn be_shutdown(be: &mut BackendStream) -> std::io::Result<()> {
 
 /// Resolves when this connection must end early: shutdown grace over, or
 /// (for an authenticated connection) its key left the registry.
-async fn stop_signal(shared: &Shared, peer: &Peer) -> &'static str {
+async fn stop_signal(shared: &Shared, fingerprint: Option<[u8; 32]>) -> &'static str {
     let revoked = async {
-        match (&shared.auth, &peer.identity) {
-            (Some(a), Some(i)) => a.wait_revoked(i.fingerprint).await,
+        match (&shared.auth, fingerprint) {
+            // Boxed: anonymous connections do not carry its state.
+            (Some(a), Some(fp)) => Box::pin(a.wait_revoked(fp)).await,
             _ => std::future::pending().await,
         }
     };
