@@ -325,7 +325,11 @@ async fn setup<'a>(
     };
 
     let sni = tls.take_server_name();
-    if tls.conn().alpn_protocol() == Some(crate::tls::certs::ACME_TLS_ALPN) {
+    let Some(sc) = tls.conn() else {
+        log.emit("TLS state lost after the handshake");
+        return None;
+    };
+    if sc.alpn_protocol() == Some(crate::tls::certs::ACME_TLS_ALPN) {
         // A CA checked a tls-alpn-01 challenge: the handshake was the answer.
         let _ = tls.shutdown().await;
         log.sni = sni;
@@ -334,7 +338,10 @@ async fn setup<'a>(
         return None;
     }
     let (peer, key) = {
-        let sc = tls.conn();
+        let Some(sc) = tls.conn() else {
+            log.emit("TLS state lost after the handshake");
+            return None;
+        };
         let certs = sc.peer_certificates();
         let key = match &shared.auth {
             Some(a) => a.identify(certs),

@@ -11,6 +11,7 @@
 pub mod backend;
 pub mod builtin;
 pub mod conn;
+pub mod record13;
 pub mod relay;
 pub mod tls_stream;
 pub mod upstream;

@@ -34,6 +34,7 @@ use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::record13::{self, Alert, Record13};
 use crate::tls::client_hello::{self, Peeked};
 
 /// Ciphertext read per `read` call: four full records, about what the
@@ -63,7 +64,11 @@ const MAX_INCOMING: usize = 128 * 1024;
 
 pub struct TlsStream {
     tcp: TcpStream,
-    conn: UnbufferedServerConnection,
+    /// rustls, for the handshake; TLS 1.2 also for the records after it.
+    conn: Option<UnbufferedServerConnection>,
+    /// TLS 1.3 after the handshake: records sealed and opened in place
+    /// (`record13`), rustls keeping only the key schedule.
+    own: Option<Box<Record13>>,
     /// Ciphertext received and not yet processed: at most a partial record.
     incoming: Vec<u8>,
     /// Plaintext decrypted and not yet read.
@@ -184,7 +189,8 @@ pub async fn accept(tcp: TcpStream, config: Arc<ServerConfig>) -> io::Result<Tls
     let conn = UnbufferedServerConnection::new(config).map_err(tls_err)?;
     let mut s = TlsStream {
         tcp,
-        conn,
+        conn: Some(conn),
+        own: None,
         incoming: Vec::new(),
         plain: Vec::new(),
         plain_off: 0,
@@ -200,8 +206,43 @@ pub async fn accept(tcp: TcpStream, config: Arc<ServerConfig>) -> io::Result<Tls
 
 impl TlsStream {
     /// The rustls connection: ALPN, peer certificates, version, cipher.
-    pub fn conn(&self) -> &UnbufferedServerConnection {
-        &self.conn
+    /// Available until application data first flows (a TLS 1.3 connection
+    /// then hands its records to `record13`).
+    pub fn conn(&self) -> Option<&UnbufferedServerConnection> {
+        self.conn.as_ref()
+    }
+
+    /// Once the handshake is over and nothing of rustls' is left to send,
+    /// hand a TLS 1.3 connection's records over to `record13`.
+    fn switch_to_own(&mut self) -> io::Result<()> {
+        let eligible = match &self.conn {
+            None => return Ok(()),
+            Some(c) => {
+                !c.is_handshaking()
+                    && !c.wants_write()
+                    && c.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
+                    && c.negotiated_cipher_suite().is_some_and(record13::supported)
+            }
+        };
+        if !eligible {
+            return Ok(());
+        }
+        let Some(c) = self.conn.take() else {
+            return Ok(());
+        };
+        let (secrets, kernel) = c.dangerous_into_kernel_connection().map_err(tls_err)?;
+        let own = Record13::new(secrets, kernel)
+            .ok_or_else(|| general("TLS 1.3 keys of an unsupported kind"))?;
+        self.own = Some(Box::new(own));
+        Ok(())
+    }
+
+    /// The rustls connection, while it has the records.
+    fn rustls(
+        conn: &mut Option<UnbufferedServerConnection>,
+    ) -> io::Result<&mut UnbufferedServerConnection> {
+        conn.as_mut()
+            .ok_or_else(|| general("TLS connection state lost"))
     }
 
     /// The server name the client asked for, as rustls saw it; handed
@@ -222,9 +263,11 @@ impl TlsStream {
                 peer_closed,
                 ..
             } = self;
+            let conn = Self::rustls(conn)?;
             let (used, r) = process(conn, incoming, outgoing, peer_closed, &mut |p| {
                 plain.extend_from_slice(p)
             });
+            let (handshaking, version) = (conn.is_handshaking(), conn.protocol_version());
             incoming.drain(..used);
             let step = match r {
                 Err(e) => {
@@ -233,14 +276,13 @@ impl TlsStream {
                 }
                 Ok(step) => step,
             };
-            let done = matches!(step, Step::Traffic) && !self.conn.is_handshaking();
+            let done = matches!(step, Step::Traffic) && !handshaking;
             // TLS 1.3: all that can be left to send are session tickets;
             // they go out with the first application data (one write less
             // per connection). TLS 1.2: the server's Finished must go first,
             // the client waits for it.
             if done
-                && (self.outgoing.is_empty()
-                    || self.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3))
+                && (self.outgoing.is_empty() || version == Some(rustls::ProtocolVersion::TLSv1_3))
             {
                 self.incoming.shrink_to_fit();
                 return Poll::Ready(Ok(()));
@@ -290,6 +332,9 @@ impl TlsStream {
         } = self;
         // Only while an alert is queued: a call with nothing queued would
         // run the deframer over the offending bytes again.
+        let Some(conn) = conn.as_mut() else {
+            return;
+        };
         for _ in 0..4 {
             if !conn.wants_write() {
                 break;
@@ -304,6 +349,19 @@ impl TlsStream {
                 break;
             }
         }
+        self.try_send_out();
+    }
+
+    /// `record13`'s fatal alert, sent once without waiting.
+    fn send_own_alert(&mut self, alert: Option<Alert>) {
+        if let (Some(own), Some(a)) = (self.own.as_mut(), alert) {
+            let _ = own.seal_alert(a, &mut self.outgoing);
+        }
+        self.try_send_out();
+        self.close_sent = true;
+    }
+
+    fn try_send_out(&mut self) {
         while self.out_off < self.outgoing.len() {
             match self.tcp.try_write(&self.outgoing[self.out_off..]) {
                 Ok(n) if n > 0 => self.out_off += n,
@@ -346,6 +404,7 @@ impl TlsStream {
                 peer_closed,
                 ..
             } = self;
+            let conn = Self::rustls(conn)?;
             let UnbufferedStatus { discard, state } = conn.process_tls_records(incoming);
             let mut done = None;
             match state {
@@ -397,6 +456,125 @@ impl TlsStream {
     }
 }
 
+impl TlsStream {
+    /// `poll_read` for a TLS 1.3 connection after the handshake: ciphertext
+    /// is read into the stack behind the partial record left from the last
+    /// read, records are opened there and their plaintext goes straight to
+    /// the caller; only a partial record (at most one) and plaintext the
+    /// caller had no room for are kept on the heap.
+    fn poll_read_own(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let start = buf.filled().len();
+        loop {
+            if self.plain_off < self.plain.len() {
+                let k = buf.remaining().min(self.plain.len() - self.plain_off);
+                buf.put_slice(&self.plain[self.plain_off..self.plain_off + k]);
+                self.plain_off += k;
+                if self.plain_off == self.plain.len() {
+                    self.plain = Vec::new();
+                    self.plain_off = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if self.peer_closed || buf.remaining() == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            // Room for a whole `READ_CHUNK` behind the partial record, so
+            // that a partial record never shortens a read (fewer reads).
+            let mut stack = [MaybeUninit::<u8>::uninit(); READ_CHUNK + record13::MAX_RECORD];
+            let kept = self.incoming.len().min(record13::MAX_RECORD);
+            let mut rb = ReadBuf::uninit(&mut stack[..kept + READ_CHUNK]);
+            rb.put_slice(&self.incoming[..kept]);
+            ready!(Pin::new(&mut self.tcp).poll_read(cx, &mut rb))?;
+            if rb.filled().len() == kept {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "peer closed connection without sending TLS close_notify",
+                )));
+            }
+            let TlsStream {
+                own,
+                incoming,
+                outgoing,
+                plain,
+                ..
+            } = self;
+            let Some(own) = own.as_mut() else {
+                return Poll::Ready(Err(general("TLS connection state lost")));
+            };
+            let mut sink = |p: &[u8]| {
+                let k = p.len().min(buf.remaining());
+                buf.put_slice(&p[..k]);
+                plain.extend_from_slice(&p[k..]);
+            };
+            let data = rb.filled_mut();
+            let (used, r) = own.open(data, &mut sink);
+            let left = &data[used.min(data.len())..];
+            if left.is_empty() {
+                *incoming = Vec::new();
+            } else {
+                incoming.clear();
+                incoming.extend_from_slice(left);
+            }
+            self.peer_closed = own.peer_closed();
+            if let Err(f) = r {
+                self.incoming = Vec::new();
+                self.send_own_alert(f.alert);
+                return Poll::Ready(Err(f.into_io()));
+            }
+            if own.key_update_due() && outgoing.len() == self.out_off {
+                // The client asked for our KeyUpdate: send it now, not only
+                // with our next data.
+                own.seal_owed(outgoing)?;
+            }
+            if !self.outgoing.is_empty() {
+                if let Poll::Ready(Err(e)) = self.poll_drain_out(cx) {
+                    return Poll::Ready(Err(e));
+                }
+            }
+            if buf.filled().len() > start || !self.plain.is_empty() || self.peer_closed {
+                return Poll::Ready(Ok(()));
+            }
+        }
+    }
+
+    /// `poll_write`'s sealing for a TLS 1.3 connection after the handshake.
+    fn write_own(&mut self, cx: &mut Context<'_>, data: &[u8]) -> io::Result<()> {
+        let Some(own) = self.own.as_mut() else {
+            return Err(general("TLS connection state lost"));
+        };
+        if !self.outgoing.is_empty() {
+            // Bytes are waiting (session tickets, a KeyUpdate): keep the order.
+            return own.seal(data, &mut self.outgoing);
+        }
+        SCRATCH.with(|cell| -> io::Result<()> {
+            let Ok(mut scratch) = cell.try_borrow_mut() else {
+                return own.seal(data, &mut self.outgoing);
+            };
+            scratch.clear();
+            own.seal(data, &mut scratch)?;
+            let n = scratch.len();
+            let mut off = 0;
+            while off < n {
+                match Pin::new(&mut self.tcp).poll_write(cx, &scratch[off..n]) {
+                    Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                    Poll::Ready(Ok(k)) => off += k,
+                    Poll::Ready(Err(e)) => return Err(e),
+                    Poll::Pending => break,
+                }
+            }
+            self.outgoing.extend_from_slice(&scratch[off..n]);
+            if scratch.capacity() > 2 * WRITE_CHUNK {
+                *scratch = Vec::new();
+            }
+            Ok(())
+        })
+    }
+}
+
 impl AsyncRead for TlsStream {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -405,6 +583,10 @@ impl AsyncRead for TlsStream {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let start = buf.filled().len();
+        this.switch_to_own()?;
+        if this.own.is_some() {
+            return this.poll_read_own(cx, buf);
+        }
         loop {
             if this.plain_off < this.plain.len() {
                 let k = buf.remaining().min(this.plain.len() - this.plain_off);
@@ -443,6 +625,7 @@ impl AsyncRead for TlsStream {
                 buf.put_slice(&p[..k]);
                 plain.extend_from_slice(&p[k..]);
             };
+            let conn = Self::rustls(conn)?;
             let r = if incoming.is_empty() {
                 // The common case: decrypt straight from the stack.
                 let data = rb.filled_mut();
@@ -497,6 +680,16 @@ impl AsyncWrite for TlsStream {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
         let data = &data[..data.len().min(WRITE_CHUNK)];
+        this.switch_to_own()?;
+        if this.own.is_some() {
+            this.write_own(cx, data)?;
+            if !this.outgoing.is_empty() {
+                if let Poll::Ready(Err(e)) = this.poll_drain_out(cx) {
+                    return Poll::Ready(Err(e));
+                }
+            }
+            return Poll::Ready(Ok(data.len()));
+        }
         let encrypt = |w: &mut rustls::unbuffered::WriteTraffic<'_, ServerConnectionData>,
                        out: &mut [u8]| w.encrypt(data, out);
         if !this.outgoing.is_empty() {
@@ -547,7 +740,11 @@ impl AsyncWrite for TlsStream {
         if !this.close_sent {
             ready!(this.poll_drain_out(cx))?;
             this.close_sent = true;
-            this.encrypt_with(|w, out| w.queue_close_notify(out), None)?;
+            if let Some(own) = this.own.as_mut() {
+                own.seal_alert(Alert::CloseNotify, &mut this.outgoing)?;
+            } else {
+                this.encrypt_with(|w, out| w.queue_close_notify(out), None)?;
+            }
         }
         ready!(this.poll_drain_out(cx))?;
         this.outgoing = Vec::new();

@@ -37,6 +37,9 @@ pub fn server_config(
     let mut cfg = builder.with_cert_resolver(resolver);
     cfg.alpn_protocols = alpn;
     cfg.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
+    // TLS 1.3 records after the handshake are protected by
+    // frontdoor::record13, with the keys rustls hands over.
+    cfg.enable_secret_extraction = true;
     Ok(Arc::new(cfg))
 }
 
