@@ -65,3 +65,32 @@ impl AsyncWrite for Stream {
         true
     }
 }
+
+impl Stream {
+    /// `readv`: fill `bufs` in order from one read (the front door reads a
+    /// backend's plaintext straight into the slots of TLS records).
+    pub fn poll_read_vectored(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [io::IoSliceMut<'_>],
+    ) -> Poll<io::Result<usize>> {
+        // Bounded: a WouldBlock clears the readiness, so the next
+        // `poll_read_ready` returns Pending until the socket is readable.
+        loop {
+            let r = match self {
+                Stream::Tcp(s) => {
+                    std::task::ready!(s.poll_read_ready(cx))?;
+                    s.try_read_vectored(bufs)
+                }
+                Stream::Unix(s) => {
+                    std::task::ready!(s.poll_read_ready(cx))?;
+                    s.try_read_vectored(bufs)
+                }
+            };
+            match r {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return Poll::Ready(r),
+            }
+        }
+    }
+}

@@ -34,6 +34,12 @@ pub const MAX_PLAIN: usize = 1 << 14;
 const MAX_CIPHER: usize = MAX_PLAIN + 256;
 /// Largest record, header included: all a partial record can hold.
 pub const MAX_RECORD: usize = HEADER + MAX_CIPHER;
+/// Where a record's content starts.
+pub const CONTENT_AT: usize = HEADER;
+/// What a record adds around its content: header, content type, tag.
+pub const OVERHEAD: usize = HEADER + 1 + TAG;
+/// Room for one full record sealed in place.
+pub const SLOT: usize = MAX_PLAIN + OVERHEAD;
 
 const APPLICATION_DATA: u8 = 23;
 const HANDSHAKE: u8 = 22;
@@ -307,6 +313,41 @@ impl Record13 {
             .seal_in_place_separate_tag(nonce, aad, &mut out[start + HEADER..])
             .map_err(|_| io::Error::other("TLS record sealing failed"))?;
         out.extend_from_slice(tag.as_ref());
+        Ok(())
+    }
+
+    /// Seal in place an application-data record whose content, `len` bytes
+    /// (at most `MAX_PLAIN`), was read into `slot[CONTENT_AT..]`: header,
+    /// content type and tag are written around it. Returns the record's
+    /// length. The caller sends a due KeyUpdate first (`key_update_due`).
+    pub fn seal_slot(&mut self, slot: &mut [u8], len: usize) -> io::Result<usize> {
+        let total = len + OVERHEAD;
+        if len > MAX_PLAIN || slot.len() < total {
+            return Err(io::Error::other("TLS record slot too small"));
+        }
+        let clen = len + 1 + TAG;
+        let header = [APPLICATION_DATA, 3, 3, (clen >> 8) as u8, clen as u8];
+        slot[..HEADER].copy_from_slice(&header);
+        slot[HEADER + len] = APPLICATION_DATA;
+        let nonce = self.tx.next_nonce();
+        let tag = self
+            .tx
+            .key
+            .seal_in_place_separate_tag(
+                nonce,
+                Aad::from(header),
+                &mut slot[HEADER..HEADER + len + 1],
+            )
+            .map_err(|_| io::Error::other("TLS record sealing failed"))?;
+        slot[HEADER + len + 1..total].copy_from_slice(tag.as_ref());
+        Ok(total)
+    }
+
+    /// Our KeyUpdate when one is due (asked for, or the key's limit near).
+    pub fn seal_due_key_update(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        if self.key_update_due() {
+            self.key_update(out)?;
+        }
         Ok(())
     }
 
