@@ -1,0 +1,843 @@
+//! TLS 1.3 records after the handshake, as clients see them: KeyUpdate from
+//! a real OpenSSL client (answered when asked, before the next data), every
+//! TLS 1.3 cipher suite (and TLS 1.2) relaying large transfers exactly,
+//! hostile or broken records after the handshake (each refused with the
+//! right alert and a log line, the process and other clients unharmed),
+//! sequence numbers carried across the handover from the handshake (data
+//! pipelined with the client's Finished, a record split at the handover,
+//! thousands of tiny records), and close_notify in both directions.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rustls::{AlertDescription, SupportedCipherSuite};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+fn start_frontdoor(dir: &std::path::Path, backend: SocketAddr) -> Frontdoor {
+    let p = dir.join("f.yaml");
+    std::fs::write(
+        &p,
+        format!(
+            "listeners:\n  - bind: \"127.0.0.1:0\"\nroutes:\n  imap: {{ alpn: [imap], backend: \"{backend}\" }}\n"
+        ),
+    )
+    .unwrap();
+    Frontdoor::start(&p, 1)
+}
+
+/// A deterministic byte pattern, so any loss, duplicate or reorder shows.
+fn pattern(n: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// Write `data` in varying sizes while reading the echo; return the echo.
+async fn echo_through<S>(s: S, data: &[u8]) -> Vec<u8>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut r, mut w) = tokio::io::split(s);
+    let send = data.to_vec();
+    let writer = tokio::spawn(async move {
+        let sizes = [
+            1usize, 7, 300, 4096, 16_383, 16_384, 16_385, 65_536, 100_000,
+        ];
+        let (mut off, mut i) = (0, 0);
+        while off < send.len() {
+            let n = sizes[i % sizes.len()].min(send.len() - off);
+            w.write_all(&send[off..off + n]).await.unwrap();
+            off += n;
+            i += 1;
+        }
+        w.flush().await.unwrap();
+        w
+    });
+    let mut got = vec![0u8; data.len()];
+    tokio::time::timeout(Duration::from_secs(60), r.read_exact(&mut got))
+        .await
+        .expect("echo within 60 s")
+        .unwrap();
+    writer.await.unwrap();
+    got
+}
+
+/// A TLS 1.3 client offering only `suite`.
+fn suite_config(suite: SupportedCipherSuite) -> Arc<rustls::ClientConfig> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites = vec![suite];
+    let versions: &[&rustls::SupportedProtocolVersion] = if suite.tls13().is_some() {
+        &[&rustls::version::TLS13]
+    } else {
+        &[&rustls::version::TLS12]
+    };
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServerCert))
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"imap".to_vec()];
+    Arc::new(cfg)
+}
+
+/// Connect, check the backend's greeting, and check the echo of one line.
+async fn good_connection(addr: SocketAddr) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut s = connect(addr, &["imap"], "localhost").await.unwrap();
+    assert_eq!(read_line(&mut s).await.unwrap(), "imap ready\r\n");
+    assert_echoes(&mut s, "a1 NOOP\r\n").await;
+    s
+}
+
+async fn assert_echoes(s: &mut tokio_rustls::client::TlsStream<TcpStream>, line: &str) {
+    s.write_all(line.as_bytes()).await.unwrap();
+    s.flush().await.unwrap();
+    assert_eq!(read_line(s).await.unwrap(), line);
+}
+
+// ---------------------------------------------------------------------------
+// 1. KeyUpdate from a real OpenSSL client.
+
+const SERVER_KEY_UPDATE: &str = "<<< TLS 1.3, Handshake [length 0005], KeyUpdate";
+
+/// `openssl s_client` in its interactive mode: a line `K` or `k` on its
+/// standard input is a command (KeyUpdate with or without
+/// update_requested). OpenSSL 3.0 only reads commands without `-ign_eof`
+/// (and without `-quiet`, which implies it), so standard input stays open
+/// for the whole session. `-msg` prints each protocol message it receives
+/// (`<<<`) next to the data, in order.
+struct SClient {
+    _child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    out: Arc<Mutex<Vec<u8>>>,
+    err: Arc<Mutex<Vec<u8>>>,
+}
+
+impl SClient {
+    async fn start(addr: SocketAddr, extra: &[&str]) -> SClient {
+        let mut child = tokio::process::Command::new("openssl")
+            .args(["s_client", "-tls1_3", "-alpn", "imap", "-servername"])
+            .args(["localhost", "-msg", "-connect", &addr.to_string()])
+            .args(extra)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("`openssl` must be installed for this test (Debian package openssl)");
+        let stdin = child.stdin.take().unwrap();
+        let collect = |mut from: Box<dyn tokio::io::AsyncRead + Unpin + Send>| {
+            let buf = Arc::new(Mutex::new(Vec::new()));
+            let b2 = buf.clone();
+            tokio::spawn(async move {
+                let mut chunk = vec![0u8; 64 * 1024];
+                while let Ok(n) = from.read(&mut chunk).await {
+                    if n == 0 {
+                        break;
+                    }
+                    b2.lock().unwrap().extend_from_slice(&chunk[..n]);
+                }
+            });
+            buf
+        };
+        let out = collect(Box::new(child.stdout.take().unwrap()));
+        let err = collect(Box::new(child.stderr.take().unwrap()));
+        SClient {
+            _child: child,
+            stdin,
+            out,
+            err,
+        }
+    }
+
+    fn out(&self) -> String {
+        String::from_utf8_lossy(&self.out.lock().unwrap()).into_owned()
+    }
+
+    fn err(&self) -> String {
+        String::from_utf8_lossy(&self.err.lock().unwrap()).into_owned()
+    }
+
+    async fn send(&mut self, line: &str) {
+        self.stdin.write_all(line.as_bytes()).await.unwrap();
+        self.stdin.flush().await.unwrap();
+    }
+
+    /// Wait until standard output holds `needle` at or after byte `from`;
+    /// returns the offset just past it.
+    async fn wait_out(&self, needle: &str, from: usize) -> usize {
+        let deadline = Instant::now() + T;
+        loop {
+            let out = self.out();
+            if let Some(i) = out.get(from..).and_then(|o| o.find(needle)) {
+                return from + i + needle.len();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "openssl did not print {needle:?} within {T:?}\nstdout:\n{out}\nstderr:\n{}",
+                self.err()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Wait until standard error holds `needle` `n` times.
+    async fn wait_err_count(&self, needle: &str, n: usize) {
+        let deadline = Instant::now() + T;
+        while self.err().matches(needle).count() < n {
+            assert!(
+                Instant::now() < deadline,
+                "openssl did not print {needle:?} {n} times within {T:?}\nstderr:\n{}",
+                self.err()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Data lines must not start with an s_client command letter (Q, R, K, k).
+fn data_line(round: usize, tag: &str, len: usize) -> String {
+    let fill: String = pattern(len, round as u32 + 11)
+        .iter()
+        .map(|b| char::from(b"0123456789abcdef"[(b & 15) as usize]))
+        .collect();
+    format!("ping {round} {tag} {fill}\r\n")
+}
+
+/// Drive one s_client session: a line, then `rounds` times the command
+/// `cmd` followed by a line, then a few longer lines; every echo checked.
+/// Returns s_client's standard output.
+async fn openssl_key_updates(addr: SocketAddr, suite: &str, cmd: &str, rounds: usize) -> String {
+    let mut c = SClient::start(addr, &["-ciphersuites", suite]).await;
+    let mut pos = c.wait_out("imap ready\r\n", 0).await;
+    assert!(
+        c.out().contains(&format!("Cipher is {suite}")),
+        "negotiated suite is not {suite}:\n{}",
+        c.out()
+    );
+    let line = data_line(0, "before any key update", 40);
+    c.send(&line).await;
+    pos = c.wait_out(&line, pos).await;
+    for r in 1..=rounds {
+        c.send(&format!("{cmd}\n")).await;
+        c.wait_err_count("KEYUPDATE", r).await;
+        let line = data_line(r, "after key update", 40 + r * 50);
+        c.send(&line).await;
+        let end = c.wait_out(&line, pos).await;
+        if cmd == "K" {
+            // RFC 8446 §4.6.3: asked to, the server sends its KeyUpdate
+            // (update_not_requested) before its next application data.
+            let before = &c.out()[..end];
+            let answers = before.matches(SERVER_KEY_UPDATE).count();
+            assert!(
+                answers >= r,
+                "round {r}: {answers} KeyUpdates from the server before the echo\n{before}"
+            );
+            let last = before.rfind(SERVER_KEY_UPDATE).unwrap();
+            let body = before[last + SERVER_KEY_UPDATE.len()..]
+                .lines()
+                .nth(1)
+                .unwrap_or_default();
+            assert_eq!(body.trim(), "18 00 00 01 00", "{before}");
+        }
+        pos = end;
+    }
+    // After the key updates: longer lines, each its own record both ways.
+    for r in 0..8 {
+        let line = data_line(100 + r, "after all key updates", 1000 + r * 500);
+        c.send(&line).await;
+        pos = c.wait_out(&line, pos).await;
+    }
+    assert!(
+        !c.err().contains("alert") && !c.out().contains("alert"),
+        "openssl saw an alert:\n{}\n{}",
+        c.out(),
+        c.err()
+    );
+    c.out()
+}
+
+const SUITES: [&str; 3] = [
+    "TLS_AES_128_GCM_SHA256",
+    "TLS_AES_256_GCM_SHA384",
+    "TLS_CHACHA20_POLY1305_SHA256",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssl_key_update_requested_is_answered_before_the_next_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let be = CaptureBackend::start("imap", Expect::V2).await;
+    let fd = start_frontdoor(dir.path(), be.addr);
+    for suite in SUITES {
+        openssl_key_updates(fd.addrs[0], suite, "K", 3).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssl_key_update_not_requested_keeps_the_stream_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let be = CaptureBackend::start("imap", Expect::V2).await;
+    let fd = start_frontdoor(dir.path(), be.addr);
+    for suite in SUITES {
+        openssl_key_updates(fd.addrs[0], suite, "k", 3).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssl_padded_records_are_read() {
+    // TLS 1.3 hides record lengths with zero padding after the content
+    // type (RFC 8446 §5.4); OpenSSL pads when asked.
+    let dir = tempfile::tempdir().unwrap();
+    let be = CaptureBackend::start("imap", Expect::V2).await;
+    let fd = start_frontdoor(dir.path(), be.addr);
+    let mut c = SClient::start(fd.addrs[0], &["-record_padding", "4096"]).await;
+    let mut pos = c.wait_out("imap ready\r\n", 0).await;
+    for r in 0..6 {
+        let line = data_line(r, "padded", 10 + r * 900);
+        c.send(&line).await;
+        pos = c.wait_out(&line, pos).await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 2. Every suite relays large transfers exactly.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_tls13_suite_relays_a_mebibyte_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let be = CaptureBackend::start("imap", Expect::V2).await;
+    let fd = start_frontdoor(dir.path(), be.addr);
+    let suites = [
+        rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256,
+        rustls::crypto::ring::cipher_suite::TLS13_AES_256_GCM_SHA384,
+        rustls::crypto::ring::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+    ];
+    for (i, suite) in suites.into_iter().enumerate() {
+        let mut s = connect_with(fd.addrs[0], suite_config(suite), "localhost")
+            .await
+            .unwrap();
+        assert_eq!(
+            s.get_ref().1.negotiated_cipher_suite().map(|s| s.suite()),
+            Some(suite.suite())
+        );
+        assert_eq!(read_line(&mut s).await.unwrap(), "imap ready\r\n");
+        let data = pattern(1 << 20, i as u32 + 1);
+        let got = echo_through(s, &data).await;
+        assert!(got == data, "{:?}: echo differs", suite.suite());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls12_still_relays_a_mebibyte_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let be = CaptureBackend::start("imap", Expect::V2).await;
+    let fd = start_frontdoor(dir.path(), be.addr);
+    let mut s = connect_with(
+        fd.addrs[0],
+        client_config(&["imap"], None, Tls::V12),
+        "localhost",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    assert_eq!(read_line(&mut s).await.unwrap(), "imap ready\r\n");
+    let data = pattern(1 << 20, 42);
+    assert!(echo_through(s, &data).await == data);
+}
+
+// ---------------------------------------------------------------------------
+// 3. Hostile or broken input after the handshake.
+
+/// After a completed handshake (and one echoed line, so the server is past
+/// its handover), `bytes(conn)` is written straight to the socket. The
+/// client must then read the fatal `alert` and the end of the connection,
+/// the log must say `why`, and the process and another client, connected
+/// before and after, must be unharmed.
+async fn hostile(
+    bytes: impl FnOnce(&mut rustls::ClientConnection) -> Vec<u8>,
+    alert: AlertDescription,
+    why: &str,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let be = CaptureBackend::start("imap", Expect::V2).await;
+    let mut fd = start_frontdoor(dir.path(), be.addr);
+    let mut bystander = good_connection(fd.addrs[0]).await;
+    let mut s = good_connection(fd.addrs[0]).await;
+    let raw = bytes(s.get_mut().1);
+    s.get_mut().0.write_all(&raw).await.unwrap();
+    let mut rest = Vec::new();
+    let r = tokio::time::timeout(T, s.read_to_end(&mut rest))
+        .await
+        .unwrap_or_else(|_| panic!("connection still open {T:?} after the bad input ({why})"));
+    let e = r.expect_err("a fatal alert, not a clean close");
+    let got = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+    assert_eq!(
+        got,
+        Some(&rustls::Error::AlertReceived(alert)),
+        "client error: {e}"
+    );
+    assert!(rest.is_empty(), "data after bad input: {rest:?}");
+    assert!(
+        fd.wait_log(why, T).await,
+        "no log line with {why:?}:\n{}",
+        fd.logs()
+    );
+    let closed = fd
+        .logs()
+        .lines()
+        .any(|l| l.contains("connection closed") && l.contains(why));
+    assert!(closed, "no `connection closed` line with {why:?}");
+    assert!(fd.child.try_wait().unwrap().is_none(), "frontdoor exited");
+    assert_echoes(&mut bystander, "b1 NOOP still here\r\n").await;
+    let mut fresh = good_connection(fd.addrs[0]).await;
+    assert_echoes(&mut fresh, "c1 NOOP after the bad client\r\n").await;
+}
+
+/// One application-data record sealed by the client's rustls, not sent.
+fn sealed(conn: &mut rustls::ClientConnection, data: &[u8]) -> Vec<u8> {
+    conn.writer().write_all(data).unwrap();
+    let mut out = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut out).unwrap();
+    }
+    assert_eq!(out[0], 23);
+    assert_eq!(
+        u16::from_be_bytes([out[3], out[4]]) as usize,
+        out.len() - 5,
+        "one record"
+    );
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_after_the_handshake_is_refused() {
+    hostile(
+        |_| b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        AlertDescription::UnexpectedMessage,
+        "unprotected TLS record of type 71",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_ciphertext_is_refused() {
+    hostile(
+        |c| {
+            let mut r = sealed(c, b"x1 NOOP\r\n");
+            r[8] ^= 0x01;
+            r
+        },
+        AlertDescription::BadRecordMac,
+        "TLS record failed to decrypt",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_tag_is_refused() {
+    hostile(
+        |c| {
+            let mut r = sealed(c, b"x1 NOOP\r\n");
+            let last = r.len() - 1;
+            r[last] ^= 0x80;
+            r
+        },
+        AlertDescription::BadRecordMac,
+        "TLS record failed to decrypt",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn altered_record_header_is_refused() {
+    // The header is the AEAD's additional data: a changed version field
+    // must fail authentication even though nothing reads it.
+    hostile(
+        |c| {
+            let mut r = sealed(c, b"x1 NOOP\r\n");
+            r[2] = 0x01;
+            r
+        },
+        AlertDescription::BadRecordMac,
+        "TLS record failed to decrypt",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_record_is_refused() {
+    // The same record twice: the second is opened with the next sequence
+    // number, so it must not authenticate.
+    hostile(
+        |c| {
+            let r = sealed(c, b"x1 NOOP\r\n");
+            [r.clone(), r].concat()
+        },
+        AlertDescription::BadRecordMac,
+        "TLS record failed to decrypt",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_fatal_alert_after_the_handshake_is_refused() {
+    hostile(
+        |_| vec![21, 3, 3, 0, 2, 2, 40],
+        AlertDescription::UnexpectedMessage,
+        "unprotected TLS record of type 21",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_close_notify_after_the_handshake_is_refused() {
+    // An unauthenticated close_notify would let anyone on the path
+    // truncate the stream as if the client had ended it.
+    hostile(
+        |_| vec![21, 3, 3, 0, 2, 1, 0],
+        AlertDescription::UnexpectedMessage,
+        "unprotected TLS record of type 21",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_announcing_more_than_16640_bytes_is_refused_at_once() {
+    // Only the header is sent: refused from the length alone, without
+    // waiting for a body that never comes.
+    hostile(
+        |_| vec![23, 3, 3, 0x41, 0x01],
+        AlertDescription::RecordOverflow,
+        "TLS record too long",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_of_exactly_16640_bytes_is_read_then_fails_authentication() {
+    // 2^14 + 256 is the largest allowed: read whole, then refused because
+    // it does not decrypt, not for its length.
+    hostile(
+        |_| {
+            let mut r = vec![23, 3, 3, 0x41, 0x00];
+            r.extend_from_slice(&pattern(16_640, 5));
+            r
+        },
+        AlertDescription::BadRecordMac,
+        "TLS record failed to decrypt",
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// 4. Sequence numbers across the handover from the handshake.
+
+/// A blocking rustls client that queues `early` before the handshake, so
+/// that it leaves in the same flight as the client's Finished. With
+/// `split`, that flight is sent in two parts, cut inside the first data
+/// record, so the server finishes its handshake holding half a record.
+/// Then `tiny` records of one to three bytes are sent in one burst. Returns
+/// everything echoed, greeting included, once `want` bytes arrived.
+fn pipelined(
+    addr: SocketAddr,
+    early: &[u8],
+    split: bool,
+    tiny: &[Vec<u8>],
+    want: usize,
+) -> Vec<u8> {
+    let cfg = client_config(&["imap"], None, Tls::V13);
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut c = rustls::ClientConnection::new(cfg, name).unwrap();
+    c.set_buffer_limit(None);
+    c.writer().write_all(early).unwrap();
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(T)).unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let flush = |c: &mut rustls::ClientConnection, tcp: &mut std::net::TcpStream| {
+        let mut out = Vec::new();
+        while c.wants_write() {
+            c.write_tls(&mut out).unwrap();
+        }
+        tcp.write_all(&out).unwrap();
+    };
+    flush(&mut c, &mut tcp);
+    for _ in 0..100 {
+        if !c.is_handshaking() {
+            break;
+        }
+        let n = c.read_tls(&mut tcp).expect("server's handshake flight");
+        assert!(n > 0, "server closed during the handshake");
+        c.process_new_packets().unwrap();
+        if c.is_handshaking() {
+            flush(&mut c, &mut tcp);
+        }
+    }
+    assert!(!c.is_handshaking());
+    // The final flight: Finished, then the early data as application data.
+    let mut flight = Vec::new();
+    while c.wants_write() {
+        c.write_tls(&mut flight).unwrap();
+    }
+    assert!(flight.len() > early.len(), "early data in the final flight");
+    let mut parts = vec![flight.clone()];
+    if split {
+        // Offsets of the records; the first protected one is Finished.
+        let mut starts = Vec::new();
+        let mut off = 0;
+        while off + 5 <= flight.len() {
+            starts.push((flight[off], off));
+            off += 5 + u16::from_be_bytes([flight[off + 3], flight[off + 4]]) as usize;
+        }
+        let data_rec = starts.iter().filter(|(t, _)| *t == 23).nth(1).unwrap().1;
+        let cut = data_rec + 10;
+        parts = vec![flight[..cut].to_vec(), flight[cut..].to_vec()];
+    }
+    let mut burst = Vec::new();
+    for t in tiny {
+        c.writer().write_all(t).unwrap();
+        while c.wants_write() {
+            c.write_tls(&mut burst).unwrap();
+        }
+    }
+    parts.push(burst);
+    // Written from another thread while this one reads the echo, so that
+    // neither side waits on the other's full buffers.
+    let mut w = tcp.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        for (i, p) in parts.iter().enumerate() {
+            if i > 0 {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            w.write_all(p).unwrap();
+        }
+    });
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.len() < want {
+        assert!(
+            Instant::now() < deadline,
+            "echo: {} of {want} bytes",
+            got.len()
+        );
+        match c.read_tls(&mut tcp) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => panic!("reading the echo: {e}"),
+        }
+        c.process_new_packets().unwrap();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match c.reader().read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("reading the echo: {e}"),
+            }
+        }
+    }
+    writer.join().unwrap();
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_pipelined_with_finished_and_thousands_of_tiny_records_arrive_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let be = CaptureBackend::start("imap", Expect::V2).await;
+    let fd = start_frontdoor(dir.path(), be.addr);
+    // Early data: a small amount, then several records' worth (beyond what
+    // the server reads while finishing its handshake).
+    for (early_len, split) in [(100, false), (100, true), (200_000, false), (200_000, true)] {
+        let early = pattern(early_len, early_len as u32 + split as u32);
+        let bytes = pattern(10_000, 77);
+        let tiny: Vec<Vec<u8>> = (0..4000)
+            .map(|i| {
+                let n = 1 + i % 3;
+                bytes[i * 2..i * 2 + n].to_vec()
+            })
+            .collect();
+        let mut want = b"imap ready\r\n".to_vec();
+        want.extend_from_slice(&early);
+        for t in &tiny {
+            want.extend_from_slice(t);
+        }
+        let addr = fd.addrs[0];
+        let n = want.len();
+        let got = tokio::task::spawn_blocking(move || pipelined(addr, &early, split, &tiny, n))
+            .await
+            .unwrap();
+        assert_eq!(got.len(), want.len(), "early {early_len}, split {split}");
+        assert!(
+            got == want,
+            "early {early_len}, split {split}: echo differs"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_tiny_records_each_echoed_in_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let be = CaptureBackend::start("imap", Expect::V2).await;
+    let fd = start_frontdoor(dir.path(), be.addr);
+    let mut s = connect(fd.addrs[0], &["imap"], "localhost").await.unwrap();
+    // Written at once after the handshake, before the greeting arrives.
+    s.write_all(b"0").await.unwrap();
+    s.flush().await.unwrap();
+    let mut greet = [0u8; 13];
+    tokio::time::timeout(T, s.read_exact(&mut greet))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&greet, b"imap ready\r\n0");
+    let bytes = pattern(3 * 3000, 99);
+    let started = Instant::now();
+    let mut off = 0;
+    for i in 0..3000 {
+        if i % 500 == 499 {
+            // A KeyUpdate (update_requested) now and then: sequence
+            // numbers start again under the new keys, both ways.
+            s.get_mut().1.refresh_traffic_keys().unwrap();
+        }
+        let n = 1 + i % 3;
+        let piece = &bytes[off..off + n];
+        off += n;
+        s.write_all(piece).await.unwrap();
+        s.flush().await.unwrap();
+        let mut back = vec![0u8; n];
+        tokio::time::timeout(T, s.read_exact(&mut back))
+            .await
+            .unwrap_or_else(|_| panic!("record {i}: no echo within {T:?}"))
+            .unwrap();
+        assert_eq!(back, piece, "record {i}");
+        assert!(started.elapsed() < Duration::from_secs(60), "too slow");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 5. close_notify in both directions.
+
+/// A backend that skips the PROXY header, reads to EOF, reports the bytes
+/// read on `tx`, answers `got N`, then closes.
+async fn counting_backend() -> (SocketAddr, tokio::sync::oneshot::Receiver<Vec<u8>>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let Ok((mut s, _)) = l.accept().await else {
+            return;
+        };
+        let mut h = [0u8; 16];
+        s.read_exact(&mut h).await.unwrap();
+        let mut skip = vec![0u8; u16::from_be_bytes([h[14], h[15]]) as usize];
+        s.read_exact(&mut skip).await.unwrap();
+        let mut all = Vec::new();
+        let _ = s.read_to_end(&mut all).await;
+        let _ = s
+            .write_all(format!("got {}\r\n", all.len()).as_bytes())
+            .await;
+        let _ = tx.send(all);
+        let _ = s.shutdown().await;
+    });
+    (addr, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_close_notify_is_end_of_stream_for_the_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let (baddr, seen) = counting_backend().await;
+    let fd = start_frontdoor(dir.path(), baddr);
+    let mut s = connect(fd.addrs[0], &["imap"], "localhost").await.unwrap();
+    let data = pattern(50_000, 8);
+    s.write_all(&data).await.unwrap();
+    // close_notify, the write half only: the answer still comes back.
+    s.shutdown().await.unwrap();
+    let got = tokio::time::timeout(T, seen)
+        .await
+        .expect("the backend saw EOF")
+        .unwrap();
+    assert!(got == data, "backend got {} bytes", got.len());
+    let mut rest = Vec::new();
+    let r = tokio::time::timeout(T, s.read_to_end(&mut rest))
+        .await
+        .expect("the server's close within the timeout");
+    r.expect("a close_notify from the server, not a bare TCP close");
+    assert_eq!(rest, b"got 50000\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_after_close_notify_are_ignored() {
+    // RFC 8446 §6.1: data received after a closure alert is ignored.
+    let dir = tempfile::tempdir().unwrap();
+    let (baddr, seen) = counting_backend().await;
+    let fd = start_frontdoor(dir.path(), baddr);
+    let mut s = connect(fd.addrs[0], &["imap"], "localhost").await.unwrap();
+    s.write_all(b"before\r\n").await.unwrap();
+    s.flush().await.unwrap();
+    // Wait until the server has handed over to its own record layer.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let c = s.get_mut().1;
+    let mut raw = sealed(c, b"last\r\n");
+    c.send_close_notify();
+    while c.wants_write() {
+        c.write_tls(&mut raw).unwrap();
+    }
+    let after = sealed(c, b"after close_notify\r\n");
+    raw.extend_from_slice(&after);
+    s.get_mut().0.write_all(&raw).await.unwrap();
+    let got = tokio::time::timeout(T, seen)
+        .await
+        .expect("the backend saw EOF")
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&got), "before\r\nlast\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_close_reaches_the_client_as_close_notify() {
+    let dir = tempfile::tempdir().unwrap();
+    // A backend that says goodbye and closes while the client still reads.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let baddr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let Ok((mut s, _)) = l.accept().await else {
+            return;
+        };
+        let mut h = [0u8; 16];
+        s.read_exact(&mut h).await.unwrap();
+        let mut skip = vec![0u8; u16::from_be_bytes([h[14], h[15]]) as usize];
+        s.read_exact(&mut skip).await.unwrap();
+        let mut line = [0u8; 8];
+        s.read_exact(&mut line).await.unwrap();
+        let _ = s.write_all(b"* BYE ").await;
+        let _ = s.write_all(&line).await;
+        let _ = s.shutdown().await;
+        // Keep the read half open: the client has not closed.
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink).await;
+    });
+    let fd = start_frontdoor(dir.path(), baddr);
+    let mut s = connect(fd.addrs[0], &["imap"], "localhost").await.unwrap();
+    s.write_all(b"a LOGOUT").await.unwrap();
+    s.flush().await.unwrap();
+    let mut got = Vec::new();
+    let r = tokio::time::timeout(T, s.read_to_end(&mut got))
+        .await
+        .expect("the server's close within the timeout");
+    // tokio-rustls reports a TCP close without close_notify as
+    // UnexpectedEof; a proper close_notify is Ok (a read of 0).
+    r.expect("a close_notify from the server, not a bare TCP close");
+    assert_eq!(got, b"* BYE a LOGOUT");
+}
