@@ -556,6 +556,7 @@ async fn record_of_exactly_16640_bytes_is_read_then_fails_authentication() {
 fn pipelined(
     addr: SocketAddr,
     early: &[u8],
+    pieces: &[usize],
     split: bool,
     tiny: &[Vec<u8>],
     want: usize,
@@ -564,7 +565,14 @@ fn pipelined(
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let mut c = rustls::ClientConnection::new(cfg, name).unwrap();
     c.set_buffer_limit(None);
-    c.writer().write_all(early).unwrap();
+    // Each write queued before the handshake becomes its own record.
+    let (mut off, mut i) = (0, 0);
+    while off < early.len() {
+        let n = pieces[i % pieces.len()].min(early.len() - off);
+        c.writer().write_all(&early[off..off + n]).unwrap();
+        off += n;
+        i += 1;
+    }
     let mut tcp = std::net::TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(T)).unwrap();
     tcp.set_nodelay(true).unwrap();
@@ -659,9 +667,17 @@ async fn data_pipelined_with_finished_and_thousands_of_tiny_records_arrive_in_or
     let dir = tempfile::tempdir().unwrap();
     let be = CaptureBackend::start("imap", Expect::V2).await;
     let fd = start_frontdoor(dir.path(), be.addr);
-    // Early data: a small amount, then several records' worth (beyond what
-    // the server reads while finishing its handshake).
-    for (early_len, split) in [(100, false), (100, true), (200_000, false), (200_000, true)] {
+    // Early data: one small record; many small records, all inside the
+    // server's last handshake read (so its rustls opens them and the
+    // sequence number handed over is well past zero); several records'
+    // worth, beyond that read.
+    let cases: [(usize, &[usize]); 3] = [
+        (100, &[100]),
+        (5_000, &[1, 17, 100, 250]),
+        (200_000, &[1, 300, 16_384, 20_000, 5]),
+    ];
+    for ((early_len, pieces), split) in cases.iter().flat_map(|c| [(c, false), (c, true)]) {
+        let (early_len, pieces, split) = (*early_len, pieces.to_vec(), split);
         let early = pattern(early_len, early_len as u32 + split as u32);
         let bytes = pattern(10_000, 77);
         let tiny: Vec<Vec<u8>> = (0..4000)
@@ -677,9 +693,10 @@ async fn data_pipelined_with_finished_and_thousands_of_tiny_records_arrive_in_or
         }
         let addr = fd.addrs[0];
         let n = want.len();
-        let got = tokio::task::spawn_blocking(move || pipelined(addr, &early, split, &tiny, n))
-            .await
-            .unwrap();
+        let got =
+            tokio::task::spawn_blocking(move || pipelined(addr, &early, &pieces, split, &tiny, n))
+                .await
+                .unwrap();
         assert_eq!(got.len(), want.len(), "early {early_len}, split {split}");
         assert!(
             got == want,
