@@ -858,3 +858,424 @@ async fn backend_close_reaches_the_client_as_close_notify() {
     r.expect("a close_notify from the server, not a bare TCP close");
     assert_eq!(got, b"* BYE a LOGOUT");
 }
+
+// ---------------------------------------------------------------------------
+// Records built by hand with the connection's own keys: what no ordinary
+// client sends, but the record layer must still get right.
+
+/// One direction's AEAD key and sequence number (RFC 8446 §5.3).
+struct HandKeys {
+    key: ring::aead::LessSafeKey,
+    iv: [u8; 12],
+    seq: u64,
+}
+
+impl HandKeys {
+    fn new((seq, s): (u64, rustls::ConnectionTrafficSecrets)) -> HandKeys {
+        use ring::aead;
+        use rustls::ConnectionTrafficSecrets as S;
+        let (alg, key, iv) = match &s {
+            S::Aes128Gcm { key, iv } => (&aead::AES_128_GCM, key, iv),
+            S::Aes256Gcm { key, iv } => (&aead::AES_256_GCM, key, iv),
+            S::Chacha20Poly1305 { key, iv } => (&aead::CHACHA20_POLY1305, key, iv),
+            _ => panic!("unexpected suite"),
+        };
+        HandKeys {
+            key: aead::LessSafeKey::new(aead::UnboundKey::new(alg, key.as_ref()).unwrap()),
+            iv: iv.as_ref().try_into().unwrap(),
+            seq,
+        }
+    }
+
+    fn nonce(&mut self) -> ring::aead::Nonce {
+        let mut n = self.iv;
+        for (d, s) in n[4..].iter_mut().zip(self.seq.to_be_bytes()) {
+            *d ^= s;
+        }
+        self.seq += 1;
+        ring::aead::Nonce::assume_unique_for_key(n)
+    }
+}
+
+/// A TLS 1.3 connection through the front door whose records the test
+/// seals and opens itself, after a rustls handshake and one echoed line.
+struct Hand {
+    tcp: TcpStream,
+    tx: HandKeys,
+    rx: HandKeys,
+    inbuf: Vec<u8>,
+}
+
+impl Hand {
+    async fn connect(addr: SocketAddr) -> Hand {
+        let mut cfg = (*client_config(&["imap"], None, Tls::V13)).clone();
+        cfg.enable_secret_extraction = true;
+        let mut s = connect_with(addr, Arc::new(cfg), "localhost")
+            .await
+            .unwrap();
+        assert_eq!(read_line(&mut s).await.unwrap(), "imap ready\r\n");
+        assert_echoes(&mut s, "h1 NOOP\r\n").await;
+        let (tcp, conn) = s.into_inner();
+        let secrets = conn.dangerous_extract_secrets().unwrap();
+        Hand {
+            tcp,
+            tx: HandKeys::new(secrets.tx),
+            rx: HandKeys::new(secrets.rx),
+            inbuf: Vec::new(),
+        }
+    }
+
+    /// Seal `inner` (TLSInnerPlaintext: content, type, padding) as one
+    /// record.
+    fn seal(&mut self, inner: &[u8]) -> Vec<u8> {
+        let len = inner.len() + 16;
+        let head = [23, 3, 3, (len >> 8) as u8, len as u8];
+        let mut body = inner.to_vec();
+        let nonce = self.tx.nonce();
+        self.tx
+            .key
+            .seal_in_place_append_tag(nonce, ring::aead::Aad::from(head), &mut body)
+            .unwrap();
+        [head.to_vec(), body].concat()
+    }
+
+    async fn send(&mut self, inners: &[Vec<u8>]) {
+        let mut out = Vec::new();
+        for i in inners {
+            out.extend_from_slice(&self.seal(i));
+        }
+        self.tcp.write_all(&out).await.unwrap();
+    }
+
+    /// The next record from the server: its inner type and content, or
+    /// None at EOF. Bounded by `T`.
+    async fn next(&mut self) -> Option<(u8, Vec<u8>)> {
+        let deadline = tokio::time::Instant::now() + T;
+        loop {
+            if self.inbuf.len() >= 5 {
+                let len = u16::from_be_bytes([self.inbuf[3], self.inbuf[4]]) as usize;
+                if self.inbuf.len() >= 5 + len {
+                    let rec: Vec<u8> = self.inbuf.drain(..5 + len).collect();
+                    assert_eq!(rec[0], 23, "server record type");
+                    let head: [u8; 5] = rec[..5].try_into().unwrap();
+                    let mut body = rec[5..].to_vec();
+                    let nonce = self.rx.nonce();
+                    let inner = self
+                        .rx
+                        .key
+                        .open_in_place(nonce, ring::aead::Aad::from(head), &mut body)
+                        .expect("server record decrypts");
+                    let t = inner.iter().rposition(|&b| b != 0).unwrap();
+                    return Some((inner[t], inner[..t].to_vec()));
+                }
+            }
+            let mut chunk = vec![0u8; 64 * 1024];
+            let n = tokio::time::timeout_at(deadline, self.tcp.read(&mut chunk))
+                .await
+                .expect("a server record within the timeout")
+                .unwrap_or(0);
+            if n == 0 {
+                assert!(self.inbuf.is_empty(), "EOF inside a record");
+                return None;
+            }
+            self.inbuf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Application data from the server until `n` bytes arrived.
+    async fn data(&mut self, n: usize) -> Vec<u8> {
+        let mut got = Vec::new();
+        while got.len() < n {
+            match self.next().await {
+                Some((23, d)) => got.extend_from_slice(&d),
+                other => panic!("expected data, got {other:?} after {got:?}"),
+            }
+        }
+        got
+    }
+
+    /// The server's fatal alert, then the end of the connection.
+    async fn alert(&mut self) -> u8 {
+        let a = match self.next().await {
+            Some((21, a)) => a,
+            Some((23, d)) => panic!("records accepted: {} bytes echoed, no alert", d.len()),
+            other => panic!("expected an alert, got {other:?}"),
+        };
+        assert_eq!(a.len(), 2, "alert {a:?}");
+        assert_eq!(a[0], 2, "fatal level");
+        assert!(
+            self.next().await.is_none(),
+            "connection ends after the alert"
+        );
+        a[1]
+    }
+}
+
+fn inner(content: &[u8], typ: u8, padding: usize) -> Vec<u8> {
+    [content, &[typ], &vec![0u8; padding]].concat()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusual_but_valid_records_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let be = CaptureBackend::start("imap", Expect::V2).await;
+    let fd = start_frontdoor(dir.path(), be.addr);
+    let mut h = Hand::connect(fd.addrs[0]).await;
+    // Empty application data, content ending in zero bytes (the content
+    // type, not the last non-zero byte of the data, ends it), padding, a
+    // record of exactly 2^14 bytes of content, user_canceled (a warning).
+    let full = pattern(1 << 14, 21);
+    let records = [
+        inner(b"", 23, 0),
+        inner(b"e1\r\n", 23, 0),
+        inner(b"", 23, 500),
+        inner(b"z\0\0", 23, 0),
+        inner(b"p1\r\n", 23, 1000),
+        inner(&full, 23, 0),
+        inner(&[1, 90], 21, 0),
+        inner(b"last\r\n", 23, 0),
+    ];
+    h.send(&records).await;
+    let want = [&b"e1\r\nz\0\0p1\r\n"[..], &full, b"last\r\n"].concat();
+    let got = h.data(want.len()).await;
+    assert!(got == want, "echo differs");
+    // And a clean close: our close_notify, the backend's EOF, theirs.
+    h.send(&[inner(&[1, 0], 21, 0)]).await;
+    match h.next().await {
+        Some((21, a)) => assert_eq!(a, [1, 0], "close_notify"),
+        other => panic!("expected close_notify, got {other:?}"),
+    }
+    assert!(h.next().await.is_none());
+}
+
+/// A connection that sends `records` after the handshake must get `alert`
+/// (RFC 8446 numbering) back, with `why` in the log; others are unharmed.
+async fn refused(records: Vec<Vec<u8>>, alert: u8, why: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let be = CaptureBackend::start("imap", Expect::V2).await;
+    let mut fd = start_frontdoor(dir.path(), be.addr);
+    let mut bystander = good_connection(fd.addrs[0]).await;
+    let mut h = Hand::connect(fd.addrs[0]).await;
+    h.send(&records).await;
+    assert_eq!(h.alert().await, alert, "alert for {why:?}");
+    assert!(
+        fd.wait_log(why, T).await,
+        "no log line with {why:?}:\n{}",
+        fd.logs()
+    );
+    assert!(fd.child.try_wait().unwrap().is_none(), "frontdoor exited");
+    assert_echoes(&mut bystander, "b1 NOOP still here\r\n").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_over_16384_bytes_is_record_overflow() {
+    refused(
+        vec![inner(&pattern((1 << 14) + 1, 3), 23, 0)],
+        22,
+        "TLS plaintext too long",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inner_plaintext_over_16385_bytes_with_padding_is_record_overflow() {
+    // RFC 8446 §5.4: padding does not lift the limit; the whole
+    // TLSInnerPlaintext (content, type, padding) is at most 2^14 + 1 bytes.
+    refused(
+        vec![inner(&pattern(1 << 14, 4), 23, 100)],
+        22,
+        "TLS plaintext too long",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inner_plaintext_without_a_content_type_is_refused() {
+    refused(vec![vec![0u8; 40]], 10, "TLS record without a content type").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protected_change_cipher_spec_is_refused() {
+    refused(
+        vec![inner(&[1], 20, 0)],
+        10,
+        "unexpected TLS content type 20",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_message_other_than_key_update_is_refused() {
+    // A ClientHello (renegotiation does not exist in TLS 1.3).
+    refused(
+        vec![inner(&[1, 0, 0, 2, 3, 3], 22, 0)],
+        10,
+        "unexpected TLS handshake message 1",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_update_with_an_invalid_request_is_illegal_parameter() {
+    refused(
+        vec![inner(&[24, 0, 0, 1, 2], 22, 0)],
+        47,
+        "KeyUpdate with an invalid request_update",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_alert_is_decode_error() {
+    refused(vec![inner(&[2, 40, 0], 21, 0)], 50, "malformed TLS alert").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_shorter_than_a_tag_is_decode_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let be = CaptureBackend::start("imap", Expect::V2).await;
+    let fd = start_frontdoor(dir.path(), be.addr);
+    let mut h = Hand::connect(fd.addrs[0]).await;
+    let mut r = vec![23, 3, 3, 0, 16];
+    r.extend_from_slice(&[7u8; 16]);
+    h.tcp.write_all(&r).await.unwrap();
+    assert_eq!(h.alert().await, 50);
+    assert!(
+        fd.wait_log("TLS record too short", T).await,
+        "{}",
+        fd.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fatal_alert_from_the_client_ends_the_connection_with_a_log_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let be = CaptureBackend::start("imap", Expect::V2).await;
+    let mut fd = start_frontdoor(dir.path(), be.addr);
+    let mut bystander = good_connection(fd.addrs[0]).await;
+    let mut h = Hand::connect(fd.addrs[0]).await;
+    // handshake_failure, fatal: no answer is owed, the connection ends.
+    h.send(&[inner(&[2, 40], 21, 0)]).await;
+    assert!(h.next().await.is_none(), "nothing after the client's alert");
+    assert!(
+        fd.wait_log("peer sent TLS alert 40", T).await,
+        "{}",
+        fd.logs()
+    );
+    assert!(fd.child.try_wait().unwrap().is_none(), "frontdoor exited");
+    assert_echoes(&mut bystander, "b1 NOOP still here\r\n").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_updates_in_the_middle_of_a_large_download() {
+    // The server is busy sending when the client asks for KeyUpdates: its
+    // answer must fall between two of its records, never inside the
+    // stream of records already sealed, and the client's own new keys must
+    // be taken up while the download goes on.
+    const DOWN: usize = 8 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let baddr = l.local_addr().unwrap();
+    let (tx, up) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let Ok((mut s, _)) = l.accept().await else {
+            return;
+        };
+        let mut h = [0u8; 16];
+        s.read_exact(&mut h).await.unwrap();
+        let mut skip = vec![0u8; u16::from_be_bytes([h[14], h[15]]) as usize];
+        s.read_exact(&mut skip).await.unwrap();
+        let (mut r, mut w) = s.into_split();
+        let reader = tokio::spawn(async move {
+            let mut all = Vec::new();
+            let _ = r.read_to_end(&mut all).await;
+            let _ = tx.send(all);
+        });
+        let _ = w.write_all(&pattern(DOWN, 31)).await;
+        // The write half stays open until the client is done.
+        let _ = reader.await;
+        drop(w);
+    });
+    let fd = start_frontdoor(dir.path(), baddr);
+    let mut s = connect(fd.addrs[0], &["imap"], "localhost").await.unwrap();
+    let mut got = vec![0u8; DOWN];
+    let mut sent = Vec::new();
+    let mut off = 0;
+    let mut round = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while off < DOWN {
+        assert!(Instant::now() < deadline, "download: {off} of {DOWN} bytes");
+        let n = tokio::time::timeout(T, s.read(&mut got[off..(off + 16_384).min(DOWN)]))
+            .await
+            .expect("download stalled")
+            .unwrap_or_else(|e| {
+                panic!("{e} after {off} bytes, {round} key updates\n{}", fd.logs())
+            });
+        assert!(n > 0, "EOF after {off} bytes");
+        off += n;
+        if off >= (round + 1) * (DOWN / 16) {
+            round += 1;
+            s.get_mut().1.refresh_traffic_keys().unwrap();
+            let line = format!("u{round} under new keys\r\n");
+            s.write_all(line.as_bytes()).await.unwrap();
+            s.flush().await.unwrap();
+            sent.extend_from_slice(line.as_bytes());
+        }
+    }
+    assert!(got == pattern(DOWN, 31), "download differs");
+    assert!(round >= 15, "{round} key updates");
+    s.shutdown().await.unwrap();
+    let up = tokio::time::timeout(T, up).await.unwrap().unwrap();
+    assert_eq!(String::from_utf8_lossy(&up), String::from_utf8_lossy(&sent));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_update_requested_after_the_server_closed_is_not_answered() {
+    // The backend sends a response and closes, so the server sends its
+    // close_notify; the client reads it all, then asks for a KeyUpdate
+    // (legal: its own direction is still open) and sends a last line. The
+    // server may send nothing after its close_notify (its socket's write
+    // half is shut), so it must not answer, and the line must still reach
+    // the backend.
+    const DOWN: usize = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let baddr = l.local_addr().unwrap();
+    let (tx, up) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let Ok((mut s, _)) = l.accept().await else {
+            return;
+        };
+        let mut h = [0u8; 16];
+        s.read_exact(&mut h).await.unwrap();
+        let mut skip = vec![0u8; u16::from_be_bytes([h[14], h[15]]) as usize];
+        s.read_exact(&mut skip).await.unwrap();
+        let _ = s.write_all(&pattern(DOWN, 32)).await;
+        let _ = s.shutdown().await;
+        let mut all = Vec::new();
+        let _ = s.read_to_end(&mut all).await;
+        let _ = tx.send(all);
+    });
+    let fd = start_frontdoor(dir.path(), baddr);
+    let mut s = connect(fd.addrs[0], &["imap"], "localhost").await.unwrap();
+    let mut got = Vec::new();
+    let r = tokio::time::timeout(T, s.read_to_end(&mut got))
+        .await
+        .expect("the response within the timeout");
+    let n = got.len();
+    r.unwrap_or_else(|e| panic!("{e} after {n} of {DOWN} bytes"));
+    // The server's close_notify has arrived; the client's direction is
+    // still open: a KeyUpdate asking for the server's, then a last line.
+    s.get_mut().1.refresh_traffic_keys().unwrap();
+    s.write_all(b"a LOGOUT\r\n").await.unwrap();
+    s.flush().await.unwrap();
+    assert!(got == pattern(DOWN, 32), "download differs ({n} bytes)");
+    s.shutdown().await.unwrap();
+    let up = tokio::time::timeout(T, up).await.unwrap().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&up),
+        "a LOGOUT\r\n",
+        "the backend did not get the last line; log:\n{}",
+        fd.logs()
+    );
+}
