@@ -553,11 +553,14 @@ async fn record_of_exactly_16640_bytes_is_read_then_fails_authentication() {
 /// record, so the server finishes its handshake holding half a record.
 /// Then `tiny` records of one to three bytes are sent in one burst. Returns
 /// everything echoed, greeting included, once `want` bytes arrived.
+const KU_LINE: &[u8] = b"after the key update\r\n";
+
 fn pipelined(
     addr: SocketAddr,
     early: &[u8],
     pieces: &[usize],
     split: bool,
+    key_update: bool,
     tiny: &[Vec<u8>],
     want: usize,
 ) -> Vec<u8> {
@@ -602,6 +605,15 @@ fn pipelined(
         c.write_tls(&mut flight).unwrap();
     }
     assert!(flight.len() > early.len(), "early data in the final flight");
+    if key_update {
+        // In the same flight: a KeyUpdate asking for the server's, and a
+        // record under the new key.
+        c.refresh_traffic_keys().unwrap();
+        c.writer().write_all(KU_LINE).unwrap();
+        while c.wants_write() {
+            c.write_tls(&mut flight).unwrap();
+        }
+    }
     let mut parts = vec![flight.clone()];
     if split {
         // Offsets of the records; the first protected one is Finished.
@@ -667,42 +679,89 @@ async fn data_pipelined_with_finished_and_thousands_of_tiny_records_arrive_in_or
     let dir = tempfile::tempdir().unwrap();
     let be = CaptureBackend::start("imap", Expect::V2).await;
     let fd = start_frontdoor(dir.path(), be.addr);
-    // Early data: one small record; many small records, all inside the
-    // server's last handshake read (so its rustls opens them and the
-    // sequence number handed over is well past zero); several records'
-    // worth, beyond that read.
-    let cases: [(usize, &[usize]); 3] = [
-        (100, &[100]),
-        (5_000, &[1, 17, 100, 250]),
-        (200_000, &[1, 300, 16_384, 20_000, 5]),
-    ];
-    for ((early_len, pieces), split) in cases.iter().flat_map(|c| [(c, false), (c, true)]) {
-        let (early_len, pieces, split) = (*early_len, pieces.to_vec(), split);
-        let early = pattern(early_len, early_len as u32 + split as u32);
-        let bytes = pattern(10_000, 77);
-        let tiny: Vec<Vec<u8>> = (0..4000)
-            .map(|i| {
-                let n = 1 + i % 3;
-                bytes[i * 2..i * 2 + n].to_vec()
-            })
-            .collect();
-        let mut want = b"imap ready\r\n".to_vec();
-        want.extend_from_slice(&early);
-        for t in &tiny {
-            want.extend_from_slice(t);
-        }
-        let addr = fd.addrs[0];
-        let n = want.len();
-        let got =
-            tokio::task::spawn_blocking(move || pipelined(addr, &early, &pieces, split, &tiny, n))
+    for (early_len, pieces) in PIPELINED {
+        for split in [false, true] {
+            pipelined_case(fd.addrs[0], early_len, pieces, split, false)
                 .await
                 .unwrap();
-        assert_eq!(got.len(), want.len(), "early {early_len}, split {split}");
-        assert!(
-            got == want,
-            "early {early_len}, split {split}: echo differs"
-        );
+        }
     }
+}
+
+/// Early data: one small record; many small records, all inside the
+/// server's last handshake read (so its rustls opens them and the
+/// sequence number handed over is well past zero); several records'
+/// worth, beyond that read.
+const PIPELINED: [(usize, &[usize]); 3] = [
+    (100, &[100]),
+    (5_000, &[1, 17, 100, 250]),
+    (200_000, &[1, 300, 16_384, 20_000, 5]),
+];
+
+async fn pipelined_case(
+    addr: SocketAddr,
+    early_len: usize,
+    pieces: &[usize],
+    split: bool,
+    ku: bool,
+) -> Result<(), String> {
+    let case = format!("early {early_len}, split {split}, key update {ku}");
+    let early = pattern(early_len, early_len as u32 + split as u32);
+    let bytes = pattern(10_000, 77);
+    let tiny: Vec<Vec<u8>> = (0..4000)
+        .map(|i| {
+            let n = 1 + i % 3;
+            bytes[i * 2..i * 2 + n].to_vec()
+        })
+        .collect();
+    let mut want = b"imap ready\r\n".to_vec();
+    want.extend_from_slice(&early);
+    if ku {
+        want.extend_from_slice(KU_LINE);
+    }
+    for t in &tiny {
+        want.extend_from_slice(t);
+    }
+    let n = want.len();
+    let pieces = pieces.to_vec();
+    let got =
+        tokio::task::spawn_blocking(move || pipelined(addr, &early, &pieces, split, ku, &tiny, n))
+            .await
+            .map_err(|e| format!("{case}: client failed: {e}"))?;
+    if got != want {
+        return Err(format!(
+            "{case}: echo differs ({} of {} bytes)",
+            got.len(),
+            want.len()
+        ));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_update_in_the_same_flight_as_finished_is_answered() {
+    // A client that asks for a KeyUpdate at once: KeyUpdate and data under
+    // its new key travel with its Finished. When they arrive in the same
+    // read, the server's rustls answers the KeyUpdate (its answer is
+    // queued, its sending key already replaced) before the records are
+    // handed over; the answer must still go out before the next data.
+    let dir = tempfile::tempdir().unwrap();
+    let be = CaptureBackend::start("imap", Expect::V2).await;
+    let fd = start_frontdoor(dir.path(), be.addr);
+    let mut failed = Vec::new();
+    for (early_len, pieces) in PIPELINED {
+        for split in [false, true] {
+            if let Err(e) = pipelined_case(fd.addrs[0], early_len, pieces, split, true).await {
+                failed.push(e);
+            }
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{}\nlog:\n{}",
+        failed.join("\n"),
+        fd.logs()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
