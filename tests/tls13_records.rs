@@ -5,7 +5,10 @@
 //! right alert and a log line, the process and other clients unharmed),
 //! sequence numbers carried across the handover from the handshake (data
 //! pipelined with the client's Finished, a record split at the handover,
-//! thousands of tiny records), and close_notify in both directions.
+//! thousands of tiny records, a KeyUpdate in the same flight, resumed
+//! sessions), close_notify in both directions, and records sealed by hand
+//! with the connection's own keys (padding, empty records, bad inner
+//! content types, malformed alerts and KeyUpdates).
 
 mod common;
 
@@ -1337,4 +1340,29 @@ async fn key_update_requested_after_the_server_closed_is_not_answered() {
         "the backend did not get the last line; log:\n{}",
         fd.logs()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumed_session_relays_exactly() {
+    // A resumed handshake derives its traffic keys from the ticket's PSK:
+    // the records after it are the same layer's, with other keys.
+    let dir = tempfile::tempdir().unwrap();
+    let be = CaptureBackend::start("imap", Expect::V2).await;
+    let fd = start_frontdoor(dir.path(), be.addr);
+    let cfg = client_config(&["imap"], None, Tls::V13);
+    for (i, kind) in [rustls::HandshakeKind::Full, rustls::HandshakeKind::Resumed]
+        .into_iter()
+        .enumerate()
+    {
+        let mut s = connect_with(fd.addrs[0], cfg.clone(), "localhost")
+            .await
+            .unwrap();
+        assert_eq!(s.get_ref().1.handshake_kind(), Some(kind));
+        assert_eq!(read_line(&mut s).await.unwrap(), "imap ready\r\n");
+        let data = pattern(300_000, 50 + i as u32);
+        // The greeting has brought the tickets: the next connection can
+        // resume.
+        let got = echo_through(s, &data).await;
+        assert!(got == data, "{kind:?}: echo differs");
+    }
 }
