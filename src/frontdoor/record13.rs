@@ -217,7 +217,8 @@ impl Record13 {
                 return (off, Err(Fatal::new(Alert::UnexpectedMessage, why)));
             };
             let (content, typ) = (&inner[..t], inner[t]);
-            if content.len() > MAX_PLAIN {
+            // RFC 8446 §5.4: content, type and padding together.
+            if inner.len() > MAX_PLAIN + 1 {
                 return (
                     off,
                     Err(Fatal::new(Alert::RecordOverflow, "TLS plaintext too long")),

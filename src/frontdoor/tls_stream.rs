@@ -11,8 +11,17 @@
 //! and each of them is freed once it drains. An idle connection holds the
 //! rustls connection state and nothing else (README.md, "Performance").
 //!
+//! TLS 1.3, once the handshake is over: the records are handed to
+//! `record13` (rustls keeps only the key schedule) at the first read or
+//! write, and the relay moves bytes through `Pump` without its own buffer:
+//! records opened where they were read go to the backend in one `writev`,
+//! the backend's plaintext is read with one `readv` into the slots of the
+//! records that carry it and sealed there. TLS 1.2 stays with rustls.
+//!
 //! Invariants: between calls, `incoming` never holds a complete record (every
-//! record read is decrypted at once), so `process_tls_records` on it reaches
+//! record read is decrypted at once; the one exception, records that came in
+//! the read that completed a TLS 1.3 handshake, is opened by `record13` at
+//! the handover), so `process_tls_records` on it reaches
 //! `WriteTraffic` whenever the handshake is done; bytes leave in the order
 //! rustls produced them (`outgoing` is drained before anything new is
 //! encrypted); a peer's close_notify is reported as EOF after every byte
@@ -136,6 +145,13 @@ fn process(
 ) -> (usize, Result<Step, io::Error>) {
     let mut off = 0;
     loop {
+        if handover_ready(conn) {
+            // A finished TLS 1.3 handshake with its tickets encoded: the
+            // records after it are `record13`'s (a KeyUpdate rustls
+            // answered here would be lost in the handover: rustls queues
+            // its answer where the handover does not look).
+            return (off, Ok(Step::Traffic));
+        }
         let UnbufferedStatus { discard, state } = conn.process_tls_records(&mut buf[off..]);
         let step = match state {
             Err(e) => return (off + discard, Err(tls_err(e))),
@@ -176,6 +192,15 @@ fn process(
             return (off, Ok(s));
         }
     }
+}
+
+/// A TLS 1.3 connection whose handshake is over, with nothing of rustls'
+/// left to send and a suite `record13` protects: its records go there.
+fn handover_ready(c: &UnbufferedServerConnection) -> bool {
+    !c.is_handshaking()
+        && !c.wants_write()
+        && c.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
+        && c.negotiated_cipher_suite().is_some_and(record13::supported)
 }
 
 /// rustls' view of the SNI: a DNS name, lower case; an IP address is ignored.
@@ -219,12 +244,7 @@ impl TlsStream {
     fn switch_to_own(&mut self) -> io::Result<()> {
         let eligible = match &self.conn {
             None => return Ok(()),
-            Some(c) => {
-                !c.is_handshaking()
-                    && !c.wants_write()
-                    && c.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
-                    && c.negotiated_cipher_suite().is_some_and(record13::supported)
-            }
+            Some(c) => handover_ready(c),
         };
         if !eligible {
             return Ok(());
@@ -233,9 +253,29 @@ impl TlsStream {
             return Ok(());
         };
         let (secrets, kernel) = c.dangerous_into_kernel_connection().map_err(tls_err)?;
-        let own = Record13::new(secrets, kernel)
+        let mut own = Record13::new(secrets, kernel)
             .ok_or_else(|| general("TLS 1.3 keys of an unsupported kind"))?;
+        // Records that followed the client's Finished in the same read were
+        // left to us (see `process`): open them now.
+        let mut incoming = std::mem::take(&mut self.incoming);
+        let plain = &mut self.plain;
+        let (used, r) = own.open(&mut incoming, &mut |p| plain.extend_from_slice(p));
+        self.peer_closed |= own.peer_closed();
+        incoming.drain(..used.min(incoming.len()));
+        if !incoming.is_empty() {
+            self.incoming = incoming;
+        }
         self.own = Some(Box::new(own));
+        if let Err(f) = r {
+            self.send_own_alert(f.alert);
+            return Err(f.into_io());
+        }
+        if let Some(own) = self.own.as_mut() {
+            if !self.close_sent {
+                // Asked for in that flight: after the tickets, before data.
+                own.seal_owed(&mut self.outgoing)?;
+            }
+        }
         Ok(())
     }
 
@@ -527,7 +567,7 @@ impl TlsStream {
                 self.send_own_alert(f.alert);
                 return Poll::Ready(Err(f.into_io()));
             }
-            if own.key_update_due() && outgoing.len() == self.out_off {
+            if own.key_update_due() && outgoing.len() == self.out_off && !self.close_sent {
                 // The client asked for our KeyUpdate: send it now, not only
                 // with our next data.
                 own.seal_owed(outgoing)?;
@@ -845,7 +885,7 @@ impl TlsStream {
                 incoming.clear();
                 incoming.extend_from_slice(left);
             }
-            if own.key_update_due() && outgoing.len() == self.out_off {
+            if own.key_update_due() && outgoing.len() == self.out_off && !self.close_sent {
                 own.seal_owed(outgoing).map_err(Fail::Write)?;
             }
             if !self.outgoing.is_empty() {
@@ -979,9 +1019,10 @@ impl Pump<Stream> for TlsStream {
         cx: &mut Context<'_>,
         dst: &mut Stream,
     ) -> Option<Poll<Result<Moved, Fail>>> {
-        if self.switch_to_own().is_err() || self.own.is_none() {
-            return None;
+        if let Err(e) = self.switch_to_own() {
+            return Some(Poll::Ready(Err(Fail::Read(e))));
         }
+        self.own.as_ref()?;
         Some(self.pump_to(cx, dst))
     }
 
@@ -990,9 +1031,10 @@ impl Pump<Stream> for TlsStream {
         cx: &mut Context<'_>,
         src: &mut Stream,
     ) -> Option<Poll<Result<Moved, Fail>>> {
-        if self.switch_to_own().is_err() || self.own.is_none() {
-            return None;
+        if let Err(e) = self.switch_to_own() {
+            return Some(Poll::Ready(Err(Fail::Read(e))));
         }
+        self.own.as_ref()?;
         Some(self.pump_from(cx, src))
     }
 }
