@@ -292,36 +292,41 @@ where
     let span = tracing::info_span!("imap", client = ?peer.client_addr,
         id = peer.unique_id.as_deref().unwrap_or(""),
         identity = peer.identity.as_ref().map(|i| i.account.as_str()).unwrap_or(""));
-    let _e = span.enter();
-    let mut s = Session {
-        stream,
-        ctx,
-        peer,
-        account: None,
-        selected: None,
-        condstore: false,
-        buf: Vec::new(),
-        out: Vec::new(),
-        literal_acked: None,
-        auth_failures: 0,
-        bad_commands: 0,
-        logout: false,
-    };
-    let res = s.run().await;
-    let _ = s.stream.shutdown().await;
-    match &res {
-        Ok(()) => tracing::info!(
-            account = s.account.as_deref().unwrap_or(""),
-            "session closed"
-        ),
-        Err(e) => {
-            tracing::info!(
-                account = s.account.as_deref().unwrap_or(""),
-                "session ended: {e}"
-            )
-        }
-    }
-    res
+    tracing::Instrument::instrument(
+        async move {
+            let mut s = Session {
+                stream,
+                ctx,
+                peer,
+                account: None,
+                selected: None,
+                condstore: false,
+                buf: Vec::new(),
+                out: Vec::new(),
+                literal_acked: None,
+                auth_failures: 0,
+                bad_commands: 0,
+                logout: false,
+            };
+            let res = s.run().await;
+            let _ = s.stream.shutdown().await;
+            match &res {
+                Ok(()) => tracing::info!(
+                    account = s.account.as_deref().unwrap_or(""),
+                    "session closed"
+                ),
+                Err(e) => {
+                    tracing::info!(
+                        account = s.account.as_deref().unwrap_or(""),
+                        "session ended: {e}"
+                    )
+                }
+            }
+            res
+        },
+        span,
+    )
+    .await
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {

@@ -210,166 +210,175 @@ where
     );
     let span = tracing::info_span!("smtp", id = %id, mode = ?ctx.mode, client = ?peer.client_addr,
         identity = peer.identity.as_ref().map(|i| i.account.as_str()).unwrap_or(""));
-    let _e = span.enter();
-    let authed = match (&peer.identity, ctx.mode) {
-        (Some(i), Mode::Submission) => Some(identity_authed(&ctx, &i.account, &i.login).await),
-        _ => None,
-    };
-    let mut s = Session {
-        ctx: &ctx,
-        peer: &peer,
-        helo: None,
-        esmtp: false,
-        authed,
-        txn: None,
-        errors: 0,
-        auth_failures: 0,
-        tls_active: false,
-        out: Vec::new(),
-        quit: false,
-        id,
-    };
-    let greet = match ctx.mode {
-        Mode::Lmtp => format!("{} LMTP frontdoor ready", ctx.cfg.hostname),
-        _ => format!("{} ESMTP frontdoor ready", ctx.cfg.hostname),
-    };
-    s.reply(r(220, &greet));
-    let mut buf: Vec<u8> = Vec::new();
-    let mut framer = Framer::default();
-    let mut data: Option<DataReader> = None;
-    let mut auth: Option<AuthStep> = None;
-    let mut chunk = vec![0u8; 16 * 1024];
-    let mut start_tls = false;
-    let result = loop {
-        // Handle everything complete in the buffer.
-        loop {
-            if s.quit {
-                break;
-            }
-            if let Some(d) = data.as_mut() {
-                let (st, used) = d.feed(&buf);
-                buf.drain(..used);
-                if st == DataStatus::NeedMore {
-                    break;
+    tracing::Instrument::instrument(
+        async move {
+            let authed = match (&peer.identity, ctx.mode) {
+                (Some(i), Mode::Submission) => {
+                    Some(identity_authed(&ctx, &i.account, &i.login).await)
                 }
-                if let Some(d) = data.take() {
-                    s.end_of_data(d).await;
-                }
-                continue;
-            }
-            let (frame, used) = framer.next(&buf);
-            let Some(frame) = frame else {
-                buf.drain(..used);
-                break;
+                _ => None,
             };
-            let line = match frame {
-                Frame::Line(l) => Some(l.to_vec()),
-                Frame::TooLong => {
-                    s.error(r(500, "5.5.2 Line too long"));
-                    None
-                }
-                Frame::BareLf => {
-                    s.error(r(500, "5.5.2 Bare LF: lines must end in CRLF"));
-                    None
-                }
+            let mut s = Session {
+                ctx: &ctx,
+                peer: &peer,
+                helo: None,
+                esmtp: false,
+                authed,
+                txn: None,
+                errors: 0,
+                auth_failures: 0,
+                tls_active: false,
+                out: Vec::new(),
+                quit: false,
+                id,
             };
-            buf.drain(..used);
-            let Some(line) = line else {
-                auth = None;
-                continue;
+            let greet = match ctx.mode {
+                Mode::Lmtp => format!("{} LMTP frontdoor ready", ctx.cfg.hostname),
+                _ => format!("{} ESMTP frontdoor ready", ctx.cfg.hostname),
             };
-            if let Some(step) = auth.take() {
-                auth = s.auth_response(step, &line).await;
-                continue;
-            }
-            match parse_command(&line) {
-                Ok(Command::Data) => {
-                    if s.data_allowed() {
-                        s.reply(r(354, "Start mail input; end with <CRLF>.<CRLF>"));
-                        data = Some(DataReader::new(ctx.cfg.max_message_size));
+            s.reply(r(220, &greet));
+            let mut buf: Vec<u8> = Vec::new();
+            let mut framer = Framer::default();
+            let mut data: Option<DataReader> = None;
+            let mut auth: Option<AuthStep> = None;
+            let mut chunk = vec![0u8; 16 * 1024];
+            let mut start_tls = false;
+            let result = loop {
+                // Handle everything complete in the buffer.
+                loop {
+                    if s.quit {
+                        break;
+                    }
+                    if let Some(d) = data.as_mut() {
+                        let (st, used) = d.feed(&buf);
+                        buf.drain(..used);
+                        if st == DataStatus::NeedMore {
+                            break;
+                        }
+                        if let Some(d) = data.take() {
+                            s.end_of_data(d).await;
+                        }
+                        continue;
+                    }
+                    let (frame, used) = framer.next(&buf);
+                    let Some(frame) = frame else {
+                        buf.drain(..used);
+                        break;
+                    };
+                    let line = match frame {
+                        Frame::Line(l) => Some(l.to_vec()),
+                        Frame::TooLong => {
+                            s.error(r(500, "5.5.2 Line too long"));
+                            None
+                        }
+                        Frame::BareLf => {
+                            s.error(r(500, "5.5.2 Bare LF: lines must end in CRLF"));
+                            None
+                        }
+                    };
+                    buf.drain(..used);
+                    let Some(line) = line else {
+                        auth = None;
+                        continue;
+                    };
+                    if let Some(step) = auth.take() {
+                        auth = s.auth_response(step, &line).await;
+                        continue;
+                    }
+                    match parse_command(&line) {
+                        Ok(Command::Data) => {
+                            if s.data_allowed() {
+                                s.reply(r(354, "Start mail input; end with <CRLF>.<CRLF>"));
+                                data = Some(DataReader::new(ctx.cfg.max_message_size));
+                            }
+                        }
+                        Ok(Command::Auth { mechanism, initial }) => {
+                            auth = s.auth_start(&mechanism, initial).await;
+                        }
+                        Ok(Command::StartTls) if s.starttls_offered() => {
+                            if !buf.is_empty() {
+                                // Sent before TLS, so anyone on the path could have
+                                // written it: never run it inside the TLS session.
+                                tracing::warn!(
+                                    bytes = buf.len(),
+                                    "discarding input pipelined after STARTTLS"
+                                );
+                                buf.clear();
+                            }
+                            s.reply(r(220, "2.0.0 Ready to start TLS"));
+                            start_tls = true;
+                            break;
+                        }
+                        Ok(c) => s.command(c).await,
+                        Err(reply) => s.error(reply),
                     }
                 }
-                Ok(Command::Auth { mechanism, initial }) => {
-                    auth = s.auth_start(&mechanism, initial).await;
-                }
-                Ok(Command::StartTls) if s.starttls_offered() => {
-                    if !buf.is_empty() {
-                        // Sent before TLS, so anyone on the path could have
-                        // written it: never run it inside the TLS session.
-                        tracing::warn!(
-                            bytes = buf.len(),
-                            "discarding input pipelined after STARTTLS"
-                        );
-                        buf.clear();
+                if !s.out.is_empty() {
+                    if let Err(e) = stream.write_all(&s.out).await {
+                        break Err(e.into());
                     }
-                    s.reply(r(220, "2.0.0 Ready to start TLS"));
-                    start_tls = true;
-                    break;
+                    s.out.clear();
+                    if let Err(e) = stream.flush().await {
+                        break Err(e.into());
+                    }
                 }
-                Ok(c) => s.command(c).await,
-                Err(reply) => s.error(reply),
-            }
-        }
-        if !s.out.is_empty() {
-            if let Err(e) = stream.write_all(&s.out).await {
-                break Err(e.into());
-            }
-            s.out.clear();
-            if let Err(e) = stream.flush().await {
-                break Err(e.into());
-            }
-        }
-        if s.quit {
-            break Ok(());
-        }
-        if std::mem::take(&mut start_tls) {
-            let (Io::Plain(plain), Some(tls)) =
-                (std::mem::replace(&mut stream, Io::Gone), &ctx.starttls)
-            else {
-                break Ok(());
+                if s.quit {
+                    break Ok(());
+                }
+                if std::mem::take(&mut start_tls) {
+                    let (Io::Plain(plain), Some(tls)) =
+                        (std::mem::replace(&mut stream, Io::Gone), &ctx.starttls)
+                    else {
+                        break Ok(());
+                    };
+                    match tokio::time::timeout(STARTTLS_TIMEOUT, tls.0.accept(plain)).await {
+                        Ok(Ok(t)) => {
+                            let (_, c) = t.get_ref();
+                            tracing::info!(
+                                version = %crate::tls::version_name(c.protocol_version()),
+                                sni = c.server_name().unwrap_or("-"),
+                                "STARTTLS done"
+                            );
+                            stream = Io::Tls(Box::new(t));
+                            // RFC 3207 §4.2: forget everything learnt before TLS.
+                            s.helo = None;
+                            s.esmtp = false;
+                            s.txn = None;
+                            s.tls_active = true;
+                            framer = Framer::default();
+                            continue;
+                        }
+                        Ok(Err(e)) => break Err(e.into()),
+                        Err(_) => break Err(SmtpError::Timeout(STARTTLS_TIMEOUT)),
+                    }
+                }
+                let n = match tokio::time::timeout(COMMAND_TIMEOUT, stream.read(&mut chunk)).await {
+                    Err(_) => {
+                        let _ = stream
+                            .write_all(
+                                &r(421, "4.4.2 Idle too long, closing connection").to_bytes(),
+                            )
+                            .await;
+                        break Err(SmtpError::Timeout(COMMAND_TIMEOUT));
+                    }
+                    Ok(Err(e)) => break Err(e.into()),
+                    Ok(Ok(n)) => n,
+                };
+                if n == 0 {
+                    break Ok(());
+                }
+                buf.extend_from_slice(&chunk[..n]);
             };
-            match tokio::time::timeout(STARTTLS_TIMEOUT, tls.0.accept(plain)).await {
-                Ok(Ok(t)) => {
-                    let (_, c) = t.get_ref();
-                    tracing::info!(
-                        version = %crate::tls::version_name(c.protocol_version()),
-                        sni = c.server_name().unwrap_or("-"),
-                        "STARTTLS done"
-                    );
-                    stream = Io::Tls(Box::new(t));
-                    // RFC 3207 §4.2: forget everything learnt before TLS.
-                    s.helo = None;
-                    s.esmtp = false;
-                    s.txn = None;
-                    s.tls_active = true;
-                    framer = Framer::default();
-                    continue;
-                }
-                Ok(Err(e)) => break Err(e.into()),
-                Err(_) => break Err(SmtpError::Timeout(STARTTLS_TIMEOUT)),
+            let _ = stream.shutdown().await;
+            match &result {
+                Ok(()) => tracing::info!(errors = s.errors, "session closed"),
+                Err(e) => tracing::info!(errors = s.errors, "session ended: {e}"),
             }
-        }
-        let n = match tokio::time::timeout(COMMAND_TIMEOUT, stream.read(&mut chunk)).await {
-            Err(_) => {
-                let _ = stream
-                    .write_all(&r(421, "4.4.2 Idle too long, closing connection").to_bytes())
-                    .await;
-                break Err(SmtpError::Timeout(COMMAND_TIMEOUT));
-            }
-            Ok(Err(e)) => break Err(e.into()),
-            Ok(Ok(n)) => n,
-        };
-        if n == 0 {
-            break Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let _ = stream.shutdown().await;
-    match &result {
-        Ok(()) => tracing::info!(errors = s.errors, "session closed"),
-        Err(e) => tracing::info!(errors = s.errors, "session ended: {e}"),
-    }
-    result
+            result
+        },
+        span,
+    )
+    .await
 }
 
 /// The sending rights an identity from the front door grants.
