@@ -948,7 +948,11 @@ impl TlsStream {
     /// record slots, sealed where it lies, written with one `write`; what
     /// the socket does not take is kept in `outgoing` and written first.
     fn pump_from(&mut self, cx: &mut Context<'_>, src: &mut Stream) -> Poll<Result<Moved, Fail>> {
-        ready!(self.poll_drain_out(cx)).map_err(Fail::Write)?;
+        // A little left over (session tickets) goes out with these records;
+        // more is back-pressure: wait until the socket takes it.
+        if self.outgoing.len() - self.out_off > COALESCE {
+            ready!(self.poll_drain_out(cx)).map_err(Fail::Write)?;
+        }
         if self.close_sent {
             return Poll::Ready(Err(Fail::Write(io::ErrorKind::BrokenPipe.into())));
         }
@@ -989,7 +993,7 @@ impl TlsStream {
                 i += 1;
             }
             if !self.outgoing.is_empty() {
-                // A KeyUpdate of ours goes first.
+                // Session tickets or a KeyUpdate of ours go first.
                 self.outgoing.extend_from_slice(&slots[..end]);
                 if let Poll::Ready(Err(e)) = self.poll_drain_out(cx) {
                     return Poll::Ready(Err(Fail::Write(e)));
