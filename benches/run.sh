@@ -237,7 +237,9 @@ EOF
 start_proxy() { # name -> sets PROXY_PID
     case "$1" in
         frontdoor)
-            RUST_LOG=info $PIN_PROXY "$FRONTDOOR" serve --config "$WORK/frontdoor.yaml" \
+            # Errors and warnings only, like HAProxy and nginx below (none of
+            # the three writes a line per connection): FD_LOG=info to include it.
+            RUST_LOG=${FD_LOG:-warn} $PIN_PROXY "$FRONTDOOR" serve --config "$WORK/frontdoor.yaml" \
                 >/dev/null 2>"$WORK/frontdoor.log" &
             ;;
         haproxy)
