@@ -279,6 +279,26 @@ impl TlsStream {
         Ok(())
     }
 
+    /// Hand plaintext left from an earlier read to `buf`; false if none.
+    fn take_plain(&mut self, buf: &mut ReadBuf<'_>) -> bool {
+        if self.plain_off >= self.plain.len() {
+            return false;
+        }
+        let k = buf.remaining().min(self.plain.len() - self.plain_off);
+        buf.put_slice(&self.plain[self.plain_off..self.plain_off + k]);
+        self.consume_plain(k);
+        true
+    }
+
+    /// `k` bytes of `plain` were handed on; the buffer is freed once empty.
+    fn consume_plain(&mut self, k: usize) {
+        self.plain_off += k;
+        if self.plain_off >= self.plain.len() {
+            self.plain = Vec::new();
+            self.plain_off = 0;
+        }
+    }
+
     /// The rustls connection, while it has the records.
     fn rustls(
         conn: &mut Option<UnbufferedServerConnection>,
@@ -511,14 +531,7 @@ impl TlsStream {
     ) -> Poll<io::Result<()>> {
         let start = buf.filled().len();
         loop {
-            if self.plain_off < self.plain.len() {
-                let k = buf.remaining().min(self.plain.len() - self.plain_off);
-                buf.put_slice(&self.plain[self.plain_off..self.plain_off + k]);
-                self.plain_off += k;
-                if self.plain_off == self.plain.len() {
-                    self.plain = Vec::new();
-                    self.plain_off = 0;
-                }
+            if self.take_plain(buf) {
                 return Poll::Ready(Ok(()));
             }
             if self.peer_closed || buf.remaining() == 0 {
@@ -630,14 +643,7 @@ impl AsyncRead for TlsStream {
             return this.poll_read_own(cx, buf);
         }
         loop {
-            if this.plain_off < this.plain.len() {
-                let k = buf.remaining().min(this.plain.len() - this.plain_off);
-                buf.put_slice(&this.plain[this.plain_off..this.plain_off + k]);
-                this.plain_off += k;
-                if this.plain_off == this.plain.len() {
-                    this.plain = Vec::new();
-                    this.plain_off = 0;
-                }
+            if this.take_plain(buf) {
                 return Poll::Ready(Ok(()));
             }
             if this.peer_closed || buf.remaining() == 0 {
@@ -820,11 +826,7 @@ impl TlsStream {
             if k == 0 {
                 return Poll::Ready(Err(Fail::Write(io::ErrorKind::WriteZero.into())));
             }
-            self.plain_off += k;
-            if self.plain_off == self.plain.len() {
-                self.plain = Vec::new();
-                self.plain_off = 0;
-            }
+            self.consume_plain(k);
             return Poll::Ready(Ok(Moved::Bytes(k)));
         }
         loop {
