@@ -213,13 +213,24 @@ impl Auth {
         self.secret.clone()
     }
 
-    /// Resolves once the key `fp` is no longer in the registry in force.
-    pub async fn wait_revoked(&self, fp: [u8; 32]) {
-        let fp = Fingerprint(fp);
+    /// Resolves once the registry in force no longer says what `id` says:
+    /// the key was removed, or its account, login or `imap_preauth` changed.
+    /// The connection that carries `id` then ends, as for a removed key;
+    /// the next one carries the new identity.
+    pub async fn wait_changed(&self, id: &Identity) -> &'static str {
+        let fp = Fingerprint(id.fingerprint);
         let mut rx = self.registry.subscribe();
         loop {
-            if rx.borrow_and_update().lookup(&fp).is_none() {
-                return;
+            match rx.borrow_and_update().lookup(&fp) {
+                None => return "client key removed from the registry",
+                Some(e)
+                    if e.account != id.account
+                        || e.login != id.login
+                        || e.imap_preauth != id.imap_preauth =>
+                {
+                    return "client key's identity changed in the registry";
+                }
+                Some(_) => {}
             }
             if rx.changed().await.is_err() {
                 // The registry is gone (shutdown): nothing will revoke.

@@ -854,6 +854,26 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
         );
     }
     let mail = raw.mail.map(|m| crate::mail::config::validate(m, base, r));
+    if let Some(m) = &mail {
+        // Loopback is not a trust boundary: a TCP listener that takes PROXY
+        // headers honours an identity only with an HMAC. A secret exists when
+        // the operator names one, or when this config also runs the front
+        // door (one process: generated in the data directory).
+        let has_secret = client_auth
+            .as_ref()
+            .is_some_and(|c| c.identity_secret.is_some())
+            || !listeners.is_empty();
+        for (name, addr) in [("submission", &m.submission), ("imap", &m.imap)] {
+            if let (Some(crate::mail::config::ListenAddr::Tcp(a)), false) = (addr, has_secret) {
+                r.at(
+                    &format!("mail.{name}.listen"),
+                    format!(
+                        "TCP listener {a} would honour identity TLVs without a secret: any local process can reach it and claim to be anyone. Set client_auth.identity_secret (the file the front door signs headers with), or listen on a unix: socket"
+                    ),
+                );
+            }
+        }
+    }
     Config {
         path: path.to_owned(),
         listeners,

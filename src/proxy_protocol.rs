@@ -14,7 +14,9 @@
 //! - a v2 header is at most `MAX_V2_LEN` bytes and a v1 line at most 107
 //!   bytes (§2.1); anything longer is an error, not a buffer to grow;
 //! - with an identity secret the HMAC TLV is last and covers the whole header
-//!   with its own value zeroed (the same trick as `PP2_TYPE_CRC32C`, §2.2.5).
+//!   with its own value zeroed (the same trick as `PP2_TYPE_CRC32C`, §2.2.5),
+//!   and a timestamp TLV just before it, so that a receiver can refuse a
+//!   captured header once it is older than a small window.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -60,6 +62,9 @@ pub const FD_TYPE_KEY_FINGERPRINT: u8 = 0xE2;
 pub const FD_TYPE_FLAGS: u8 = 0xE3;
 /// Registry name of the key (UTF-8), e.g. `alice-phone`; informational.
 pub const FD_TYPE_KEY_NAME: u8 = 0xE4;
+/// When the header was made: 8 bytes, big-endian milliseconds since the
+/// Unix epoch. Written with the HMAC (which covers it), just before it.
+pub const FD_TYPE_TIMESTAMP: u8 = 0xE5;
 /// HMAC-SHA256 (32 bytes) over the whole header with this value zeroed.
 /// Always the last TLV when present.
 pub const FD_TYPE_HMAC: u8 = 0xEF;
@@ -93,6 +98,10 @@ pub struct SslInfo {
     pub key_alg: Option<String>,
     /// `PP2_SUBTYPE_SSL_CN`: only ever the registry's login for a pinned key.
     pub cn: Option<String>,
+    /// The TLS session was resumed: the certificate was presented on an
+    /// earlier connection of the session (`PP2_CLIENT_CERT_SESS`), not on
+    /// this one (`PP2_CLIENT_CERT_CONN`).
+    pub resumed: bool,
 }
 
 /// The authenticated identity as it travels to the backend.
@@ -154,9 +163,23 @@ fn push_tlv(out: &mut Vec<u8>, ty: u8, value: &[u8]) {
     out.extend_from_slice(&value[..len]);
 }
 
+/// Milliseconds since the Unix epoch, as [`FD_TYPE_TIMESTAMP`] carries them.
+pub fn unix_millis_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// Encode a PROXY v2 header (§2.2) for a proxied TCP connection.
-/// With `secret`, an HMAC TLV is appended last (see module docs).
+/// With `secret`, a timestamp TLV (now) and an HMAC TLV are appended last
+/// (see module docs).
 pub fn encode_v2(info: &ConnInfo, secret: Option<&[u8]>) -> Vec<u8> {
+    encode_v2_at(info, secret, unix_millis_now())
+}
+
+/// [`encode_v2`] with the timestamp given (milliseconds since the epoch).
+pub fn encode_v2_at(info: &ConnInfo, secret: Option<&[u8]>, now_ms: u64) -> Vec<u8> {
     let (src, dst) = same_family(info.src, info.dst);
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(&V2_SIGNATURE);
@@ -197,7 +220,11 @@ pub fn encode_v2(info: &ConnInfo, secret: Option<&[u8]>) -> Vec<u8> {
         let mut v = Vec::with_capacity(96);
         let mut client = PP2_CLIENT_SSL;
         if ssl.client_cert {
-            client |= PP2_CLIENT_CERT_CONN;
+            client |= if ssl.resumed {
+                PP2_CLIENT_CERT_SESS
+            } else {
+                PP2_CLIENT_CERT_CONN
+            };
         }
         v.push(client);
         let verify: u32 = if ssl.verified { 0 } else { 1 };
@@ -228,6 +255,7 @@ pub fn encode_v2(info: &ConnInfo, secret: Option<&[u8]>) -> Vec<u8> {
         push_tlv(&mut out, FD_TYPE_KEY_NAME, id.key_name.as_bytes());
     }
     if let Some(secret) = secret {
+        push_tlv(&mut out, FD_TYPE_TIMESTAMP, &now_ms.to_be_bytes());
         push_tlv(&mut out, FD_TYPE_HMAC, &[0u8; HMAC_LEN]);
         set_len(&mut out);
         let tag = hmac_tag(secret, &out);
@@ -542,6 +570,21 @@ impl Header {
         })
     }
 
+    /// [`FD_TYPE_TIMESTAMP`]: milliseconds since the epoch, if present and
+    /// exactly 8 bytes. Trust it only after [`Header::verify_hmac`].
+    pub fn timestamp_ms(&self) -> Option<u64> {
+        let v: [u8; 8] = self.tlv(FD_TYPE_TIMESTAMP)?.try_into().ok()?;
+        Some(u64::from_be_bytes(v))
+    }
+
+    /// The HMAC tag, if the last TLV is one (for a replay cache).
+    pub fn hmac_tag(&self) -> Option<&[u8]> {
+        match self.tlvs.last() {
+            Some((FD_TYPE_HMAC, tag)) if tag.len() == HMAC_LEN => Some(tag),
+            _ => None,
+        }
+    }
+
     /// Check the HMAC TLV with `secret`. False when absent, not last, or wrong.
     pub fn verify_hmac(&self, secret: &[u8]) -> bool {
         let Some((ty, tag)) = self.tlvs.last() else {
@@ -627,6 +670,7 @@ mod tests {
             sig_alg: None,
             key_alg: None,
             cn: Some("alice@example.org".into()),
+            resumed: false,
         });
         i.identity = Some(IdentityTlvs {
             account: "alice@example.org".into(),
@@ -635,7 +679,7 @@ mod tests {
             fingerprint: [7; 32],
             no_imap_preauth: true,
         });
-        let b = encode_v2(&i, Some(b"secret"));
+        let b = encode_v2_at(&i, Some(b"secret"), 1_700_000_000_123);
         let mut with_payload = b.clone();
         with_payload.extend_from_slice(b"a001 CAPABILITY\r\n");
         let Decoded::Complete { header, len } = decode(&with_payload).unwrap() else {
@@ -649,6 +693,31 @@ mod tests {
         assert_eq!(ssl.client, PP2_CLIENT_SSL | PP2_CLIENT_CERT_CONN);
         assert_eq!(ssl.verify, 0);
         assert_eq!(ssl.sub(PP2_SUBTYPE_SSL_CN), Some(&b"alice@example.org"[..]));
+        // The timestamp is the TLV before the HMAC, which covers it.
+        assert_eq!(header.timestamp_ms(), Some(1_700_000_000_123));
+        let n = header.tlvs.len();
+        assert_eq!(header.tlvs[n - 2].0, FD_TYPE_TIMESTAMP);
+        let mut later = b.clone();
+        let at = b.len() - 32 - 3 - 1;
+        later[at] ^= 1;
+        let Decoded::Complete { header: h2, .. } = decode(&later).unwrap() else {
+            panic!("incomplete")
+        };
+        assert_ne!(h2.timestamp_ms(), header.timestamp_ms());
+        assert!(
+            !h2.verify_hmac(b"secret"),
+            "a changed timestamp breaks the MAC"
+        );
+        // A resumed session's certificate is the session's, not this connection's.
+        i.ssl.as_mut().unwrap().resumed = true;
+        let r = encode_v2(&i, None);
+        let Decoded::Complete { header: h3, .. } = decode(&r).unwrap() else {
+            panic!("incomplete")
+        };
+        assert_eq!(
+            h3.ssl().unwrap().client,
+            PP2_CLIENT_SSL | PP2_CLIENT_CERT_SESS
+        );
         // Every prefix is Incomplete, never an error.
         for k in 0..b.len() {
             assert_eq!(decode(&b[..k]).unwrap(), Decoded::Incomplete, "prefix {k}");

@@ -59,7 +59,10 @@ pub fn check(path: &Path) -> Result<Config, Problems> {
 }
 
 /// Run the front door until SIGTERM/SIGINT; SIGHUP reloads certificates and registry.
-pub async fn serve(cfg: Config) -> Result<(), String> {
+pub async fn serve(mut cfg: Config) -> Result<(), String> {
+    // Front door and bundled servers in one process share a generated
+    // identity secret: the front door signs, the servers check.
+    crate::mail::prepare_identity_secret(&mut cfg).map_err(|e| e.to_string())?;
     let shutdown = CancellationToken::new();
     let grace = cfg.timeouts.shutdown_grace;
     // Bind the front door (certificates, listeners) first: the inbound MX's

@@ -53,7 +53,7 @@ async fn idle_sessions_are_cheap() {
         )
         .unwrap();
     let ctx = Arc::new(ImapContext::new(store.clone(), accounts, Arc::new(cfg)));
-    let mut peer = PeerInfo::direct(Source::Unix);
+    let mut peer = PeerInfo::direct(Source::Unix { uid: None });
     peer.identity = Some(IdentityTlvs {
         account: "alice@example.org".into(),
         login: "alice@example.org".into(),

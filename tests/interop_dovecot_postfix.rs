@@ -332,6 +332,7 @@ async fn imap_with_header(stack: &MailStack, cn: Option<&str>, port: u16) -> Ima
             sig_alg: None,
             key_alg: None,
             cn: cn.map(str::to_owned),
+            resumed: false,
         }),
         // The whole header as frontdoor sends it for a pinned key: Dovecot
         // must skip the 0xE0.. identity TLVs and the HMAC.

@@ -29,7 +29,7 @@ fn sender(
     sent: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
 ) {
-    let header = (!lmtp).then(|| proxy_header(Some(identity("alice@example.org")), None));
+    let header = (!lmtp).then(|| proxy_header(Some(identity("alice@example.org")), Some(SECRET)));
     let Some(mut c) = Client::try_connect(addr, header.as_deref()) else {
         return;
     };

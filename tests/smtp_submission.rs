@@ -19,7 +19,7 @@ fn send_mail(c: &mut Client, from: &str, to: &str, token: &str) -> (u16, String)
 #[test]
 fn identity_sends_without_auth_and_mail_lands_in_store() {
     let mut srv = Server::new(Opts::default());
-    let h = proxy_header(Some(identity("alice@example.org")), None);
+    let h = proxy_header(Some(identity("alice@example.org")), Some(SECRET));
     let mut c = Client::open(srv.submission, Some(&h));
     let (code, ehlo) = c.cmd("EHLO client.example");
     assert_eq!(code, 250);
@@ -102,7 +102,7 @@ fn without_identity_auth_is_required_then_plain_and_login_work() {
 #[test]
 fn identity_auth_rules() {
     let srv = Server::new(Opts::default());
-    let h = proxy_header(Some(identity("alice@example.org")), None);
+    let h = proxy_header(Some(identity("alice@example.org")), Some(SECRET));
     // EXTERNAL with empty authzid, and with the login.
     let mut c = Client::open(srv.submission, Some(&h));
     c.cmd("EHLO x");
@@ -147,7 +147,7 @@ fn identity_auth_rules() {
 #[test]
 fn refusals_553_relaying_and_from_mismatch() {
     let srv = Server::new(Opts::default());
-    let h = proxy_header(Some(identity("alice@example.org")), None);
+    let h = proxy_header(Some(identity("alice@example.org")), Some(SECRET));
     let mut c = Client::open(srv.submission, Some(&h));
     c.cmd("EHLO x");
     let (code, t) = c.cmd("MAIL FROM:<bob@example.org>");
@@ -206,7 +206,7 @@ fn connection_without_header_or_from_untrusted_source_or_bad_hmac_is_closed() {
 #[test]
 fn bad_input_gets_the_right_replies() {
     let srv = Server::new(Opts::default());
-    let h = proxy_header(Some(identity("alice@example.org")), None);
+    let h = proxy_header(Some(identity("alice@example.org")), Some(SECRET));
     let mut c = Client::open(srv.submission, Some(&h));
     assert_eq!(
         c.cmd("MAIL FROM:<alice@example.org>").0,
@@ -271,7 +271,7 @@ fn bad_input_gets_the_right_replies() {
 #[test]
 fn several_local_recipients_get_one_copy_each() {
     let mut srv = Server::new(Opts::default());
-    let h = proxy_header(Some(identity("alice@example.org")), None);
+    let h = proxy_header(Some(identity("alice@example.org")), Some(SECRET));
     let mut c = Client::open(srv.submission, Some(&h));
     c.cmd("EHLO x");
     c.cmd("MAIL FROM:<alice@example.org>");

@@ -36,6 +36,8 @@ pub struct Peer {
     pub tls_version: String,
     pub cipher: String,
     pub client_cert: bool,
+    /// The TLS session was resumed (the certificate is the session's).
+    pub resumed: bool,
     pub identity: Option<Arc<Identity>>,
 }
 
@@ -155,15 +157,16 @@ struct Relaying<'a> {
     tls: tls_stream::TlsStream,
     be: BackendStream,
     route: usize,
-    /// The pinned key, for closing the connection when it is revoked.
-    fingerprint: Option<[u8; 32]>,
+    /// The pinned key's identity, for closing the connection when the
+    /// registry revokes or changes it.
+    identity: Option<Arc<Identity>>,
     _open_metric: OpenMetric,
 }
 
 impl Relaying<'_> {
     async fn relay(&mut self, shared: &Shared) {
         let cfg = &shared.config;
-        let stop = stop_signal(shared, self.fingerprint);
+        let stop = stop_signal(shared, self.identity.as_deref());
         let out = relay::relay(&mut self.tls, &mut self.be, cfg.timeouts.idle, stop).await;
         self.log.up = out.up;
         self.log.down = out.down;
@@ -359,6 +362,7 @@ async fn setup<'a>(
                 .map(|c| format!("{:?}", c.suite()))
                 .unwrap_or_default(),
             client_cert: certs.is_some_and(|c| !c.is_empty()),
+            resumed: sc.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
             identity: match &key {
                 ClientKey::Pinned(i) => Some(i.clone()),
                 _ => None,
@@ -553,7 +557,7 @@ async fn setup<'a>(
         tls,
         be,
         route: ri,
-        fingerprint: peer.identity.as_ref().map(|i| i.fingerprint),
+        identity: peer.identity.clone(),
         _open_metric,
     }))
 }
@@ -667,18 +671,19 @@ async fn be_shutdown(be: &mut BackendStream) -> std::io::Result<()> {
 }
 
 /// Resolves when this connection must end early: shutdown grace over, or
-/// (for an authenticated connection) its key left the registry.
-async fn stop_signal(shared: &Shared, fingerprint: Option<[u8; 32]>) -> &'static str {
+/// (for an authenticated connection) its key left the registry or now
+/// stands for another identity.
+async fn stop_signal(shared: &Shared, identity: Option<&Identity>) -> &'static str {
     let revoked = async {
-        match (&shared.auth, fingerprint) {
+        match (&shared.auth, identity) {
             // Boxed: anonymous connections do not carry its state.
-            (Some(a), Some(fp)) => Box::pin(a.wait_revoked(fp)).await,
+            (Some(a), Some(id)) => Box::pin(a.wait_changed(id)).await,
             _ => std::future::pending().await,
         }
     };
     tokio::select! {
         _ = shared.force_close.cancelled() => "shutdown: drain grace period over",
-        _ = revoked => "client key removed from the registry",
+        why = revoked => why,
     }
 }
 
@@ -704,6 +709,7 @@ fn conn_info(peer: &Peer, sig_alg: String, key_alg: String) -> ConnInfo {
             sig_alg: Some(sig_alg),
             key_alg: Some(key_alg),
             cn: peer.identity.as_ref().map(|i| i.login.clone()),
+            resumed: peer.resumed,
         }),
         identity,
     }

@@ -30,6 +30,10 @@ pub struct RawMail {
     #[serde(default)]
     trusted_proxies: Option<Vec<String>>,
     #[serde(default)]
+    trusted_uids: Option<Vec<u32>>,
+    #[serde(default)]
+    identity_max_age: Option<String>,
+    #[serde(default)]
     submission: Option<RawListen>,
     #[serde(default)]
     imap: Option<RawListen>,
@@ -139,6 +143,11 @@ pub struct MailConfig {
     /// PROXY headers (and identities) are honoured only from these sources
     /// and from Unix-socket peers.
     pub trusted_proxies: Vec<IpNet>,
+    /// Uids besides this process's own that may send a PROXY header on a
+    /// Unix socket (`SO_PEERCRED`).
+    pub trusted_uids: Vec<u32>,
+    /// How old a signed PROXY header may be before it is refused.
+    pub identity_max_age: std::time::Duration,
     pub submission: Option<ListenAddr>,
     /// Carried for the IMAP server.
     pub imap: Option<ListenAddr>,
@@ -163,6 +172,8 @@ impl MailConfig {
             domains: Vec::new(),
             data_dir,
             trusted_proxies: default_trusted(),
+            trusted_uids: Vec::new(),
+            identity_max_age: crate::mail::peer::DEFAULT_IDENTITY_MAX_AGE,
             submission: None,
             imap: None,
             lmtp: None,
@@ -243,6 +254,29 @@ pub fn validate(raw: RawMail, base: &Path, r: &mut Reporter) -> MailConfig {
             })
             .collect(),
     };
+    let trusted_uids = raw.trusted_uids.unwrap_or_default();
+    let identity_max_age = match raw.identity_max_age {
+        None => crate::mail::peer::DEFAULT_IDENTITY_MAX_AGE,
+        Some(s) => match humantime::parse_duration(&s) {
+            Ok(d)
+                if d >= std::time::Duration::from_secs(1)
+                    && d <= std::time::Duration::from_secs(600) =>
+            {
+                d
+            }
+            Ok(_) => {
+                r.at("mail.identity_max_age", "must be between 1s and 10m");
+                crate::mail::peer::DEFAULT_IDENTITY_MAX_AGE
+            }
+            Err(e) => {
+                r.at(
+                    "mail.identity_max_age",
+                    format!("bad duration {s:?}: {e} (examples: 30s, 2m)"),
+                );
+                crate::mail::peer::DEFAULT_IDENTITY_MAX_AGE
+            }
+        },
+    };
     let mut listen = |name: &str, v: Option<RawListen>| -> Option<ListenAddr> {
         let v = v?;
         match ListenAddr::parse(&v.listen, base) {
@@ -317,6 +351,8 @@ pub fn validate(raw: RawMail, base: &Path, r: &mut Reporter) -> MailConfig {
         domains,
         data_dir,
         trusted_proxies,
+        trusted_uids,
+        identity_max_age,
         submission,
         imap,
         lmtp,

@@ -17,7 +17,7 @@ pub mod smtp;
 pub mod store;
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -97,8 +97,15 @@ pub enum Listener {
 }
 
 impl Listener {
-    /// Bind `addr`. A Unix socket replaces a stale socket file and gets mode 0660.
+    /// Bind `addr` with [`SocketMode::Shared`] (mode 0660).
     pub async fn bind(addr: &ListenAddr) -> Result<Listener, MailError> {
+        Self::bind_with(addr, SocketMode::Shared).await
+    }
+
+    /// Bind `addr`. A Unix socket replaces a stale socket file and gets the
+    /// mode `mode` asks for; a socket directory this call creates gets 0700
+    /// (0711 for [`SocketMode::Peers`]).
+    pub async fn bind_with(addr: &ListenAddr, mode: SocketMode) -> Result<Listener, MailError> {
         let err = |e| MailError::Bind {
             addr: addr.to_string(),
             err: e,
@@ -108,7 +115,16 @@ impl Listener {
             ListenAddr::Unix(p) => {
                 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
                 if let Some(dir) = p.parent() {
-                    std::fs::create_dir_all(dir).map_err(err)?;
+                    if !dir.exists() {
+                        std::fs::create_dir_all(dir).map_err(err)?;
+                        let dmode = if mode == SocketMode::Peers {
+                            0o711
+                        } else {
+                            0o700
+                        };
+                        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(dmode))
+                            .map_err(err)?;
+                    }
                 }
                 if let Ok(m) = std::fs::symlink_metadata(p) {
                     if m.file_type().is_socket() {
@@ -116,7 +132,12 @@ impl Listener {
                     }
                 }
                 let l = UnixListener::bind(p).map_err(err)?;
-                std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o660)).map_err(err)?;
+                let smode = match mode {
+                    SocketMode::Owner => 0o600,
+                    SocketMode::Shared => 0o660,
+                    SocketMode::Peers => 0o666,
+                };
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(smode)).map_err(err)?;
                 Ok(Listener::Unix(l))
             }
         }
@@ -143,10 +164,23 @@ impl Listener {
             }
             Listener::Unix(l) => {
                 let (s, _) = l.accept().await?;
-                Ok((Conn::Unix(s), Source::Unix))
+                let uid = s.peer_cred().ok().map(|c| c.uid());
+                Ok((Conn::Unix(s), Source::Unix { uid }))
             }
         }
     }
+}
+
+/// Who may open a Unix socket (the kernel's check, before `SO_PEERCRED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketMode {
+    /// Only this uid (0600): a PROXY socket with no `mail.trusted_uids`.
+    Owner,
+    /// This uid and its group (0660): LMTP from the local MTA.
+    Shared,
+    /// Anyone may connect (0666); the peer's uid is checked on accept
+    /// against `mail.trusted_uids` before a byte is read.
+    Peers,
 }
 
 /// How a listener treats the start of a connection.
@@ -177,7 +211,9 @@ pub async fn accept_peer(
                 }
             }
         }
-        Intro::TrustedDirect if !trust.trusts(source) => {
+        // LMTP on a Unix socket is guarded by the socket's mode (the MTA's
+        // uid is not the front door's); over TCP by `trusted_proxies`.
+        Intro::TrustedDirect if matches!(source, Source::Tcp(_)) && !trust.trusts(source) => {
             tracing::warn!(source = ?source, "connection refused: source not in trusted_proxies");
             None
         }
@@ -277,6 +313,83 @@ pub fn read_identity_secret(path: &Path) -> Result<Vec<u8>, MailError> {
     Ok(b.trim_ascii().to_vec())
 }
 
+/// File name of the generated secret inside `mail.data_dir`.
+pub const GENERATED_SECRET: &str = "identity_secret";
+
+/// Where the identity secret of a configuration comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// `client_auth.identity_secret`, provided by the operator.
+    Configured(PathBuf),
+    /// Front door and bundled servers in one configuration (one process):
+    /// generated on first start in the data directory (mode 0600).
+    Generated(PathBuf),
+    /// None: identities are honoured only from allowed Unix-socket peers.
+    None,
+}
+
+impl SecretSource {
+    pub fn of(cfg: &Config) -> SecretSource {
+        if let Some(p) = cfg
+            .client_auth
+            .as_ref()
+            .and_then(|c| c.identity_secret.clone())
+        {
+            return SecretSource::Configured(p);
+        }
+        match &cfg.mail {
+            Some(m) if !cfg.listeners.is_empty() => {
+                SecretSource::Generated(m.data_dir.join(GENERATED_SECRET))
+            }
+            _ => SecretSource::None,
+        }
+    }
+}
+
+/// For one-process configurations: create the generated secret if it does
+/// not exist yet and point `client_auth.identity_secret` at it, so that the
+/// front door signs with what the bundled servers check. Idempotent.
+pub fn prepare_identity_secret(cfg: &mut Config) -> Result<(), MailError> {
+    let SecretSource::Generated(path) = SecretSource::of(cfg) else {
+        return Ok(());
+    };
+    let err = |err| MailError::Secret {
+        path: path.display().to_string(),
+        err,
+    };
+    if !path.exists() {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let mut raw = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw)
+            .map_err(|_| err(io::Error::other("no randomness from the OS")))?;
+        use base64::Engine;
+        let text = base64::engine::general_purpose::STANDARD.encode(raw);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(mut f) => {
+                f.write_all(format!("{text}\n").as_bytes()).map_err(err)?;
+                f.sync_all().map_err(err)?;
+                tracing::info!(path = %path.display(), "generated the identity secret shared by the front door and the bundled mail servers");
+            }
+            // Another start made it first: use theirs.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(err(e)),
+        }
+    }
+    if let Some(ca) = cfg.client_auth.as_mut() {
+        ca.identity_secret = Some(path);
+    }
+    Ok(())
+}
+
 /// Open the store and start the configured SMTP listeners (submission, LMTP,
 /// inbound) from the whole configuration. `frontdoor serve` calls this when
 /// `mail:` is present; `frontdoor mail serve` runs only this.
@@ -295,13 +408,11 @@ pub async fn start(
         ))),
         None => None,
     };
-    let secret = match cfg
-        .client_auth
-        .as_ref()
-        .and_then(|c| c.identity_secret.as_ref())
-    {
-        Some(p) => Some(read_identity_secret(p)?),
-        None => None,
+    let mut cfg = cfg.clone();
+    prepare_identity_secret(&mut cfg)?;
+    let secret = match SecretSource::of(&cfg) {
+        SecretSource::Configured(p) | SecretSource::Generated(p) => Some(read_identity_secret(&p)?),
+        SecretSource::None => None,
     };
     let mail = Arc::new(mail);
     std::fs::create_dir_all(&mail.data_dir).map_err(store::StoreError::from)?;
@@ -310,10 +421,21 @@ pub async fn start(
         .await
         .map_err(|e| store::StoreError::Corrupt(format!("store open task: {e}")))??;
     let accounts = Accounts::new(&mail.data_dir, &mail.domains, mail.auto_create);
+    let mut unix_uids: Vec<u32> = peer::own_uid().into_iter().collect();
+    unix_uids.extend(mail.trusted_uids.iter().copied());
     let trust = Arc::new(TrustPolicy {
         trusted: mail.trusted_proxies.clone(),
+        unix_uids,
         identity_secret: secret,
+        max_age: mail.identity_max_age,
+        replay: Arc::default(),
     });
+    // PROXY sockets: only this uid may connect, unless other uids are named.
+    let proxy_mode = if mail.trusted_uids.is_empty() {
+        SocketMode::Owner
+    } else {
+        SocketMode::Peers
+    };
     let tracker = TaskTracker::new();
     if let Some(after) = mail.delete_after {
         tracker.spawn(expire_loop(store.clone(), after, shutdown.clone()));
@@ -351,7 +473,11 @@ pub async fn start(
     ];
     for (mode, addr, intro, name) in listeners {
         let Some(addr) = addr else { continue };
-        let l = Listener::bind(addr).await?;
+        let sock_mode = match intro {
+            Intro::ProxyRequired => proxy_mode,
+            _ => SocketMode::Shared,
+        };
+        let l = Listener::bind_with(addr, sock_mode).await?;
         let bound = l.local_addr();
         tracing::info!(listener = name, addr = %bound.as_ref().map(ToString::to_string).unwrap_or_default(), "listening");
         match mode {
@@ -387,7 +513,7 @@ pub async fn start(
         );
     }
     if let Some(addr) = mail.imap.as_ref() {
-        let l = Listener::bind(addr).await?;
+        let l = Listener::bind_with(addr, proxy_mode).await?;
         servers.imap = l.local_addr();
         tracing::info!(listener = "imap", addr = %servers.imap.as_ref().map(ToString::to_string).unwrap_or_default(), "listening");
         let ctx = Arc::new(imap::session::ImapContext::new(

@@ -117,6 +117,25 @@ impl Stack {
         dir: tempfile::TempDir,
         mail_extra: &str,
     ) -> Stack {
+        Self::start_at(
+            keys,
+            dir,
+            mail_extra,
+            "unix:imap.sock",
+            "unix:submission.sock",
+        )
+    }
+
+    /// `start_with`, the bundled IMAP and submission servers listening at
+    /// `imap` and `submission` (`unix:PATH` or `ip:port`), where the front
+    /// door's routes send them.
+    pub fn start_at(
+        keys: &[(&Key, &str, bool)],
+        dir: tempfile::TempDir,
+        mail_extra: &str,
+        imap: &str,
+        submission: &str,
+    ) -> Stack {
         let d = dir.path();
         let (c, k) = common::write_cert(d, "server", &["localhost", "mail.example.org"]);
         let mut reg = String::from("keys:\n");
@@ -128,7 +147,7 @@ impl Stack {
         }
         std::fs::write(d.join("keys.yaml"), reg).unwrap();
         let cfg = format!(
-            "listeners:\n  - bind: \"127.0.0.1:0\"\n  - bind: \"127.0.0.1:0\"\n    route: imap\ntls:\n  certificates:\n    - {{ cert: {}, key: {} }}\nroutes:\n  imap: {{ alpn: [imap], backend: \"unix:imap.sock\", proxy_protocol: v2 }}\n  submission: {{ alpn: [smtp], backend: \"unix:submission.sock\", proxy_protocol: v2 }}\nclient_auth:\n  registry: keys.yaml\n  unknown_key: anonymous\nmail:\n  domains: [example.org]\n  data_dir: data\n  submission: {{ listen: \"unix:submission.sock\" }}\n  imap: {{ listen: \"unix:imap.sock\" }}\n  max_message_size: 10000000\n{mail_extra}",
+            "listeners:\n  - bind: \"127.0.0.1:0\"\n  - bind: \"127.0.0.1:0\"\n    route: imap\ntls:\n  certificates:\n    - {{ cert: {}, key: {} }}\nroutes:\n  imap: {{ alpn: [imap], backend: \"{imap}\", proxy_protocol: v2 }}\n  submission: {{ alpn: [smtp], backend: \"{submission}\", proxy_protocol: v2 }}\nclient_auth:\n  registry: keys.yaml\n  unknown_key: anonymous\nmail:\n  domains: [example.org]\n  data_dir: data\n  submission: {{ listen: \"{submission}\" }}\n  imap: {{ listen: \"{imap}\" }}\n  max_message_size: 10000000\n{mail_extra}",
             c.display(),
             k.display(),
         );

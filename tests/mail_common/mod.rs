@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 use frontdoor::proxy_protocol::{encode_v2, ConnInfo, IdentityTlvs};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_frontdoor");
+/// The identity secret the default server checks (TCP listeners honour an
+/// identity only with an HMAC made with it).
+pub const SECRET_TEXT: &str = "test-identity-secret-0123456789";
+pub const SECRET: &[u8] = SECRET_TEXT.as_bytes();
 
 pub struct Opts {
     pub trusted: &'static str,
@@ -28,7 +32,7 @@ impl Default for Opts {
     fn default() -> Self {
         Self {
             trusted: "127.0.0.0/8",
-            secret: None,
+            secret: Some(SECRET_TEXT),
             relay: None,
             max_size: 100_000,
             auto_create: false,
