@@ -92,8 +92,8 @@ fn as_user(uid: u32, groups: &[u32], program: &Path) -> Command {
 
 /// What the other local user gets when it talks to a backend itself
 /// (tests/interop/forge.py, run by Debian's python3 as uid 65534).
-fn intruder(stack: &MailStack, uid: u32, groups: &[u32], args: &[&str]) -> String {
-    let script = stack.path().join("forge.py");
+fn intruder(dir: &Path, uid: u32, groups: &[u32], args: &[&str]) -> String {
+    let script = dir.join("forge.py");
     if !script.exists() {
         std::fs::write(&script, include_str!("interop/forge.py")).unwrap();
         chmod(&script, 0o644);
@@ -112,27 +112,27 @@ fn intruder(stack: &MailStack, uid: u32, groups: &[u32], args: &[&str]) -> Strin
     stdout
 }
 
-/// Load `deploy/nftables/frontdoor.nft` with frontdoor's uid as a number.
-fn load_firewall(stack: &MailStack) {
-    let shipped = std::fs::read_to_string(format!("{DEPLOY}/nftables/frontdoor.nft")).unwrap();
+/// Load `deploy/nftables/FILE` with frontdoor's uid as a number.
+fn load_firewall(dir: &Path, file: &str) {
+    let shipped = std::fs::read_to_string(format!("{DEPLOY}/nftables/{file}")).unwrap();
     let rules = shipped.replace(
         "meta skuid != \"frontdoor\"",
         &format!("meta skuid != {FD_UID}"),
     );
     assert_ne!(
         rules, shipped,
-        "deploy/nftables/frontdoor.nft no longer matches on skuid \"frontdoor\""
+        "deploy/nftables/{file} no longer matches on skuid \"frontdoor\""
     );
-    let file = stack.path().join("frontdoor.nft");
-    std::fs::write(&file, rules).unwrap();
+    let path = dir.join(file);
+    std::fs::write(&path, rules).unwrap();
     let out = Command::new("nft")
         .arg("-f")
-        .arg(&file)
+        .arg(&path)
         .output()
         .unwrap_or_else(|e| panic!("nft: {e} ({NEED})"));
     assert!(
         out.status.success(),
-        "nft -f: {}",
+        "nft -f {file}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -291,7 +291,7 @@ fn dovecot_proxy_listener_admits_frontdoor_only() {
     // The snippet alone: loopback is trusted, so the forgery works. This is
     // what the rule below is for (and shows the forgery is a real one).
     let out = intruder(
-        &s.stack,
+        s.stack.path(),
         INTRUDER_UID,
         &[],
         &["imap", "1143", "bob@example.org"],
@@ -308,9 +308,9 @@ fn dovecot_proxy_listener_admits_frontdoor_only() {
         s.stack.dovecot_log()
     );
 
-    load_firewall(&s.stack);
+    load_firewall(s.stack.path(), "frontdoor.nft");
     let out = intruder(
-        &s.stack,
+        s.stack.path(),
         INTRUDER_UID,
         &[],
         &["imap", "1143", "bob@example.org"],
@@ -372,10 +372,10 @@ fn postfix_sockets_admit_frontdoor_only_and_clients_cannot_xclient() {
     for sock in [&xclient_sock, &proxied_sock] {
         let sock = sock.display().to_string();
         let out = intruder(
-            &s.stack,
+            s.stack.path(),
             INTRUDER_UID,
             &[],
-            &["smtp", &sock, "bob@example.org"],
+            &["smtp", &sock, "LOGIN=bob@example.org"],
         );
         assert!(
             out.contains(r#""connect": "error""#) && out.contains("Permission denied"),
@@ -388,7 +388,7 @@ fn postfix_sockets_admit_frontdoor_only_and_clients_cannot_xclient() {
     // nor accepted any more.
     let sock = xclient_sock.display().to_string();
     let out = intruder(
-        &s.stack,
+        s.stack.path(),
         FD_UID,
         &[gid_of("postdrop")],
         &[
@@ -512,4 +512,38 @@ fn postfix_sockets_admit_frontdoor_only_and_clients_cannot_xclient() {
         "{}",
         s.stack.postfix_log()
     );
+}
+
+const CHATMAIL_TEST: &str = "chatmail_rules_admit_one_uid_per_port";
+
+/// `deploy/nftables/chatmail.nft`: Postfix's smarthost port admits uid
+/// frontdoor only, frontdoor's LMTP port uid postfix only; uid 65534 gets
+/// neither.
+#[test]
+fn chatmail_rules_admit_one_uid_per_port() {
+    if !in_own_netns(CHATMAIL_TEST) {
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("fd-chatmail-")
+        .tempdir()
+        .unwrap();
+    chmod(dir.path(), 0o711);
+    // Listening is enough: the kernel completes the handshake.
+    let _smarthost = std::net::TcpListener::bind("127.0.0.1:10025").unwrap();
+    let _lmtp = std::net::TcpListener::bind("127.0.0.1:24").unwrap();
+    let postfix = interop::uid_of("postfix");
+    let connects = |uid: u32, port: &str| {
+        let out = intruder(dir.path(), uid, &[], &["tcp", port]);
+        out.contains(r#""connect": "ok""#)
+    };
+    // Without the rules every uid gets through: the test can tell.
+    assert!(connects(INTRUDER_UID, "10025") && connects(INTRUDER_UID, "24"));
+    load_firewall(dir.path(), "chatmail.nft");
+    assert!(!connects(INTRUDER_UID, "10025"));
+    assert!(!connects(INTRUDER_UID, "24"));
+    assert!(!connects(postfix, "10025"));
+    assert!(!connects(FD_UID, "24"));
+    assert!(connects(FD_UID, "10025"));
+    assert!(connects(postfix, "24"));
 }

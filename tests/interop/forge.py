@@ -6,6 +6,7 @@ stdout and exits 0 whatever the backends answer (the object says).
   forge.py imap PORT LOGIN   PROXY v2 header to 127.0.0.1:PORT claiming a
                              pinned key whose login is LOGIN (PP2_TYPE_SSL
                              with PP2_SUBTYPE_SSL_CN), then AUTHENTICATE EXTERNAL
+  forge.py tcp PORT          only connect to 127.0.0.1:PORT
   forge.py smtp SOCKET ATTRS...
                              on a Postfix UNIX-domain socket: EHLO, then for
                              each ATTRS "XCLIENT ATTRS" and EHLO again
@@ -99,9 +100,22 @@ def smtp(path, attrs):
     return out
 
 
+def tcp(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), TIMEOUT).close()
+    except OSError as e:
+        return {"connect": "error", "error": str(e)}
+    return {"connect": "ok"}
+
+
 def main():
     mode, target = sys.argv[1:3]
-    out = imap(int(target), sys.argv[3]) if mode == "imap" else smtp(target, sys.argv[3:])
+    if mode == "imap":
+        out = imap(int(target), sys.argv[3])
+    elif mode == "tcp":
+        out = tcp(int(target))
+    else:
+        out = smtp(target, sys.argv[3:])
     print(json.dumps(out))
     return 0
 
