@@ -19,8 +19,8 @@ fn example_parses_with_proxy_v2_routes() {
 #[test]
 fn example_xclient_variant_parses() {
     let text = EXAMPLE.replace(
-        "    backend: \"127.0.0.1:1587\"     # Postfix smtpd with smtpd_upstream_proxy_protocol = haproxy\n    proxy_protocol: v2\n",
-        "    backend: \"127.0.0.1:1588\"\n    proxy_protocol: none\n    identity: xclient\n",
+        "    backend: \"unix:/var/spool/postfix/public/frontdoor-submission\"\n    proxy_protocol: v2\n",
+        "    backend: \"unix:/var/spool/postfix/public/frontdoor-xclient\"\n    proxy_protocol: none\n    identity: xclient\n",
     );
     assert_ne!(
         text, EXAMPLE,

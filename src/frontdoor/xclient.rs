@@ -13,8 +13,13 @@
 //! Postfix's `XCLIENT_README` is the contract. Postfix 3.7 re-checks
 //! `smtpd_authorized_xclient_hosts` against the *new* client address after an
 //! XCLIENT, so a client whose own address is not in that list cannot send a
-//! second XCLIENT of its own: the list must name the front door's source
-//! address and nothing a client could come from.
+//! second XCLIENT of its own. The shipped service (`deploy/postfix/master.cf`)
+//! listens on a UNIX-domain socket, whose peer Postfix calls `127.0.0.1`
+//! (`::1` with IPv6 only), and authorizes exactly that. A client that reaches
+//! the front door from loopback therefore must not be handed on as
+//! `ADDR=127.0.0.1`: every loopback client address goes out as
+//! `ADDR=[UNAVAILABLE]` ([`xclient_addr`]), which matches no address pattern,
+//! so the re-check refuses that client's own XCLIENT too.
 //!
 //! Invariants:
 //! - the reply parser is pure ([`parse_reply`]) with an explicit "need more
@@ -40,6 +45,8 @@ pub const MAX_REPLY: usize = 8192;
 pub const MAX_LOGIN: usize = 255;
 /// Attributes the prelude sends, which `EHLO` must list after `XCLIENT`.
 pub const NEEDED_ATTRIBUTES: [&str; 4] = ["LOGIN", "NAME", "ADDR", "PORT"];
+/// The XCLIENT value for "not known" (Postfix `XCLIENT_README`).
+pub const UNAVAILABLE: &str = "[UNAVAILABLE]";
 
 /// Which step of the prelude an error happened in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,14 +227,22 @@ pub fn xtext_encode(s: &str) -> String {
 }
 
 /// The `ADDR` value: dotted quad, or `IPV6:` + the address (XCLIENT_README).
-/// An IPv4-mapped IPv6 address is sent as the IPv4 address it stands for.
+/// An IPv4-mapped IPv6 address is sent as the IPv4 address it stands for,
+/// and a loopback address as `[UNAVAILABLE]` (see the module comment).
 pub fn xclient_addr(ip: IpAddr) -> String {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    if ip.is_loopback() {
+        // Postfix would match a loopback ADDR against the address it gives
+        // UNIX-domain peers (the front door itself), and the client could
+        // then send an XCLIENT of its own. `[UNAVAILABLE]` matches nothing.
+        return UNAVAILABLE.to_string();
+    }
     match ip {
         IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => format!("IPV6:{v6}"),
-        },
+        IpAddr::V6(v6) => format!("IPV6:{v6}"),
     }
 }
 
@@ -680,14 +695,35 @@ mod tests {
         assert_eq!(xtext_encode("a+b=c d\r\n"), "a+2Bb+3Dc+20d+0D+0A");
         assert_eq!(xtext_encode("é"), "+C3+A9");
         assert_eq!(
-            xclient_addr(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))),
-            "127.0.0.2"
+            xclient_addr(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 2))),
+            "198.51.100.2"
         );
         assert_eq!(
             xclient_addr("::ffff:192.0.2.1".parse().unwrap()),
             "192.0.2.1"
         );
-        assert_eq!(xclient_addr("::1".parse().unwrap()), "IPV6:::1");
+        assert_eq!(
+            xclient_addr("2001:db8::5".parse().unwrap()),
+            "IPV6:2001:db8::5"
+        );
+    }
+
+    #[test]
+    fn loopback_clients_go_out_unavailable() {
+        for ip in [
+            "127.0.0.1",
+            "127.0.0.2",
+            "127.255.0.9",
+            "::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert_eq!(xclient_addr(ip.parse().unwrap()), "[UNAVAILABLE]", "{ip}");
+        }
+        let c: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        assert_eq!(
+            xclient_command(Some("alice@example.org"), c).unwrap(),
+            "XCLIENT LOGIN=alice@example.org NAME=[UNAVAILABLE] ADDR=[UNAVAILABLE] PORT=40000\r\n"
+        );
     }
 
     #[test]

@@ -129,7 +129,13 @@ impl Frontdoor {
 
     /// Start with `config`, wait until each of `listeners` listeners is up.
     pub fn start(config: &Path, listeners: usize) -> Self {
-        let mut child = Command::new(Self::bin())
+        Self::start_command(Command::new(Self::bin()), config, listeners)
+    }
+
+    /// [`Frontdoor::start`] with the binary run by `cmd` (e.g. `setpriv …
+    /// BIN` to run it under another uid); `serve --config CONFIG` is added.
+    pub fn start_command(mut cmd: Command, config: &Path, listeners: usize) -> Self {
+        let mut child = cmd
             .args(["serve", "--config"])
             .arg(config)
             .env("RUST_LOG", "info")

@@ -8,7 +8,7 @@ reason in that object.
                   (--login USER PASS | --external) [--wait-for TEXT] [--timeout S]
   client.py smtp  --port P [--src IP] --ca CERT [--cert C --key K]
                   [--login USER PASS] --from ADDR --to ADDR --body TEXT
-                  [--xclient-attempt LOGIN]
+                  [--xclient-attempt LOGIN] [--no-alpn]
 """
 import argparse
 import imaplib
@@ -25,7 +25,8 @@ SNI = "mail.example.org"
 def context(args, alpn):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.load_verify_locations(args.ca)
-    ctx.set_alpn_protocols([alpn])
+    if not args.no_alpn:
+        ctx.set_alpn_protocols([alpn])
     if args.cert:
         ctx.load_cert_chain(args.cert, args.key)
     return ctx
@@ -149,6 +150,7 @@ def main():
     p.add_argument("--to")
     p.add_argument("--body")
     p.add_argument("--xclient-attempt")
+    p.add_argument("--no-alpn", action="store_true", help="offer no ALPN (a fixed-route listener)")
     args = p.parse_args()
     return imap(args) if args.mode == "imap" else smtp(args)
 

@@ -12,6 +12,12 @@
 //! run as root (Postfix's master must), `start` panics with the apt-get line
 //! to run, so CI can never pass these tests without the real servers.
 //!
+//! [`MailStack::start_deploy`] builds the instances around the shipped
+//! `deploy/dovecot/*.conf` and `deploy/postfix/{main,master}.cf` instead
+//! (`!include`d and appended verbatim; only the sender-login map's path is
+//! moved into the temporary directory). Their fixed port (1143) and
+//! `public/` sockets make it a stack for a network namespace of its own.
+//!
 //! Accounts: `alice@example.org` / `alicepw`, `bob@example.org` / `bobpw`.
 #![allow(dead_code)]
 
@@ -32,6 +38,8 @@ pub const USERS: [(&str, &str); 2] = [
 /// The uid/gid mail is stored as (`nobody`/`nogroup`): Dovecot refuses uid 0.
 const MAIL_UID: u32 = 65534;
 const STARTUP: Duration = Duration::from_secs(20);
+/// The repository's `deploy/` directory.
+pub const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
 
 /// Ports and files of one running stack.
 pub struct MailStack {
@@ -46,6 +54,8 @@ pub struct MailStack {
     pub submission_xclient: SocketAddr,
     pub dovecot_log: PathBuf,
     pub postfix_log: PathBuf,
+    /// Built from the shipped `deploy/` snippets ([`MailStack::start_deploy`]).
+    pub deploy: bool,
     dovecot: Option<Child>,
     postfix: Option<Child>,
 }
@@ -64,7 +74,7 @@ fn free_port() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
-fn uid_of(user: &str) -> u32 {
+pub fn uid_of(user: &str) -> u32 {
     let out = Command::new("id").args(["-u", user]).output().unwrap();
     assert!(out.status.success(), "no system user {user:?}: {APT}");
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
@@ -75,7 +85,17 @@ fn is_root() -> bool {
     String::from_utf8_lossy(&out.stdout).trim() == "0"
 }
 
-fn chmod(p: &Path, mode: u32) {
+pub fn gid_of(group: &str) -> u32 {
+    let out = Command::new("getent")
+        .args(["group", group])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "no system group {group:?}: {APT}");
+    let line = String::from_utf8_lossy(&out.stdout).into_owned();
+    line.split(':').nth(2).unwrap().trim().parse().unwrap()
+}
+
+pub fn chmod(p: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
 }
@@ -87,6 +107,30 @@ fn write(p: &Path, text: &str) {
 
 impl MailStack {
     pub fn start() -> Self {
+        let mut stack = Self::prepare(false);
+        stack.start_dovecot();
+        stack.start_postfix();
+        stack
+    }
+
+    /// A stack around the shipped `deploy/` snippets: Dovecot's PROXY
+    /// listener on 127.0.0.1:1143 as shipped, Postfix's frontdoor services
+    /// on the sockets of [`MailStack::postfix_socket`]. The fixed port needs
+    /// a network namespace of its own.
+    pub fn start_deploy() -> Self {
+        let mut stack = Self::prepare(true);
+        stack.imap_proxied = "127.0.0.1:1143".parse().unwrap();
+        stack.start_dovecot();
+        stack.start_postfix();
+        stack
+    }
+
+    /// The socket of a `unix` service of master.cf with private = n.
+    pub fn postfix_socket(&self, service: &str) -> PathBuf {
+        self.path().join("postfix/queue/public").join(service)
+    }
+
+    fn prepare(deploy: bool) -> Self {
         for p in [DOVECOT, POSTFIX, POSTFIX_MASTER, "/usr/lib/dovecot/lmtp"] {
             require(p);
         }
@@ -101,19 +145,29 @@ impl MailStack {
         let d = dir.path().to_path_buf();
         // The daemons' unprivileged users must traverse (not list) it.
         chmod(&d, 0o711);
-        let mut stack = MailStack {
+        let stack = MailStack {
             imap_proxied: free_port(),
             lmtp: free_port(),
             submission_proxied: free_port(),
             submission_xclient: free_port(),
             dovecot_log: d.join("dovecot.log"),
             postfix_log: d.join("postfix.log"),
+            deploy,
             dir,
             dovecot: None,
             postfix: None,
         };
-        stack.start_dovecot();
-        stack.start_postfix();
+        let pf = d.join("postfix");
+        for sub in ["", "conf", "queue", "data"] {
+            std::fs::create_dir_all(pf.join(sub)).unwrap();
+            chmod(&pf.join(sub), 0o755);
+        }
+        // Dovecot puts Postfix's SASL socket in the queue's private/, as on
+        // Debian; Postfix wants that directory as its own, mode 0700.
+        let private = pf.join("queue/private");
+        std::fs::create_dir(&private).unwrap();
+        std::os::unix::fs::chown(&private, Some(uid_of("postfix")), None).unwrap();
+        chmod(&private, 0o700);
         stack
     }
 
@@ -132,13 +186,24 @@ impl MailStack {
             .map(|(u, p)| format!("{u}:{{PLAIN}}{p}::::::\n"))
             .collect();
         write(&d.join("passwd"), &passwd);
-        let conf = format!(
-            include_str!("dovecot.conf.in"),
-            dir = d.display(),
-            uid = MAIL_UID,
-            imap_port = self.imap_proxied.port(),
-            lmtp_port = self.lmtp.port(),
-        );
+        let conf = if self.deploy {
+            format!(
+                include_str!("dovecot-deploy.conf.in"),
+                dir = d.display(),
+                deploy = DEPLOY,
+                queue = d.join("postfix/queue").display(),
+                uid = MAIL_UID,
+                lmtp_port = self.lmtp.port(),
+            )
+        } else {
+            format!(
+                include_str!("dovecot.conf.in"),
+                dir = d.display(),
+                uid = MAIL_UID,
+                imap_port = self.imap_proxied.port(),
+                lmtp_port = self.lmtp.port(),
+            )
+        };
         let conf_path = d.join("dovecot.conf");
         write(&conf_path, &conf);
         let child = Command::new(DOVECOT)
@@ -153,32 +218,72 @@ impl MailStack {
         self.dovecot = Some(child);
         // Ready when LMTP greets and the auth socket Postfix uses exists.
         self.wait_greeting(self.lmtp, "220 ", "Dovecot LMTP");
-        self.wait_path(&d.join("run/auth-postfix"), "Dovecot auth socket");
+        let auth = if self.deploy {
+            d.join("postfix/queue/private/auth")
+        } else {
+            d.join("run/auth-postfix")
+        };
+        self.wait_path(&auth, "Dovecot auth socket");
     }
 
     fn start_postfix(&mut self) {
         let d = self.path().to_path_buf();
         let pf = d.join("postfix");
-        for sub in ["", "conf", "queue", "data"] {
-            std::fs::create_dir_all(pf.join(sub)).unwrap();
-            chmod(&pf.join(sub), 0o755);
-        }
         let postfix_uid = uid_of("postfix");
         std::os::unix::fs::chown(pf.join("data"), Some(postfix_uid), None).unwrap();
-        let main_cf = format!(
-            include_str!("postfix-main.cf.in"),
-            dir = d.display(),
-            lmtp = self.lmtp,
-        );
-        write(&pf.join("conf/main.cf"), &main_cf);
-        let master_cf = format!(
-            include_str!("postfix-master.cf.in"),
-            proxied = self.submission_proxied,
-            xclient = self.submission_xclient,
-        );
-        write(&pf.join("conf/master.cf"), &master_cf);
-        // Every address is owned by the login of the same name.
-        write(&pf.join("conf/sender_login"), "/^(.+)$/ $1\n");
+        let internal = include_str!("postfix-master-internal.cf");
+        if self.deploy {
+            let conf = pf.join("conf");
+            let shipped = std::fs::read_to_string(format!("{DEPLOY}/postfix/main.cf")).unwrap();
+            let moved = shipped.replace(
+                "/etc/postfix/sender_login",
+                &format!("{}/sender_login", conf.display()),
+            );
+            assert_ne!(
+                moved, shipped,
+                "deploy/postfix/main.cf no longer names /etc/postfix/sender_login"
+            );
+            let main_cf = format!(
+                include_str!("postfix-main-deploy.cf.in"),
+                dir = d.display(),
+                lmtp = self.lmtp,
+            ) + &moved;
+            write(&conf.join("main.cf"), &main_cf);
+            let services = std::fs::read_to_string(format!("{DEPLOY}/postfix/master.cf")).unwrap();
+            write(&conf.join("master.cf"), &format!("{services}\n{internal}"));
+            // Every address is owned by the login of the same name.
+            let map: String = USERS.iter().map(|(u, _)| format!("{u} {u}\n")).collect();
+            write(&conf.join("sender_login"), &map);
+            let out = Command::new("/usr/sbin/postmap")
+                .arg("-c")
+                .arg(&conf)
+                .arg(format!("hash:{}/sender_login", conf.display()))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "postmap: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        } else {
+            let main_cf = format!(
+                include_str!("postfix-main.cf.in"),
+                dir = d.display(),
+                lmtp = self.lmtp,
+            );
+            write(&pf.join("conf/main.cf"), &main_cf);
+            let master_cf = format!(
+                include_str!("postfix-master.cf.in"),
+                proxied = self.submission_proxied,
+                xclient = self.submission_xclient,
+            );
+            write(
+                &pf.join("conf/master.cf"),
+                &format!("{master_cf}{internal}"),
+            );
+            // Every address is owned by the login of the same name.
+            write(&pf.join("conf/sender_login"), "/^(.+)$/ $1\n");
+        }
         // Creates the queue directories with the owners Postfix wants.
         let out = Command::new(POSTFIX)
             .arg("-c")
@@ -203,7 +308,35 @@ impl MailStack {
             .spawn()
             .unwrap();
         self.postfix = Some(child);
-        self.wait_greeting(self.submission_xclient, "220 ", "Postfix submission");
+        if self.deploy {
+            let sock = self.postfix_socket("frontdoor-xclient");
+            self.wait_unix_greeting(&sock, "220 ", "Postfix frontdoor-xclient");
+        } else {
+            self.wait_greeting(self.submission_xclient, "220 ", "Postfix submission");
+        }
+    }
+
+    /// Poll the UNIX-domain socket `p` until it greets with `prefix`.
+    fn wait_unix_greeting(&self, p: &Path, prefix: &str, what: &str) {
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            if let Ok(mut s) = std::os::unix::net::UnixStream::connect(p) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut buf = [0u8; 256];
+                if let Ok(n) = s.read(&mut buf) {
+                    if String::from_utf8_lossy(&buf[..n]).starts_with(prefix) {
+                        return;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} did not start on {}\n{}",
+                p.display(),
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn wait_path(&self, p: &Path, what: &str) {
