@@ -59,8 +59,8 @@ fn accounts_cli_round_trip() {
         "new-bob-pw\n",
     );
     assert!(ok);
-    let h = proxy_header(None, None);
-    let mut c = Client::open(srv.submission, Some(&h));
+    let h = || proxy_header(None, None);
+    let mut c = Client::open(srv.submission, Some(&h()));
     c.cmd("EHLO x");
     assert_eq!(
         c.cmd(&format!("AUTH PLAIN {}", b64(b"\0bob@example.org\0bob-pw")))
@@ -83,7 +83,7 @@ fn accounts_cli_round_trip() {
     assert!(ok);
     let (_, out, _) = run(&["accounts", "list", "--config", cfg], "");
     assert_eq!(out, "alice@example.org\n");
-    let mut c = Client::open(srv.submission, Some(&h));
+    let mut c = Client::open(srv.submission, Some(&h()));
     c.cmd("EHLO x");
     assert_eq!(
         c.cmd(&format!(
@@ -129,8 +129,8 @@ fn auto_create_on_first_login() {
         auto_create: true,
         ..Opts::default()
     });
-    let h = proxy_header(None, None);
-    let mut c = Client::open(srv.submission, Some(&h));
+    let h = || proxy_header(None, None);
+    let mut c = Client::open(srv.submission, Some(&h()));
     c.cmd("EHLO x");
     assert_eq!(
         c.cmd(&format!("AUTH PLAIN {}", b64(b"\0new@example.org\0short")))

@@ -105,8 +105,8 @@ fn remote_recipients_go_to_the_smarthost_local_ones_to_the_store() {
         relay: Some(addr),
         ..Opts::default()
     });
-    let h = proxy_header(Some(identity("alice@example.org")), Some(SECRET));
-    let mut c = Client::open(srv.submission, Some(&h));
+    let h = || proxy_header(Some(identity("alice@example.org")), Some(SECRET));
+    let mut c = Client::open(srv.submission, Some(&h()));
     c.cmd("EHLO x");
     assert_eq!(c.cmd("MAIL FROM:<alice@example.org>").0, 250);
     assert_eq!(c.cmd("RCPT TO:<carol@far.example>").0, 250);

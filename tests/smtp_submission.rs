@@ -19,8 +19,8 @@ fn send_mail(c: &mut Client, from: &str, to: &str, token: &str) -> (u16, String)
 #[test]
 fn identity_sends_without_auth_and_mail_lands_in_store() {
     let mut srv = Server::new(Opts::default());
-    let h = proxy_header(Some(identity("alice@example.org")), Some(SECRET));
-    let mut c = Client::open(srv.submission, Some(&h));
+    let h = || proxy_header(Some(identity("alice@example.org")), Some(SECRET));
+    let mut c = Client::open(srv.submission, Some(&h()));
     let (code, ehlo) = c.cmd("EHLO client.example");
     assert_eq!(code, 250);
     for ext in [
@@ -61,8 +61,8 @@ fn identity_sends_without_auth_and_mail_lands_in_store() {
 #[test]
 fn without_identity_auth_is_required_then_plain_and_login_work() {
     let srv = Server::new(Opts::default());
-    let h = proxy_header(None, None);
-    let mut c = Client::open(srv.submission, Some(&h));
+    let h = || proxy_header(None, None);
+    let mut c = Client::open(srv.submission, Some(&h()));
     let (_, ehlo) = c.cmd("EHLO x");
     assert!(
         ehlo.contains("AUTH PLAIN LOGIN\n"),
@@ -88,7 +88,7 @@ fn without_identity_auth_is_required_then_plain_and_login_work() {
         250
     );
 
-    let mut c = Client::open(srv.submission, Some(&h));
+    let mut c = Client::open(srv.submission, Some(&h()));
     c.cmd("EHLO x");
     assert_eq!(c.cmd("AUTH LOGIN").0, 334);
     assert_eq!(c.cmd(&b64(b"bob@example.org")).0, 334);
@@ -102,12 +102,12 @@ fn without_identity_auth_is_required_then_plain_and_login_work() {
 #[test]
 fn identity_auth_rules() {
     let srv = Server::new(Opts::default());
-    let h = proxy_header(Some(identity("alice@example.org")), Some(SECRET));
+    let h = || proxy_header(Some(identity("alice@example.org")), Some(SECRET));
     // EXTERNAL with empty authzid, and with the login.
-    let mut c = Client::open(srv.submission, Some(&h));
+    let mut c = Client::open(srv.submission, Some(&h()));
     c.cmd("EHLO x");
     assert_eq!(c.cmd("AUTH EXTERNAL =").0, 235);
-    let mut c = Client::open(srv.submission, Some(&h));
+    let mut c = Client::open(srv.submission, Some(&h()));
     c.cmd("EHLO x");
     assert_eq!(
         c.cmd(&format!("AUTH EXTERNAL {}", b64(b"alice@example.org")))
@@ -119,7 +119,7 @@ fn identity_auth_rules() {
         250
     );
     // EXTERNAL naming another account.
-    let mut c = Client::open(srv.submission, Some(&h));
+    let mut c = Client::open(srv.submission, Some(&h()));
     c.cmd("EHLO x");
     assert_eq!(
         c.cmd(&format!("AUTH EXTERNAL {}", b64(b"bob@example.org")))
@@ -127,7 +127,7 @@ fn identity_auth_rules() {
         535
     );
     // Password for the same account: fine; for another account: 535.
-    let mut c = Client::open(srv.submission, Some(&h));
+    let mut c = Client::open(srv.submission, Some(&h()));
     c.cmd("EHLO x");
     assert_eq!(
         c.cmd(&format!(
@@ -137,7 +137,7 @@ fn identity_auth_rules() {
         .0,
         235
     );
-    let mut c = Client::open(srv.submission, Some(&h));
+    let mut c = Client::open(srv.submission, Some(&h()));
     c.cmd("EHLO x");
     let (code, t) = c.cmd(&format!("AUTH PLAIN {}", b64(b"\0bob@example.org\0bob-pw")));
     assert_eq!(code, 535, "{t}");
@@ -147,8 +147,8 @@ fn identity_auth_rules() {
 #[test]
 fn refusals_553_relaying_and_from_mismatch() {
     let srv = Server::new(Opts::default());
-    let h = proxy_header(Some(identity("alice@example.org")), Some(SECRET));
-    let mut c = Client::open(srv.submission, Some(&h));
+    let h = || proxy_header(Some(identity("alice@example.org")), Some(SECRET));
+    let mut c = Client::open(srv.submission, Some(&h()));
     c.cmd("EHLO x");
     let (code, t) = c.cmd("MAIL FROM:<bob@example.org>");
     assert_eq!((code, t.contains("5.7.1")), (553, true), "{t}");
@@ -206,8 +206,8 @@ fn connection_without_header_or_from_untrusted_source_or_bad_hmac_is_closed() {
 #[test]
 fn bad_input_gets_the_right_replies() {
     let srv = Server::new(Opts::default());
-    let h = proxy_header(Some(identity("alice@example.org")), Some(SECRET));
-    let mut c = Client::open(srv.submission, Some(&h));
+    let h = || proxy_header(Some(identity("alice@example.org")), Some(SECRET));
+    let mut c = Client::open(srv.submission, Some(&h()));
     assert_eq!(
         c.cmd("MAIL FROM:<alice@example.org>").0,
         503,
@@ -248,7 +248,7 @@ fn bad_input_gets_the_right_replies() {
     assert_eq!(code, 550, "{t}");
     assert_eq!(c.cmd("NOOP").0, 250, "session still alive");
     // Garbage without end: the server ends the session after too many errors.
-    let mut g = Client::open(srv.submission, Some(&h));
+    let mut g = Client::open(srv.submission, Some(&h()));
     // One write: the server may close after the 20th line, and a second
     // write into a closed connection would fail on our side.
     g.send(&"\x01\x02garbage\r\n".repeat(25));
@@ -258,21 +258,21 @@ fn bad_input_gets_the_right_replies() {
     }
     assert_eq!(last, 421);
     // Raw binary with NUL bytes and no line ends never breaks the server.
-    let mut b = Client::open(srv.submission, Some(&h));
+    let mut b = Client::open(srv.submission, Some(&h()));
     b.send_bytes(&[0u8; 20_000]);
     b.send("\r\nNOOP\r\n");
     assert_eq!(b.reply().0, 500);
     assert_eq!(b.reply().0, 250);
     // And it still serves new sessions.
-    let mut c = Client::open(srv.submission, Some(&h));
+    let mut c = Client::open(srv.submission, Some(&h()));
     assert_eq!(c.cmd("EHLO x").0, 250);
 }
 
 #[test]
 fn several_local_recipients_get_one_copy_each() {
     let mut srv = Server::new(Opts::default());
-    let h = proxy_header(Some(identity("alice@example.org")), Some(SECRET));
-    let mut c = Client::open(srv.submission, Some(&h));
+    let h = || proxy_header(Some(identity("alice@example.org")), Some(SECRET));
+    let mut c = Client::open(srv.submission, Some(&h()));
     c.cmd("EHLO x");
     c.cmd("MAIL FROM:<alice@example.org>");
     assert_eq!(c.cmd("RCPT TO:<bob@example.org>").0, 250);

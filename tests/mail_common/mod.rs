@@ -190,14 +190,19 @@ pub fn identity(account: &str) -> IdentityTlvs {
     }
 }
 
+/// A header as the front door makes it: a connection id of its own each
+/// time, so that two signed headers are never the same bytes (the server
+/// refuses a replayed one).
 pub fn proxy_header(identity: Option<IdentityTlvs>, secret: Option<&[u8]>) -> Vec<u8> {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     encode_v2(
         &ConnInfo {
             src: "192.0.2.7:40000".parse().unwrap(),
             dst: "127.0.0.1:443".parse().unwrap(),
             alpn: Some(b"smtp".to_vec()),
             authority: Some("mail.example.org".into()),
-            unique_id: Some(b"conn-1".to_vec()),
+            unique_id: Some(format!("conn-{n}").into_bytes()),
             ssl: None,
             identity,
         },
