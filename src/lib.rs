@@ -13,6 +13,7 @@ pub mod config;
 pub mod embedded;
 pub mod frontdoor;
 pub mod keys_cli;
+pub mod log_safe;
 pub mod mail;
 pub mod metrics;
 pub mod net;

@@ -1,6 +1,7 @@
 //! Python's smtplib against the submission listener (the PROXY v2 header
 //! written by the test before smtplib takes over the socket): AUTH PLAIN via
-//! `login()`, `send_message`, and the refusal codes as smtplib reports them.
+//! `login()`, `send_message`, and the refusal codes as smtplib reports them
+//! (an EHLO name that is not one printable word included).
 //! Needs `python3` (a test that cannot run it fails, it does not skip).
 
 mod mail_common;
@@ -46,6 +47,9 @@ with ProxySMTP("127.0.0.1", port) as s:
     except smtplib.SMTPRecipientsRefused as e:
         print("RELAY", e.recipients["x@remote.example"][0])
     print("SENT", s.send_message(msg("alice@example.org")))
+with ProxySMTP("127.0.0.1", port) as s:
+    # An EHLO name with a terminal escape in it: refused; a real one is not.
+    print("EHLO", s.ehlo("evil\x1b[2J.example")[0], s.ehlo("client.example")[0])
 "#;
 
 #[test]
@@ -73,7 +77,8 @@ fn smtplib_auth_send_and_refusals() {
             "BADPW 535",
             "FROM 550",
             "RELAY 550",
-            "SENT {}"
+            "SENT {}",
+            "EHLO 501 250"
         ]
     );
     let st = srv.stop_and_open_store();

@@ -8,7 +8,11 @@
 //! thousands of tiny records, a KeyUpdate in the same flight, resumed
 //! sessions), close_notify in both directions, and records sealed by hand
 //! with the connection's own keys (padding, empty records, bad inner
-//! content types, malformed alerts and KeyUpdates).
+//! content types, malformed alerts and KeyUpdates; KeyUpdates under keys
+//! derived from the key log's traffic secrets), with the limits on records
+//! that carry no data (a flood of KeyUpdates, empty records or
+//! user_canceled alerts ends the connection; as many as allowed with data
+//! between them do not; none of them resets the idle timer).
 
 mod common;
 
@@ -925,28 +929,61 @@ async fn backend_close_reaches_the_client_as_close_notify() {
 // Records built by hand with the connection's own keys: what no ordinary
 // client sends, but the record layer must still get right.
 
-/// One direction's AEAD key and sequence number (RFC 8446 §5.3).
+/// One direction's AEAD key and sequence number (RFC 8446 §5.3), and its
+/// traffic secret when the key log gave it (for KeyUpdates, §7.2).
 struct HandKeys {
     key: ring::aead::LessSafeKey,
     iv: [u8; 12],
     seq: u64,
+    aead: &'static ring::aead::Algorithm,
+    hkdf: ring::hkdf::Algorithm,
+    secret: Option<Vec<u8>>,
 }
 
 impl HandKeys {
     fn new((seq, s): (u64, rustls::ConnectionTrafficSecrets)) -> HandKeys {
-        use ring::aead;
+        use ring::{aead, hkdf};
         use rustls::ConnectionTrafficSecrets as S;
-        let (alg, key, iv) = match &s {
-            S::Aes128Gcm { key, iv } => (&aead::AES_128_GCM, key, iv),
-            S::Aes256Gcm { key, iv } => (&aead::AES_256_GCM, key, iv),
-            S::Chacha20Poly1305 { key, iv } => (&aead::CHACHA20_POLY1305, key, iv),
+        let (alg, hash, key, iv) = match &s {
+            S::Aes128Gcm { key, iv } => (&aead::AES_128_GCM, hkdf::HKDF_SHA256, key, iv),
+            S::Aes256Gcm { key, iv } => (&aead::AES_256_GCM, hkdf::HKDF_SHA384, key, iv),
+            S::Chacha20Poly1305 { key, iv } => {
+                (&aead::CHACHA20_POLY1305, hkdf::HKDF_SHA256, key, iv)
+            }
             _ => panic!("unexpected suite"),
         };
         HandKeys {
             key: aead::LessSafeKey::new(aead::UnboundKey::new(alg, key.as_ref()).unwrap()),
             iv: iv.as_ref().try_into().unwrap(),
             seq,
+            aead: alg,
+            hkdf: hash,
+            secret: None,
         }
+    }
+
+    /// Take the traffic secret these keys were derived from (checked).
+    fn with_secret(mut self, secret: Vec<u8>) -> HandKeys {
+        let iv = expand_label(self.hkdf, &secret, "iv", 12);
+        assert_eq!(iv, self.iv, "the key log's secret is not this key's");
+        self.secret = Some(secret);
+        self
+    }
+
+    /// RFC 8446 §7.2: the next traffic secret, its key and IV, sequence 0.
+    fn update(&mut self) {
+        let old = self
+            .secret
+            .as_ref()
+            .expect("a traffic secret from the key log");
+        let hash_len = self.hkdf.hmac_algorithm().digest_algorithm().output_len();
+        let next = expand_label(self.hkdf, old, "traffic upd", hash_len);
+        let key = expand_label(self.hkdf, &next, "key", self.aead.key_len());
+        self.key =
+            ring::aead::LessSafeKey::new(ring::aead::UnboundKey::new(self.aead, &key).unwrap());
+        self.iv = expand_label(self.hkdf, &next, "iv", 12).try_into().unwrap();
+        self.seq = 0;
+        self.secret = Some(next);
     }
 
     fn nonce(&mut self) -> ring::aead::Nonce {
@@ -956,6 +993,44 @@ impl HandKeys {
         }
         self.seq += 1;
         ring::aead::Nonce::assume_unique_for_key(n)
+    }
+}
+
+/// HKDF-Expand-Label with an empty context (RFC 8446 §7.1).
+fn expand_label(alg: ring::hkdf::Algorithm, secret: &[u8], label: &str, len: usize) -> Vec<u8> {
+    struct Len(usize);
+    impl ring::hkdf::KeyType for Len {
+        fn len(&self) -> usize {
+            self.0
+        }
+    }
+    let label = format!("tls13 {label}");
+    let out_len = (len as u16).to_be_bytes();
+    let info: [&[u8]; 4] = [&out_len, &[label.len() as u8], label.as_bytes(), &[0]];
+    let prk = ring::hkdf::Prk::new_less_safe(alg, secret);
+    let mut out = vec![0u8; len];
+    prk.expand(&info, Len(len)).unwrap().fill(&mut out).unwrap();
+    out
+}
+
+/// The traffic secrets a client's key log was given (SSLKEYLOGFILE labels).
+#[derive(Debug, Default)]
+struct KeyLog(Mutex<Vec<(String, Vec<u8>)>>);
+
+impl rustls::KeyLog for KeyLog {
+    fn log(&self, label: &str, _client_random: &[u8], secret: &[u8]) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((label.to_string(), secret.to_vec()));
+    }
+}
+
+impl KeyLog {
+    fn get(&self, label: &str) -> Vec<u8> {
+        let all = self.0.lock().unwrap();
+        let found = all.iter().rev().find(|(l, _)| l == label);
+        found.map(|(_, s)| s.clone()).expect(label)
     }
 }
 
@@ -972,6 +1047,8 @@ impl Hand {
     async fn connect(addr: SocketAddr) -> Hand {
         let mut cfg = (*client_config(&["imap"], None, Tls::V13)).clone();
         cfg.enable_secret_extraction = true;
+        let log = Arc::new(KeyLog::default());
+        cfg.key_log = log.clone();
         let mut s = connect_with(addr, Arc::new(cfg), "localhost")
             .await
             .unwrap();
@@ -981,10 +1058,21 @@ impl Hand {
         let secrets = conn.dangerous_extract_secrets().unwrap();
         Hand {
             tcp,
-            tx: HandKeys::new(secrets.tx),
-            rx: HandKeys::new(secrets.rx),
+            tx: HandKeys::new(secrets.tx).with_secret(log.get("CLIENT_TRAFFIC_SECRET_0")),
+            rx: HandKeys::new(secrets.rx).with_secret(log.get("SERVER_TRAFFIC_SECRET_0")),
             inbuf: Vec::new(),
         }
+    }
+
+    /// `n` KeyUpdates, each sealed under the key the one before it
+    /// replaced, each asking for the server's (`requested`) or not.
+    fn key_updates(&mut self, n: usize, requested: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            out.extend_from_slice(&self.seal(&inner(&[24, 0, 0, 1, requested as u8], 22, 0)));
+            self.tx.update();
+        }
+        out
     }
 
     /// Seal `inner` (TLSInnerPlaintext: content, type, padding) as one
@@ -1028,6 +1116,11 @@ impl Hand {
                         .open_in_place(nonce, ring::aead::Aad::from(head), &mut body)
                         .expect("server record decrypts");
                     let t = inner.iter().rposition(|&b| b != 0).unwrap();
+                    if inner[t] == 22 && inner[..t] == [24, 0, 0, 1, 0] {
+                        // The server's KeyUpdate: its next records use new keys.
+                        self.rx.update();
+                        continue;
+                    }
                     return Some((inner[t], inner[..t].to_vec()));
                 }
             }
@@ -1365,4 +1458,169 @@ async fn resumed_session_relays_exactly() {
         let got = echo_through(s, &data).await;
         assert!(got == data, "{kind:?}: echo differs");
     }
+}
+
+// ---------------------------------------------------------------------------
+// Records that carry no data: a few in a row, as rustls and BoringSSL allow
+// (32 KeyUpdates, 32 empty records, 4 user_canceled alerts), then the fatal
+// unexpected_message alert.
+
+/// After the handshake, `flood(conn)` is written without waiting for the
+/// server to read it all (it ends the connection first). The client must
+/// read unexpected_message and the end of the connection, the close line
+/// must say `why`, and the process and other clients must be unharmed.
+async fn flooded(flood: impl FnOnce(&mut Hand) -> Vec<u8>, why: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let be = CaptureBackend::start("imap", Expect::V2).await;
+    let mut fd = start_frontdoor(dir.path(), be.addr);
+    let mut bystander = good_connection(fd.addrs[0]).await;
+    let mut h = Hand::connect(fd.addrs[0]).await;
+    let bytes = flood(&mut h);
+    let _ = h.tcp.write_all(&bytes).await;
+    assert_eq!(h.alert().await, 10, "unexpected_message for {why:?}");
+    assert!(
+        fd.wait_log(why, T).await,
+        "no log line with {why:?}:\n{}",
+        fd.logs()
+    );
+    let closed = fd
+        .logs()
+        .lines()
+        .filter(|l| l.contains("connection closed") && l.contains(why))
+        .count();
+    assert_eq!(closed, 1, "`connection closed` lines with {why:?}");
+    assert!(fd.child.try_wait().unwrap().is_none(), "frontdoor exited");
+    assert_echoes(&mut bystander, "b1 NOOP still here\r\n").await;
+    let mut fresh = good_connection(fd.addrs[0]).await;
+    assert_echoes(&mut fresh, "c1 NOOP after the flood\r\n").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_key_updates_without_data_end_the_connection() {
+    // Each asks for the server's KeyUpdate too: the costlier kind.
+    flooded(
+        |h| h.key_updates(2000, true),
+        "more than 32 TLS KeyUpdates without application data between them",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_empty_records_end_the_connection() {
+    flooded(
+        |h| {
+            (0..2000)
+                .flat_map(|i| h.seal(&inner(b"", 23, i % 3)))
+                .collect()
+        },
+        "more than 32 empty TLS records without application data between them",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifth_user_canceled_in_a_row_ends_the_connection() {
+    flooded(
+        |h| {
+            (0..5)
+                .flat_map(|_| h.seal(&inner(&[1, 90], 21, 0)))
+                .collect()
+        },
+        "more than 4 TLS user_canceled alerts without application data between them",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_many_as_allowed_with_data_between_them_are_relayed() {
+    // Up to each limit, then a byte of data, again and again: the counts
+    // start over at each data record, and every line is echoed.
+    let dir = tempfile::tempdir().unwrap();
+    let be = CaptureBackend::start("imap", Expect::V2).await;
+    let fd = start_frontdoor(dir.path(), be.addr);
+    let mut h = Hand::connect(fd.addrs[0]).await;
+    for round in 0..8 {
+        let mut out = h.key_updates(32, round % 2 == 0);
+        for i in 0..32 {
+            out.extend_from_slice(&h.seal(&inner(b"", 23, i % 2)));
+        }
+        for _ in 0..4 {
+            out.extend_from_slice(&h.seal(&inner(&[1, 90], 21, 0)));
+        }
+        let line = format!("r{round} after 32 KeyUpdates, 32 empty records, 4 user_canceled\r\n");
+        out.extend_from_slice(&h.seal(&inner(line.as_bytes(), 23, 0)));
+        h.tcp.write_all(&out).await.unwrap();
+        let got = h.data(line.len()).await;
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            line,
+            "round {round}\n{}",
+            fd.logs()
+        );
+    }
+    // Still a healthy connection: a clean close both ways.
+    let bye = h.seal(&inner(&[1, 0], 21, 0));
+    h.tcp.write_all(&bye).await.unwrap();
+    match h.next().await {
+        Some((21, a)) => assert_eq!(a, [1, 0], "close_notify"),
+        other => panic!("expected close_notify, got {other:?}\n{}", fd.logs()),
+    }
+    assert!(h.next().await.is_none());
+    assert!(
+        !fd.logs().contains("without application data"),
+        "{}",
+        fd.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_without_data_do_not_reset_the_idle_timer() {
+    // idle 1 s; a KeyUpdate every 100 ms (fewer than 32 before the timer
+    // fires): the connection still ends at the idle timeout, not 100 ms
+    // after the last of them.
+    let dir = tempfile::tempdir().unwrap();
+    let be = CaptureBackend::start("imap", Expect::V2).await;
+    let p = dir.path().join("f.yaml");
+    std::fs::write(
+        &p,
+        format!(
+            "listeners:\n  - bind: \"127.0.0.1:0\"\nroutes:\n  imap: {{ alpn: [imap], backend: \"{}\" }}\ntimeouts: {{ idle: 1s }}\n",
+            be.addr
+        ),
+    )
+    .unwrap();
+    let fd = Frontdoor::start(&p, 1);
+    let mut h = Hand::connect(fd.addrs[0]).await;
+    let started = Instant::now();
+    let mut sent = 0;
+    let mut chunk = vec![0u8; 4096];
+    for _ in 0..30 {
+        let ku = h.key_updates(1, false);
+        h.tcp.write_all(&ku).await.unwrap();
+        sent += 1;
+        match tokio::time::timeout(Duration::from_millis(100), h.tcp.read(&mut chunk)).await {
+            Err(_) => {}
+            Ok(Ok(n)) => {
+                h.inbuf.extend_from_slice(&chunk[..n]);
+                break;
+            }
+            Ok(Err(e)) => panic!("{e}"),
+        }
+    }
+    let closed_after = started.elapsed();
+    assert!(
+        sent < 25,
+        "still open after {sent} KeyUpdates over {closed_after:?}\n{}",
+        fd.logs()
+    );
+    match h.next().await {
+        Some((21, a)) => assert_eq!(a, [1, 0], "close_notify"),
+        other => panic!("expected close_notify, got {other:?}"),
+    }
+    assert!(h.next().await.is_none());
+    assert!(
+        closed_after >= Duration::from_millis(900),
+        "closed after {closed_after:?}"
+    );
+    assert!(fd.wait_log("idle timeout", T).await, "{}", fd.logs());
 }

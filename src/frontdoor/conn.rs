@@ -22,6 +22,7 @@ use super::xclient;
 use super::Shared;
 use crate::auth::{ClientKey, Identity};
 use crate::config::{ClientAuthMode, Config, IdentityMode, Listener, UnknownKey};
+use crate::log_safe::Escaped;
 use crate::proxy_protocol::{self, ConnInfo, IdentityTlvs, SslInfo};
 use crate::tls::client_hello::{self, Hello, Peeked};
 
@@ -86,12 +87,15 @@ struct CloseLog<'a> {
 
 impl CloseLog<'_> {
     fn emit(&self, reason: &str) {
+        // SNI and ALPN came from the client: both are validated where they
+        // are parsed (a DNS name, a value we offered), and escaped here all
+        // the same. `reason` is a string field, which tracing escapes.
         tracing::info!(
             id = %self.id,
             client = %self.client,
             listener = self.listener,
-            sni = %self.sni.as_deref().unwrap_or("-"),
-            alpn = %self.alpn.as_deref().unwrap_or("-"),
+            sni = %Escaped(self.sni.as_deref().unwrap_or("-")),
+            alpn = %Escaped(self.alpn.as_deref().unwrap_or("-")),
             route = %self.route.map_or("-", |r| r.name.as_str()),
             backend = %self.route.map_or_else(|| "-".to_string(), |r| r.backend.to_string()),
             account = %self.account.as_deref().unwrap_or("-"),

@@ -18,6 +18,13 @@
 //! plaintext record, an oversized or undecryptable record, inner plaintext
 //! without a content type (fatal alert, then the connection ends). Our own
 //! keys are updated before the cipher's confidentiality limit.
+//!
+//! Each of those is cheap to send and not free to receive (a KeyUpdate is a
+//! key derivation, and none of them moves a byte, so none resets the idle
+//! timer), so, as rustls and BoringSSL do, only a few may come in a row
+//! without application data between them: `MAX_KEY_UPDATES` KeyUpdates,
+//! `MAX_EMPTY` empty records, `MAX_WARNINGS` user_canceled alerts. One more
+//! is the fatal `unexpected_message` alert, then the connection ends.
 
 use std::io;
 
@@ -45,6 +52,16 @@ const APPLICATION_DATA: u8 = 23;
 const HANDSHAKE: u8 = 22;
 const ALERT: u8 = 21;
 const KEY_UPDATE: u8 = 24;
+
+/// KeyUpdates in a row without application data between them (rustls' and
+/// BoringSSL's `kMaxKeyUpdates`).
+pub const MAX_KEY_UPDATES: u8 = 32;
+/// Empty application-data records in a row (BoringSSL's `kMaxEmptyRecords`,
+/// rustls' `ALLOWED_CONSECUTIVE_EMPTY_FRAGMENTS_MAX`).
+pub const MAX_EMPTY: u8 = 32;
+/// Warning alerts (user_canceled, the only one TLS 1.3 keeps) in a row
+/// (BoringSSL's `kMaxWarningAlerts`; rustls allows as many per connection).
+pub const MAX_WARNINGS: u8 = 4;
 
 /// Alert descriptions we send.
 #[derive(Debug, Clone, Copy)]
@@ -122,6 +139,28 @@ pub struct Record13 {
     owe_key_update: bool,
     /// The client's close_notify arrived: nothing after it counts.
     peer_closed: bool,
+    /// Records since the last one carrying application data.
+    idle: IdleRecords,
+}
+
+/// What came in since the client last sent a byte of application data.
+#[derive(Default)]
+struct IdleRecords {
+    key_updates: u8,
+    empty: u8,
+    warnings: u8,
+}
+
+impl IdleRecords {
+    /// Count one more of `what` against `max`; past it, the fatal alert.
+    fn count(n: &mut u8, max: u8, what: &str) -> Result<(), Fatal> {
+        if *n >= max {
+            let why = format!("more than {max} {what} without application data between them");
+            return Err(Fatal::new(Alert::UnexpectedMessage, why));
+        }
+        *n += 1;
+        Ok(())
+    }
 }
 
 /// The suites this module protects records for (the rest stay with rustls).
@@ -155,6 +194,7 @@ impl Record13 {
             kernel,
             owe_key_update: false,
             peer_closed: false,
+            idle: IdleRecords::default(),
         })
     }
 
@@ -223,6 +263,26 @@ impl Record13 {
                     off,
                     Err(Fatal::new(Alert::RecordOverflow, "TLS plaintext too long")),
                 );
+            }
+            let idle = &mut self.idle;
+            let counted = match (typ, content) {
+                (APPLICATION_DATA, []) => {
+                    IdleRecords::count(&mut idle.empty, MAX_EMPTY, "empty TLS records")
+                }
+                (APPLICATION_DATA, _) => {
+                    *idle = IdleRecords::default();
+                    Ok(())
+                }
+                (ALERT, [_, 90]) => {
+                    IdleRecords::count(&mut idle.warnings, MAX_WARNINGS, "TLS user_canceled alerts")
+                }
+                (HANDSHAKE, [KEY_UPDATE, ..]) => {
+                    IdleRecords::count(&mut idle.key_updates, MAX_KEY_UPDATES, "TLS KeyUpdates")
+                }
+                _ => Ok(()),
+            };
+            if let Err(f) = counted {
+                return (off, Err(f));
             }
             match typ {
                 APPLICATION_DATA => sink(content),

@@ -203,14 +203,6 @@ fn handover_ready(c: &UnbufferedServerConnection) -> bool {
         && c.negotiated_cipher_suite().is_some_and(record13::supported)
 }
 
-/// rustls' view of the SNI: a DNS name, lower case; an IP address is ignored.
-fn sni_of(name: &str) -> Option<String> {
-    match rustls::pki_types::ServerName::try_from(name) {
-        Ok(rustls::pki_types::ServerName::DnsName(d)) => Some(d.as_ref().to_ascii_lowercase()),
-        _ => None,
-    }
-}
-
 /// Complete a server handshake on `tcp`. The caller bounds it in time.
 pub async fn accept(tcp: TcpStream, config: Arc<ServerConfig>) -> io::Result<TlsStream> {
     let conn = UnbufferedServerConnection::new(config).map_err(tls_err)?;
@@ -367,10 +359,11 @@ impl TlsStream {
             self.incoming.extend_from_slice(rb.filled());
             if !hello_done && self.sni.is_none() {
                 // The SNI as rustls will see it (its unbuffered connection
-                // does not hand it back); rustls validates the rest.
+                // does not hand it back), checked as rustls checks it
+                // (`client_hello::server_name`); rustls validates the rest.
                 match client_hello::peek(&self.incoming) {
                     Ok(Peeked::Hello(h)) => {
-                        self.sni = h.sni.as_deref().and_then(sni_of);
+                        self.sni = h.sni;
                         hello_done = true;
                     }
                     Ok(Peeked::NeedMore) => {}

@@ -6,6 +6,13 @@
 //! more than `MAX_HELLO` bytes, and answers `NeedMore` until the whole
 //! ClientHello is there. Anything malformed is `Err`: the caller then lets
 //! rustls answer the client as it would.
+//!
+//! The SNI is checked as rustls checks it on the terminated path
+//! ([`server_name`]): a DNS name (kept, lower case), an IP address
+//! (ignored, as if absent), anything else — not UTF-8, a control character,
+//! a space, a second host_name — is `Err`, which rustls then refuses with
+//! `illegal_parameter`. So a name that reaches a log line, a route lookup or
+//! a PROXY header is a DNS name on both paths.
 
 /// Largest ClientHello accepted for inspection (handshake body bytes).
 pub const MAX_HELLO: usize = 16 * 1024;
@@ -22,7 +29,7 @@ pub enum Peeked {
     Hello(Hello),
 }
 
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a TLS ClientHello: {0}")]
 pub struct NotHello(pub &'static str);
 
@@ -130,12 +137,17 @@ fn parse_body(b: &[u8]) -> Result<Hello, NotHello> {
         match ty {
             0 => {
                 let mut list = R(data.vec16()?);
+                let mut seen = false;
                 while !list.0.is_empty() {
-                    let kind = list.u8()?;
-                    let name = list.vec16()?;
-                    if kind == 0 && hello.sni.is_none() {
-                        hello.sni = std::str::from_utf8(name).ok().map(str::to_ascii_lowercase);
+                    if list.u8()? != 0 {
+                        // An unknown name type: its encoding is unknown
+                        // too, so nothing after it can be read (as rustls).
+                        break;
                     }
+                    if std::mem::replace(&mut seen, true) {
+                        return Err(NotHello("more than one host_name in the SNI"));
+                    }
+                    hello.sni = server_name(list.vec16()?)?;
                 }
             }
             16 => {
@@ -152,6 +164,18 @@ fn parse_body(b: &[u8]) -> Result<Hello, NotHello> {
         }
     }
     Ok(hello)
+}
+
+/// The SNI host_name as rustls takes it (RFC 6066 §3): a DNS name, lower
+/// case; `None` for an IP address (some clients send one; rustls ignores
+/// it); `Err` for anything else, which rustls refuses.
+pub fn server_name(raw: &[u8]) -> Result<Option<String>, NotHello> {
+    use rustls::pki_types::ServerName;
+    match ServerName::try_from(raw) {
+        Ok(ServerName::DnsName(d)) => Ok(Some(d.as_ref().to_ascii_lowercase())),
+        Ok(ServerName::IpAddress(_)) => Ok(None),
+        Ok(_) | Err(_) => Err(NotHello("server name is not a DNS name")),
+    }
 }
 
 #[cfg(test)]
@@ -195,6 +219,52 @@ mod tests {
         two.extend_from_slice(&[0x16, 0x03, 0x01, (b.len() >> 8) as u8, b.len() as u8]);
         two.extend_from_slice(b);
         assert_eq!(peek(&two), Ok(Peeked::Hello(want)));
+    }
+
+    /// `rustls_hello("placeholder.example", …)` with its SNI replaced by
+    /// `name` (same length, so no length field changes).
+    fn hello_with_sni(name: &[u8]) -> Vec<u8> {
+        let placeholder = vec![b'p'; name.len()];
+        let mut h = rustls_hello(std::str::from_utf8(&placeholder).unwrap(), &[]);
+        let at = h
+            .windows(name.len())
+            .position(|w| w == &placeholder[..])
+            .unwrap();
+        h[at..at + name.len()].copy_from_slice(name);
+        h
+    }
+
+    #[test]
+    fn sni_must_be_a_dns_name_as_rustls_requires() {
+        let sni = |name: &[u8]| match peek(&hello_with_sni(name)) {
+            Ok(Peeked::Hello(h)) => Ok(h.sni),
+            Ok(Peeked::NeedMore) => panic!("complete hello"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(
+            sni(b"Mail.Example.ORG"),
+            Ok(Some("mail.example.org".into()))
+        );
+        assert_eq!(
+            sni(b"xn--bcher-kva.example"),
+            Ok(Some("xn--bcher-kva.example".into()))
+        );
+        assert_eq!(sni(b"_dmarc.example"), Ok(Some("_dmarc.example".into())));
+        let bad = NotHello("server name is not a DNS name");
+        for name in [
+            &b"a.example\nFORGED connection closed"[..],
+            b"a.example\r\nX",
+            b"a.example\0",
+            b"a example",
+            b"a.example\x1b[2J",
+            "bücher.example".as_bytes(),
+            b"a.example\xff",
+            b"-a.example",
+        ] {
+            assert_eq!(sni(name), Err(bad.clone()), "{name:?}");
+        }
+        // An IP address is ignored, as rustls does.
+        assert_eq!(sni(b"192.0.2.7"), Ok(None));
     }
 
     #[test]

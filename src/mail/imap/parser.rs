@@ -571,6 +571,11 @@ enum Stop {
 
 type R<T> = Result<T, Stop>;
 
+/// RFC 2971 §3.3 limits on the ID command's parameter list.
+const ID_MAX_PAIRS: usize = 30;
+const ID_MAX_FIELD: usize = 30;
+const ID_MAX_VALUE: usize = 1024;
+
 fn syntax<T>(msg: impl Into<String>) -> R<T> {
     Err(Stop::Syntax(msg.into()))
 }
@@ -1028,11 +1033,21 @@ impl P<'_> {
                     if !self.eat(b')') {
                         loop {
                             self.count()?;
-                            let k = String::from_utf8_lossy(&self.string()?).into_owned();
+                            // RFC 2971 §3.3: at most 30 pairs, fields of at
+                            // most 30 octets, values of at most 1024.
+                            if params.len() == ID_MAX_PAIRS {
+                                return syntax("ID: more than 30 field-value pairs");
+                            }
+                            let k = self.string()?;
                             self.sp()?;
-                            let v = self
-                                .nstring()?
-                                .map(|v| String::from_utf8_lossy(&v).into_owned());
+                            let v = self.nstring()?;
+                            if k.len() > ID_MAX_FIELD
+                                || v.as_ref().is_some_and(|v| v.len() > ID_MAX_VALUE)
+                            {
+                                return syntax("ID: field over 30 or value over 1024 octets");
+                            }
+                            let k = String::from_utf8_lossy(&k).into_owned();
+                            let v = v.map(|v| String::from_utf8_lossy(&v).into_owned());
                             params.push((k, v));
                             if self.eat(b')') {
                                 break;
@@ -1998,6 +2013,28 @@ Hello Joe, do you think we can meet at 3:30 tomorrow?\r\n";
             }
         );
         assert_eq!(body("A3 ID NIL\r\n"), C::Id { params: None });
+        // RFC 2971 §3.3 limits: 30 pairs, 30-octet fields, 1024-octet values.
+        let pairs = |n: usize| {
+            (0..n)
+                .map(|i| format!("\"f{i}\" \"v\""))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let id = |p: String| format!("A6 ID ({p})\r\n");
+        assert!(matches!(body(&id(pairs(30))), C::Id { params: Some(p) } if p.len() == 30));
+        assert!(bad(&id(pairs(31))).1.contains("30 field-value pairs"));
+        let field = "f".repeat(30);
+        assert!(matches!(
+            body(&id(format!("\"{field}\" NIL"))),
+            C::Id { .. }
+        ));
+        assert!(bad(&id(format!("\"{field}x\" NIL")))
+            .1
+            .contains("ID: field"));
+        let value = format!("{{1025+}}\r\n{}", "v".repeat(1025));
+        assert!(bad(&id(format!("\"name\" {value}")))
+            .1
+            .contains("value over 1024"));
         assert_eq!(
             body("A4 SELECT \"INBOX\" (CONDSTORE)\r\n"),
             C::Select {

@@ -181,6 +181,19 @@ pub fn parse_path(s: &str, allow_null: bool) -> Result<String, Reply> {
     Ok(inner.to_owned())
 }
 
+/// The EHLO/HELO/LHLO argument: one word (RFC 5321 §4.1.1.1: a Domain or
+/// an address-literal, UTF-8 under SMTPUTF8) no longer than a domain may be
+/// (255 bytes), holding no space, control character, line separator or
+/// invisible formatting character. Lenient beyond that, as mail servers
+/// are with the names real clients send (`my_pc`, `[IPv6:::1]`); strict
+/// where it matters: the name goes into Received headers and log lines.
+fn helo_name_ok(name: &str) -> bool {
+    name.len() <= 255
+        && !name
+            .chars()
+            .any(|c| c.is_whitespace() || crate::log_safe::needs_escape(c))
+}
+
 /// Parse one command line (CRLF already stripped).
 pub fn parse_command(line: &[u8]) -> Result<Command, Reply> {
     let line = std::str::from_utf8(line)
@@ -205,6 +218,11 @@ pub fn parse_command(line: &[u8]) -> Result<Command, Reply> {
         "EHLO" | "HELO" | "LHLO" => {
             if arg.is_empty() {
                 return Err(syntax("a domain or address literal is required"));
+            }
+            if !helo_name_ok(arg) {
+                return Err(syntax(
+                    "the name must be one domain or address literal, at most 255 bytes",
+                ));
             }
             let d = arg.to_owned();
             Ok(match verb.as_str() {
@@ -492,6 +510,38 @@ mod tests {
             }
         );
         assert_eq!(parse_command(b"EHLO").unwrap_err().code, 501);
+    }
+
+    #[test]
+    fn helo_names_are_one_printable_word() {
+        for ok in [
+            "mail.example.org",
+            "[192.0.2.1]",
+            "[IPv6:2001:db8::1]",
+            "my_pc",
+            "DESKTOP-AB12CD",
+            "bücher.example",
+        ] {
+            let line = format!("EHLO {ok}");
+            assert_eq!(
+                parse_command(line.as_bytes()),
+                Ok(Command::Ehlo(ok.into())),
+                "{ok}"
+            );
+        }
+        let long = format!("EHLO {}", "a".repeat(256));
+        for bad in [
+            "EHLO a.example FORGED",
+            "HELO a.example\x1b[2J",
+            "EHLO a.example\tx",
+            "LHLO a\u{2028}b",
+            "EHLO a\u{85}b",
+            "HELO \u{202e}gro.elpmaxe",
+            long.as_str(),
+        ] {
+            let e = parse_command(bad.as_bytes()).unwrap_err();
+            assert_eq!(e.code, 501, "{bad:?}");
+        }
     }
 
     #[test]

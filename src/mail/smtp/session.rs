@@ -29,6 +29,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::message::{from_addresses, rfc5322_date};
 use super::parser::{parse_command, Command, DataReader, DataStatus, Frame, Framer, Reply};
 use super::relay;
+use crate::log_safe::Escaped;
 use crate::mail::accounts::{domain_of, Accounts};
 use crate::mail::config::MailConfig;
 use crate::mail::peer::PeerInfo;
@@ -404,7 +405,8 @@ impl Session<'_> {
 
     fn error(&mut self, rep: Reply) {
         self.errors += 1;
-        tracing::debug!(reply = %rep, "client error");
+        // A reply may quote the client (an unknown parameter).
+        tracing::debug!(reply = %Escaped(&rep), "client error");
         self.reply(rep);
         if self.errors >= MAX_ERRORS {
             self.reply(r(421, "4.7.0 Too many errors, closing connection"));
@@ -505,7 +507,8 @@ impl Session<'_> {
             };
             let f = from.to_lowercase();
             if !a.addresses.contains(&f) {
-                tracing::info!(from = %from, account = %a.account, "MAIL FROM not an address of the account");
+                // A quoted local part may hold any printable text.
+                tracing::info!(from = %Escaped(&from), account = %a.account, "MAIL FROM not an address of the account");
                 return self.error(r(553, "5.7.1 Sender address not allowed for this account"));
             }
         }
