@@ -10,7 +10,7 @@
 # Each proxy runs pinned to CPU 0; the load generator and the echo backend
 # run on CPU 1. What is measured is the proxy's own CPU time (utime+stime of
 # all its processes, from /proc/PID/stat) per unit of work, and its RSS
-# (VmRSS summed over its processes). See README.md, "Performance".
+# (VmRSS summed over its processes). See docs/performance.md.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

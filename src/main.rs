@@ -14,7 +14,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     name = "frontdoor",
     version,
     about = "A TLS front door for mail hosts: one port for IMAP, SMTP submission and the web, routed by ALPN, with pinned-key client authentication and PROXY v2 to the backends.",
-    after_help = "Configuration reference and examples: README.md and examples/ in the source tree."
+    after_help = "Configuration reference and examples: README.md, docs/ and examples/ in the source tree."
 )]
 struct Cli {
     /// Log format.

@@ -146,7 +146,7 @@ pub async fn handle(
     let id = shared.next_id();
     // Boxed: everything the handshake and the backend setup needed is
     // freed before the relay, so the task of a connection that stays open
-    // for days holds only what relaying needs (README.md, "Performance").
+    // for days holds only what relaying needs (docs/performance.md).
     // The relay state is boxed too, so that no copy of it stays in the
     // task's own state.
     let set_up = Box::pin(setup(&shared, &id, listener, tls_config, tcp, client)).await;

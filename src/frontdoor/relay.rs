@@ -26,7 +26,7 @@ use tokio::time::{Instant, Sleep};
 /// ciphertext is one write to the backend, never split over two. One read from the
 /// backend then becomes one `writev` of four records to the client, and one
 /// read from the client hands the backend every record already decrypted;
-/// against 16 KiB this cut the relay's CPU per GiB (README.md, "Performance").
+/// against 16 KiB this cut the relay's CPU per GiB (docs/performance.md).
 /// The chunk lives on the stack for the duration of one `poll`, so it costs
 /// an idle connection nothing.
 pub const CHUNK: usize = 64 * 1024 + super::record13::MAX_RECORD;

@@ -9,7 +9,7 @@
 //! flight — a partial record (`incoming`), plaintext the reader has not taken
 //! yet (`plain`), ciphertext the socket has not accepted yet (`outgoing`) —
 //! and each of them is freed once it drains. An idle connection holds the
-//! rustls connection state and nothing else (README.md, "Performance").
+//! rustls connection state and nothing else (docs/performance.md).
 //!
 //! TLS 1.3, once the handshake is over: the records are handed to
 //! `record13` (rustls keeps only the key schedule) at the first read or
@@ -63,7 +63,7 @@ thread_local! {
     /// one `WRITE_CHUNK` of records), so it is zeroed once, not per write:
     /// against a per-connection buffer, zeroed and allocated again after
     /// each flush, this cut the relay's userland instructions per byte by 9%
-    /// (callgrind, README.md "Performance").
+    /// (callgrind, docs/performance.md).
     static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
