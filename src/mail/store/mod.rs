@@ -5,7 +5,7 @@
 //! - `blobs/<id>`: message bytes, immutable once written, one file per delivered message;
 //! - `tmp/`: where blobs are written before their rename into `blobs/`;
 //! - `journal`: an append-only log of checksummed records ([`journal`]); each
-//!   record is a batch of [`Op`]s applied atomically. The in-memory state
+//!   record is a batch of `Op`s applied atomically. The in-memory state
 //!   (accounts, mailboxes, UIDs, flags, MODSEQs) is the replay of the journal.
 //!
 //! Invariants:
@@ -69,7 +69,7 @@ pub enum StoreError {
 
 impl StoreError {
     /// True when the request was wrong (IMAP NO, SMTP 5xx), false when the
-    /// server failed (IMAP NO [SERVERBUG], SMTP 4xx).
+    /// server failed (IMAP NO \[SERVERBUG\], SMTP 4xx).
     pub fn is_client_error(&self) -> bool {
         !matches!(
             self,
