@@ -139,7 +139,9 @@ pub async fn handle(
     tls_config: Arc<rustls::ServerConfig>,
     tcp: TcpStream,
     client: SocketAddr,
-    _permit: OwnedSemaphorePermit,
+    // Held for the connection's life: `limits.max_connections` and, when
+    // known at accept, the client address's `limits.per_ip_connections` slot.
+    (_permit, mut ip_slot): (OwnedSemaphorePermit, Option<super::per_ip::IpSlot>),
 ) {
     shared.stats.open.fetch_add(1, Ordering::Relaxed);
     let _open = OpenGuard(&shared);
@@ -149,7 +151,16 @@ pub async fn handle(
     // for days holds only what relaying needs (docs/performance.md).
     // The relay state is boxed too, so that no copy of it stays in the
     // task's own state.
-    let set_up = Box::pin(setup(&shared, &id, listener, tls_config, tcp, client)).await;
+    let set_up = Box::pin(setup(
+        &shared,
+        &id,
+        listener,
+        tls_config,
+        tcp,
+        client,
+        &mut ip_slot,
+    ))
+    .await;
     if let Some(mut r) = set_up {
         r.relay(&shared).await;
     }
@@ -204,6 +215,7 @@ async fn setup<'a>(
     tls_config: Arc<rustls::ServerConfig>,
     mut tcp: TcpStream,
     mut client: SocketAddr,
+    ip_slot: &mut Option<super::per_ip::IpSlot>,
 ) -> Option<Box<Relaying<'a>>> {
     let cfg = shared.config.clone();
     let l = &cfg.listeners[listener];
@@ -240,6 +252,13 @@ async fn setup<'a>(
                 client = src;
                 local = dst;
                 log.client = src;
+                match shared.per_ip_slot(src) {
+                    Some(slot) => *ip_slot = Some(slot),
+                    None => {
+                        log.emit("per-address connection limit reached");
+                        return None;
+                    }
+                }
             }
             Ok(Ok(None)) => {}
             Ok(Err(e)) => {
