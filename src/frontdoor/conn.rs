@@ -588,7 +588,10 @@ async fn setup<'a>(
 /// Wait until the whole ClientHello is in the socket buffer, without
 /// consuming it. `None`: not a parseable ClientHello (rustls will answer).
 async fn peek_hello(tcp: &TcpStream) -> std::io::Result<Option<Hello>> {
-    let mut buf = vec![0u8; client_hello::MAX_HELLO + 64];
+    // Most hellos fit 2 KiB; the buffer grows only for those that do not, so
+    // a stalled client costs what it sent, not the largest hello.
+    const MAX: usize = client_hello::MAX_HELLO + 64;
+    let mut buf = vec![0u8; 2048];
     loop {
         let n = tcp.peek(&mut buf).await?;
         if n == 0 {
@@ -601,6 +604,7 @@ async fn peek_hello(tcp: &TcpStream) -> std::io::Result<Option<Hello>> {
                 // little for the rest (the caller bounds the total wait).
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
+            Ok(Peeked::NeedMore) if buf.len() < MAX => buf.resize((buf.len() * 4).min(MAX), 0),
             Ok(Peeked::NeedMore) | Err(_) => return Ok(None),
         }
     }
