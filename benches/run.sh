@@ -171,7 +171,7 @@ routes:
     backend: "127.0.0.1:$BE_V2"
     proxy_protocol: v2
 timeouts: { handshake: 10s, connect: 5s, idle: 30m }
-limits: { max_connections: 20000 }
+limits: { max_connections: 20000, per_ip_connections: 20000 }   # every load client is 127.0.0.1
 EOF
         if [ "$FD_CLIENT_AUTH" = 1 ]; then
             printf 'client_auth: { registry: %s, unknown_key: reject }\n' "$WORK/registry.yaml"

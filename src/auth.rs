@@ -9,10 +9,11 @@
 //!   session never carries a key removed since its first handshake;
 //! - only the SubjectPublicKeyInfo counts; the certificate's own names are
 //!   never read;
-//! - a client IP with repeated key failures waits before its next
-//!   handshakes, and past a hard limit is turned away, for a while.
+//! - a client address (IPv4, or IPv6 /64: `throttle::AddrKey`) with repeated
+//!   key failures waits before its next handshakes, and past a hard limit is
+//!   turned away, for a while; the failure table is bounded and keeps
+//!   counting when full (`throttle::FailureTable`).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -23,6 +24,7 @@ use rustls::server::danger::ClientCertVerifier;
 
 use crate::config::{ClientAuth, Problem, Problems, UnknownKey};
 use crate::registry::{check_key_acceptable, fingerprint_spki, Fingerprint, RegistryHandle};
+use crate::throttle::{AddrKey, FailureTable};
 use crate::tls::client_key::{spki_of, KeyPolicy, PinnedKeyVerifier};
 
 /// A pinned key's identity.
@@ -47,13 +49,17 @@ pub enum ClientKey {
 
 /// Failures after which an IP's handshakes are slowed (mox slows after 3).
 const SLOW_AFTER: u32 = 3;
-/// Failures after which an IP is turned away until its record expires.
+/// Failures after which an IP is turned away until its level drops.
 const BLOCK_AFTER: u32 = 30;
-/// A failure record is forgotten this long after its last failure.
-const FORGET_AFTER: Duration = Duration::from_secs(10 * 60);
+/// One failure is forgotten per interval: a blocked address drains fully
+/// in ten minutes, and once blocked gets one try per interval.
+const LEAK: Duration = Duration::from_secs(20);
+/// Highest level an address reaches: blocked for at most ten minutes
+/// (`(MAX_LEVEL - BLOCK_AFTER) * LEAK`) after its last failure.
+const MAX_LEVEL: u32 = 2 * BLOCK_AFTER;
 /// Longest delay imposed before a handshake.
 const MAX_DELAY: Duration = Duration::from_secs(5);
-/// Bound on remembered IPs, so a spray of addresses cannot grow memory.
+/// Bound on remembered addresses, so a spray of addresses cannot grow memory.
 const MAX_TRACKED: usize = 65_536;
 
 #[derive(Debug)]
@@ -93,7 +99,7 @@ pub struct Auth {
     unknown_key: UnknownKey,
     secret: Option<Arc<[u8]>>,
     policy: Arc<HandshakePolicy>,
-    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    failures: Mutex<FailureTable<AddrKey>>,
     _watcher: tokio::task::JoinHandle<()>,
 }
 
@@ -162,7 +168,7 @@ impl Auth {
             registry,
             unknown_key: cfg.unknown_key,
             secret,
-            failures: Mutex::new(HashMap::new()),
+            failures: Mutex::new(FailureTable::new(MAX_TRACKED, LEAK)),
             _watcher: watcher,
         })
     }
@@ -239,22 +245,15 @@ impl Auth {
         }
     }
 
-    /// Delay (or refuse) a handshake from an IP with recent key failures.
-    /// Returns false when the IP is to be turned away now.
+    /// Delay (or refuse) a handshake from an address with recent key
+    /// failures. Returns false when the address is to be turned away now.
     pub async fn throttle(&self, ip: IpAddr) -> bool {
         let count = {
             let mut f = match self.failures.lock() {
                 Ok(g) => g,
                 Err(p) => p.into_inner(),
             };
-            match f.get(&ip) {
-                Some((_, last)) if last.elapsed() > FORGET_AFTER => {
-                    f.remove(&ip);
-                    0
-                }
-                Some((n, _)) => *n,
-                None => 0,
-            }
+            f.level(&AddrKey::from(ip), Instant::now())
         };
         if count >= BLOCK_AFTER {
             return false;
@@ -266,23 +265,20 @@ impl Auth {
         true
     }
 
-    /// Count a failed key authentication for `ip`.
+    /// Count a failed key authentication for `ip` (its /64 for IPv6).
     pub fn note_failure(&self, ip: IpAddr) {
-        let mut f = match self.failures.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
+        let key = AddrKey::from(ip);
+        let n = {
+            let mut f = match self.failures.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            f.add(&key, Instant::now(), MAX_LEVEL)
         };
-        if f.len() >= MAX_TRACKED {
-            f.retain(|_, (_, last)| last.elapsed() <= FORGET_AFTER);
-            if f.len() >= MAX_TRACKED {
-                return;
-            }
-        }
-        let e = f.entry(ip).or_insert((0, Instant::now()));
-        e.0 = e.0.saturating_add(1);
-        e.1 = Instant::now();
-        if e.0 == SLOW_AFTER || e.0 == BLOCK_AFTER {
-            tracing::warn!(client = %ip, failures = e.0, "repeated client key failures: slowing down this address");
+        if n == SLOW_AFTER {
+            tracing::warn!(client = %ip, key = %key, failures = n, "repeated client key failures: slowing down handshakes from this address");
+        } else if n == BLOCK_AFTER {
+            tracing::warn!(client = %ip, key = %key, failures = n, "client key failure limit reached: refusing handshakes from this address for a while");
         }
     }
 

@@ -206,6 +206,7 @@ struct RawTimeouts {
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     max_connections: Option<usize>,
+    per_ip_connections: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -239,6 +240,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     pub timeouts: Timeouts,
     pub max_connections: usize,
+    /// Most open connections from one client address (IPv6: one /64).
+    pub per_ip_connections: usize,
     pub client_auth: Option<ClientAuth>,
     /// Where Prometheus metrics are served (`GET /metrics`), if anywhere.
     pub metrics_listen: Option<SocketAddr>,
@@ -449,6 +452,10 @@ pub struct ClientAuth {
 
 /// Default cap on simultaneous client connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default cap per client address (IPv6 /64). A mail app holds two to four
+/// connections per account, so this leaves room for some hundreds of users
+/// behind one NAT while no single address can take all the slots.
+pub const DEFAULT_PER_IP_CONNECTIONS: usize = 1_000;
 
 impl Config {
     /// Read, parse and validate `path`. File contents named by the config
@@ -808,6 +815,14 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
         Some(n) => n,
         None => DEFAULT_MAX_CONNECTIONS,
     };
+    let per_ip_connections = match raw.limits.per_ip_connections {
+        Some(0) => {
+            r.at("limits.per_ip_connections", "must be at least 1");
+            DEFAULT_PER_IP_CONNECTIONS
+        }
+        Some(n) => n,
+        None => DEFAULT_PER_IP_CONNECTIONS,
+    };
     let client_auth = raw.client_auth.map(|c| {
         let unknown_key = match c.unknown_key.as_deref() {
             None | Some("reject") => UnknownKey::Reject,
@@ -882,6 +897,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporter) -> Confi
         routes,
         timeouts,
         max_connections,
+        per_ip_connections,
         client_auth,
         metrics_listen,
         mail,
@@ -1026,6 +1042,7 @@ limits: { max_connections: 20000 }
         );
         assert_eq!(c.timeouts.idle, Duration::from_secs(1800));
         assert_eq!(c.max_connections, 20000);
+        assert_eq!(c.per_ip_connections, DEFAULT_PER_IP_CONNECTIONS);
         assert_eq!(
             c.listener_alpn(l),
             vec![
@@ -1058,6 +1075,37 @@ limits: { max_connections: 20000 }
             "{text}"
         );
         assert_eq!(e.0.len(), 3, "{text}");
+    }
+
+    #[test]
+    fn per_ip_connections_is_read_and_checked_with_its_line() {
+        let ok = GOOD.replace(
+            "limits: { max_connections: 20000 }",
+            "limits:\n  max_connections: 20000\n  per_ip_connections: 50",
+        );
+        assert_eq!(
+            Config::parse(Path::new("f.yaml"), &ok)
+                .unwrap()
+                .per_ip_connections,
+            50
+        );
+        for (value, want) in [
+            (
+                "0",
+                "f.yaml:24: limits.per_ip_connections: must be at least 1",
+            ),
+            ("-3", "f.yaml:24"),
+            ("lots", "f.yaml:24"),
+        ] {
+            let bad = ok.replace(
+                "per_ip_connections: 50",
+                &format!("per_ip_connections: {value}"),
+            );
+            let text = Config::parse(Path::new("f.yaml"), &bad)
+                .unwrap_err()
+                .to_string();
+            assert!(text.starts_with(want), "{value}: {text}");
+        }
     }
 
     #[test]

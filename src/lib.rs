@@ -20,5 +20,6 @@ pub mod net;
 pub mod proxy_protocol;
 pub mod registry;
 pub mod serve;
+pub mod throttle;
 pub mod tls;
 pub mod yaml_lines;

@@ -120,7 +120,9 @@ async fn old_protocols_garbage_and_oversized_hellos_are_refused() {
 async fn slowloris_is_dropped_at_the_handshake_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let imap = CaptureBackend::start("imap", Expect::V2).await;
-    let p = write_config(dir.path(), &format!("listeners:\n  - bind: \"127.0.0.1:0\"\nroutes:\n  imap: {{ alpn: [imap], backend: \"{}\" }}\ntimeouts: {{ handshake: 2s }}\n", imap.addr));
+    // Every client here shares 127.0.0.1: lift the per-address cap
+    // (tests/abuse_limits.rs has its own test) to reach the handshake timeout.
+    let p = write_config(dir.path(), &format!("listeners:\n  - bind: \"127.0.0.1:0\"\nroutes:\n  imap: {{ alpn: [imap], backend: \"{}\" }}\ntimeouts: {{ handshake: 2s }}\nlimits: {{ per_ip_connections: 5000 }}\n", imap.addr));
     let fd = Frontdoor::start(&p, 1);
     let a = fd.addrs[0];
     // 2,000 connections dribbling a ClientHello one byte every 300 ms, or

@@ -796,15 +796,20 @@ async fn soak_under_faults() {
 const LOGINS: &str = r#"
 import smtplib, ssl, sys
 port, account, password, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+tag = int(sys.argv[5])
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 ctx.check_hostname = False
 ctx.verify_mode = ssl.CERT_NONE
 ctx.set_alpn_protocols(["smtp"])
 for i in range(n):
-    with smtplib.SMTP_SSL("127.0.0.1", port, context=ctx, timeout=15) as s:
+    # One source address (all loopback) and one unknown name per wrong
+    # password, so that the password throttles (10 failures per address, 30
+    # per name) let every check through to argon2.
+    src = (f"127.0.{tag}.{i % 250 + 1}", 0)
+    with smtplib.SMTP_SSL("127.0.0.1", port, context=ctx, timeout=15, source_address=src) as s:
         s.login(account, password)
         try:
-            s.login(account, "wrong password")
+            s.login(f"nobody-{tag}-{i}@example.org", "wrong password")
         except smtplib.SMTPException:
             pass
 print("done")
@@ -829,6 +834,7 @@ async fn repeated_logins_keep_memory_bounded() {
                 ACCOUNT,
                 PASSWORD,
                 &n.to_string(),
+                &n.to_string(),
             ])
             .output()
             .expect("python3 is needed");
@@ -844,12 +850,21 @@ async fn repeated_logins_keep_memory_bounded() {
     let before = rss_kib(pid);
     // Parallel clients so that checks land on several blocking threads.
     let clients: Vec<_> = (0..4)
-        .map(|_| {
+        .map(|i| {
             std::thread::spawn({
                 let port = server.addr.port();
                 move || {
+                    let tag = (20 + i).to_string();
                     Command::new("python3")
-                        .args(["-c", LOGINS, &port.to_string(), ACCOUNT, PASSWORD, "10"])
+                        .args([
+                            "-c",
+                            LOGINS,
+                            &port.to_string(),
+                            ACCOUNT,
+                            PASSWORD,
+                            "10",
+                            &tag,
+                        ])
                         .output()
                         .expect("python3 is needed")
                 }

@@ -139,7 +139,9 @@ pub async fn handle(
     tls_config: Arc<rustls::ServerConfig>,
     tcp: TcpStream,
     client: SocketAddr,
-    _permit: OwnedSemaphorePermit,
+    // Held for the connection's life: `limits.max_connections` and, when
+    // known at accept, the client address's `limits.per_ip_connections` slot.
+    (_permit, mut ip_slot): (OwnedSemaphorePermit, Option<super::per_ip::IpSlot>),
 ) {
     shared.stats.open.fetch_add(1, Ordering::Relaxed);
     let _open = OpenGuard(&shared);
@@ -149,7 +151,16 @@ pub async fn handle(
     // for days holds only what relaying needs (docs/performance.md).
     // The relay state is boxed too, so that no copy of it stays in the
     // task's own state.
-    let set_up = Box::pin(setup(&shared, &id, listener, tls_config, tcp, client)).await;
+    let set_up = Box::pin(setup(
+        &shared,
+        &id,
+        listener,
+        tls_config,
+        tcp,
+        client,
+        &mut ip_slot,
+    ))
+    .await;
     if let Some(mut r) = set_up {
         r.relay(&shared).await;
     }
@@ -204,6 +215,7 @@ async fn setup<'a>(
     tls_config: Arc<rustls::ServerConfig>,
     mut tcp: TcpStream,
     mut client: SocketAddr,
+    ip_slot: &mut Option<super::per_ip::IpSlot>,
 ) -> Option<Box<Relaying<'a>>> {
     let cfg = shared.config.clone();
     let l = &cfg.listeners[listener];
@@ -240,6 +252,13 @@ async fn setup<'a>(
                 client = src;
                 local = dst;
                 log.client = src;
+                match shared.per_ip_slot(src) {
+                    Some(slot) => *ip_slot = Some(slot),
+                    None => {
+                        log.emit("per-address connection limit reached");
+                        return None;
+                    }
+                }
             }
             Ok(Ok(None)) => {}
             Ok(Err(e)) => {
@@ -569,7 +588,10 @@ async fn setup<'a>(
 /// Wait until the whole ClientHello is in the socket buffer, without
 /// consuming it. `None`: not a parseable ClientHello (rustls will answer).
 async fn peek_hello(tcp: &TcpStream) -> std::io::Result<Option<Hello>> {
-    let mut buf = vec![0u8; client_hello::MAX_HELLO + 64];
+    // Most hellos fit 2 KiB; the buffer grows only for those that do not, so
+    // a stalled client costs what it sent, not the largest hello.
+    const MAX: usize = client_hello::MAX_HELLO + 64;
+    let mut buf = vec![0u8; 2048];
     loop {
         let n = tcp.peek(&mut buf).await?;
         if n == 0 {
@@ -582,6 +604,7 @@ async fn peek_hello(tcp: &TcpStream) -> std::io::Result<Option<Hello>> {
                 // little for the rest (the caller bounds the total wait).
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
+            Ok(Peeked::NeedMore) if buf.len() < MAX => buf.resize((buf.len() * 4).min(MAX), 0),
             Ok(Peeked::NeedMore) | Err(_) => return Ok(None),
         }
     }

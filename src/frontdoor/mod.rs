@@ -6,11 +6,14 @@
 //! what is left. Each accepted connection is handled by `conn::handle`.
 //!
 //! Resources are counted with RAII: a connection holds a semaphore permit
-//! (`limits.max_connections`) and lives in a `TaskTracker` for the drain.
+//! (`limits.max_connections`) and a slot of its client address
+//! (`limits.per_ip_connections`, `per_ip`), and lives in a `TaskTracker` for
+//! the drain.
 
 pub mod backend;
 pub mod builtin;
 pub mod conn;
+pub mod per_ip;
 pub mod record13;
 pub mod relay;
 pub mod tls_stream;
@@ -88,6 +91,8 @@ impl RateLimitedLog {
 pub struct Stats {
     pub accepted: AtomicU64,
     pub over_limit: AtomicU64,
+    /// Refused by `limits.per_ip_connections`.
+    pub over_ip_limit: AtomicU64,
     pub handshake_failed: AtomicU64,
     pub backend_failed: AtomicU64,
     pub open: AtomicU64,
@@ -109,6 +114,32 @@ pub struct Shared {
     id_prefix: String,
     pub over_limit_log: RateLimitedLog,
     pub accept_err_log: RateLimitedLog,
+    /// Open connections per client address.
+    pub per_ip: Arc<per_ip::PerIp>,
+    pub over_ip_limit_log: RateLimitedLog,
+}
+
+impl Shared {
+    /// A slot for one more connection from `client`; `None` (logged, at
+    /// most once a second) when its address is at `limits.per_ip_connections`.
+    pub fn per_ip_slot(&self, client: SocketAddr) -> Option<per_ip::IpSlot> {
+        match self.per_ip.try_acquire(client.ip()) {
+            Ok(slot) => Some(slot),
+            Err(key) => {
+                self.stats.over_ip_limit.fetch_add(1, Ordering::Relaxed);
+                if let Some(n) = self.over_ip_limit_log.allow() {
+                    tracing::warn!(
+                        client = %client,
+                        address = %key,
+                        per_ip_connections = self.per_ip.limit(),
+                        suppressed = n,
+                        "per-address connection limit reached: closing new connection"
+                    );
+                }
+                None
+            }
+        }
+    }
 }
 
 impl Shared {
@@ -234,6 +265,7 @@ impl Frontdoor {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let limit = Arc::new(Semaphore::new(config.max_connections));
+        let per_ip = per_ip::PerIp::new(config.per_ip_connections);
         Ok(Self {
             shared: Arc::new(Shared {
                 config: Arc::new(config),
@@ -247,6 +279,8 @@ impl Frontdoor {
                 id_prefix: base36(start),
                 over_limit_log: RateLimitedLog::new(1000),
                 accept_err_log: RateLimitedLog::new(1000),
+                per_ip,
+                over_ip_limit_log: RateLimitedLog::new(1000),
             }),
             listeners,
             metrics_listener,
@@ -444,11 +478,28 @@ async fn accept_loop(
                 continue;
             }
         };
+        // Behind an upstream balancer the address that counts is the one
+        // its PROXY header names (`conn` takes that slot).
+        let upstream = shared.config.listeners[l.index]
+            .accept_proxy_from
+            .iter()
+            .any(|n| n.contains(&peer.ip()));
+        let slot = if upstream {
+            None
+        } else {
+            match shared.per_ip_slot(peer) {
+                Some(s) => Some(s),
+                None => {
+                    drop(tcp);
+                    continue;
+                }
+            }
+        };
         let shared = shared.clone();
         let tls_config = l.tls_config.clone();
         let index = l.index;
         tracker.spawn(async move {
-            conn::handle(shared, index, tls_config, tcp, peer, permit).await;
+            conn::handle(shared, index, tls_config, tcp, peer, (permit, slot)).await;
         });
     }
 }

@@ -344,11 +344,21 @@ impl TlsStream {
             if !self.outgoing.is_empty() {
                 continue;
             }
-            if self.incoming.len() >= MAX_INCOMING {
-                return Poll::Ready(Err(general("handshake message too large")));
+            // rustls has not decided a version until it has the whole
+            // ClientHello: until then, a much smaller bound.
+            let limit = match version {
+                None => client_hello::MAX_HELLO_BYTES,
+                Some(_) => MAX_INCOMING,
+            };
+            if self.incoming.len() >= limit {
+                return Poll::Ready(Err(general(match version {
+                    None => "ClientHello too large or never completed",
+                    Some(_) => "handshake message too large",
+                })));
             }
             let mut stack = [MaybeUninit::<u8>::uninit(); 16 * 1024];
-            let mut rb = ReadBuf::uninit(&mut stack);
+            let room = (limit - self.incoming.len()).min(stack.len());
+            let mut rb = ReadBuf::uninit(&mut stack[..room]);
             ready!(Pin::new(&mut self.tcp).poll_read(cx, &mut rb))?;
             if rb.filled().is_empty() {
                 return Poll::Ready(Err(io::Error::new(
@@ -356,6 +366,8 @@ impl TlsStream {
                     "tls handshake eof",
                 )));
             }
+            // Exact: what a stalled client holds is what it sent.
+            self.incoming.reserve_exact(rb.filled().len());
             self.incoming.extend_from_slice(rb.filled());
             if !hello_done && self.sni.is_none() {
                 // The SNI as rustls will see it (its unbuffered connection

@@ -5,8 +5,11 @@
 //! `<data_dir>/accounts.lock`, so the CLI can edit accounts while the servers
 //! run; the servers re-read the file on each lookup and never cache a
 //! password. Addresses are lower-cased and must be in a local domain.
-//! Password checks cost an argon2 computation (tens of milliseconds): async
-//! callers run them in `tokio::task::spawn_blocking`.
+//! Password checks cost an argon2 computation (tens of milliseconds) and
+//! its working memory (19 MiB with the default parameters): the servers run
+//! them through `mail::login` (throttled, queued, on a small pool whose
+//! threads each reuse one buffer) and pass that buffer in
+//! ([`Accounts::authenticate_with`]).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -112,15 +115,14 @@ fn hash_password(password: &str) -> Result<String, AccountError> {
         .map_err(|e| AccountError::Hash(e.to_string()))
 }
 
-/// The argon2 working memory (19 MiB with the default parameters), kept for
-/// the life of the process and shared by every check. Allocating and freeing
-/// it per login makes glibc raise its mmap threshold, after which each
-/// blocking thread's arena keeps its own freed copy: a few dozen logins grew
-/// the server by more than 300 MiB. One buffer bounds that memory, and under
-/// a login flood the checks queue instead of each taking 19 MiB.
-static ARGON2_MEMORY: std::sync::Mutex<Vec<argon2::Block>> = std::sync::Mutex::new(Vec::new());
+/// argon2 working memory, reused from one check to the next by its owner.
+/// Allocating and freeing 19 MiB per login makes glibc raise its mmap
+/// threshold, after which every thread's arena keeps its own freed copy (a
+/// few dozen logins grew a server by more than 300 MiB): so each thread of
+/// the check pool keeps one buffer for its life.
+pub type Argon2Memory = Vec<argon2::Block>;
 
-fn verify_password(phc: &str, password: &str) -> bool {
+fn verify_password(phc: &str, password: &str, memory: &mut Argon2Memory) -> bool {
     let Ok(h) = PasswordHash::new(phc) else {
         return false;
     };
@@ -142,7 +144,6 @@ fn verify_password(phc: &str, password: &str) -> bool {
         return false;
     };
     let argon = Argon2::new(algorithm, version, params.clone());
-    let mut memory = ARGON2_MEMORY.lock().unwrap_or_else(|e| e.into_inner());
     memory.resize(params.block_count(), argon2::Block::default());
     argon2::password_hash::Output::init_with(expected.len(), |out| {
         argon
@@ -297,7 +298,19 @@ impl Accounts {
     /// Check a login. Returns the account name on success. With
     /// `auto_create`, an unknown address in a local domain with a password of
     /// at least [`AUTO_CREATE_MIN_PASSWORD`] characters creates the account.
+    /// Allocates the argon2 memory for this one check: servers use
+    /// [`Accounts::authenticate_with`] through `mail::login`.
     pub fn authenticate(&self, user: &str, password: &str) -> Result<Option<String>, AccountError> {
+        self.authenticate_with(user, password, &mut Vec::new())
+    }
+
+    /// [`Accounts::authenticate`] with the caller's argon2 memory.
+    pub fn authenticate_with(
+        &self,
+        user: &str,
+        password: &str,
+        memory: &mut Argon2Memory,
+    ) -> Result<Option<String>, AccountError> {
         let Some(account) = self.account_for(user)? else {
             if self.auto_create
                 && password.chars().count() >= AUTO_CREATE_MIN_PASSWORD
@@ -309,23 +322,26 @@ impl Accounts {
                         Ok(Some(a))
                     }
                     // Created by a concurrent first login: check against it.
-                    Err(AccountError::Exists(_)) => self.authenticate_existing(user, password),
+                    Err(AccountError::Exists(_)) => {
+                        self.authenticate_existing(user, password, memory)
+                    }
                     Err(e) => Err(e),
                 };
             }
             // Spend the same time as a real check so that timing does not tell
             // which accounts exist.
-            let _ = verify_password(dummy_hash(), password);
+            let _ = verify_password(dummy_hash(), password, memory);
             return Ok(None);
         };
         let _ = account;
-        self.authenticate_existing(user, password)
+        self.authenticate_existing(user, password, memory)
     }
 
     fn authenticate_existing(
         &self,
         user: &str,
         password: &str,
+        memory: &mut Argon2Memory,
     ) -> Result<Option<String>, AccountError> {
         let Some(account) = self.account_for(user)? else {
             return Ok(None);
@@ -334,7 +350,7 @@ impl Accounts {
         let ok = f
             .accounts
             .get(&account)
-            .is_some_and(|r| verify_password(&r.password, password));
+            .is_some_and(|r| verify_password(&r.password, password, memory));
         Ok(ok.then_some(account))
     }
 }
@@ -358,6 +374,8 @@ mod tests {
         use argon2::password_hash::PasswordVerifier;
         let phc = hash_password("right horse battery").unwrap();
         let h = PasswordHash::new(&phc).unwrap();
+        let mut mem = Vec::new();
+        let mut verify_password = |phc: &str, pw: &str| verify_password(phc, pw, &mut mem);
         for pw in ["right horse battery", "wrong", ""] {
             assert_eq!(
                 verify_password(&phc, pw),
@@ -366,7 +384,7 @@ mod tests {
             );
         }
         assert!(verify_password(&phc, "right horse battery"));
-        // Other parameters (smaller memory) resize the shared buffer.
+        // Other parameters (smaller memory) resize the reused buffer.
         let small = argon2::Params::new(1024, 1, 1, None).unwrap();
         let other = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, small)
             .hash_password(b"pw", &SaltString::encode_b64(&[7u8; 16]).unwrap())

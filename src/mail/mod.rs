@@ -1,5 +1,5 @@
 //! The bundled chatmail-style mail backends: the durable [`store`], the
-//! [`accounts`], the SMTP servers ([`smtp`]), the IMAP server ([`imap`]) and how they are started from the
+//! [`accounts`] and their throttled password checks ([`login`]), the SMTP servers ([`smtp`]), the IMAP server ([`imap`]) and how they are started from the
 //! configuration ([`start`]).
 //!
 //! Each protocol server exposes `serve(stream, PeerInfo, ctx)` over any
@@ -12,6 +12,7 @@ pub mod accounts;
 pub mod cli;
 pub mod config;
 pub mod imap;
+pub mod login;
 pub mod peer;
 pub mod smtp;
 pub mod store;
@@ -423,6 +424,8 @@ pub async fn start(
     let accounts = Accounts::new(&mail.data_dir, &mail.domains, mail.auto_create);
     let mut unix_uids: Vec<u32> = peer::own_uid().into_iter().collect();
     unix_uids.extend(mail.trusted_uids.iter().copied());
+    // One set of password throttles and one check pool for IMAP and SMTP.
+    let logins = login::Logins::new(accounts.clone(), 0);
     let trust = Arc::new(TrustPolicy {
         trusted: mail.trusted_proxies.clone(),
         unix_uids,
@@ -490,6 +493,7 @@ pub async fn start(
             cfg: mail.clone(),
             store: store.clone(),
             accounts: accounts.clone(),
+            logins: logins.clone(),
             // Submission arrives through the front door's TLS and LMTP from
             // the local MTA; only the MX talks TLS itself.
             starttls: match mode {
@@ -516,10 +520,11 @@ pub async fn start(
         let l = Listener::bind_with(addr, proxy_mode).await?;
         servers.imap = l.local_addr();
         tracing::info!(listener = "imap", addr = %servers.imap.as_ref().map(ToString::to_string).unwrap_or_default(), "listening");
-        let ctx = Arc::new(imap::session::ImapContext::new(
+        let ctx = Arc::new(imap::session::ImapContext::with_logins(
             store.clone(),
             accounts.clone(),
             mail.clone(),
+            logins.clone(),
         ));
         imap::server::spawn(l, ctx, trust.clone(), shutdown.clone(), tracker.clone());
     }

@@ -17,6 +17,13 @@
 /// Largest ClientHello accepted for inspection (handshake body bytes).
 pub const MAX_HELLO: usize = 16 * 1024;
 
+/// Most bytes a connection may have sent before its ClientHello is complete:
+/// a `MAX_HELLO` body, its 4-byte header and record headers for a hello cut
+/// into up to 200 records. Browsers and mail apps send 0.5 to 2 KiB (8 KiB
+/// with post-quantum key shares); rustls itself would buffer up to 64 KiB,
+/// which hundreds of half-sent hellos turn into tens of MiB.
+pub const MAX_HELLO_BYTES: usize = MAX_HELLO + 4 + 200 * 5;
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Hello {
     pub sni: Option<String>,

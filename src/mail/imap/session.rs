@@ -38,6 +38,7 @@ use super::sequence::{format_numbers, SeqSet};
 use super::types::{DateTime, Flag};
 use crate::mail::accounts::Accounts;
 use crate::mail::config::MailConfig;
+use crate::mail::login::{LoginError, Logins};
 use crate::mail::peer::PeerInfo;
 use crate::mail::store::{self, FlagOp, MessageMeta, Store, StoreError};
 
@@ -92,13 +93,27 @@ pub struct ImapContext {
     pub accounts: Accounts,
     pub cfg: Arc<MailConfig>,
     pub limits: Limits,
+    /// Password checks (throttled, pooled), shared with the SMTP server.
+    pub logins: Arc<Logins>,
     /// METADATA values by (account, mailbox, entry); in memory only (push
     /// tokens are re-registered by clients on every connection).
     metadata: Mutex<HashMap<(String, String, String), Vec<u8>>>,
 }
 
 impl ImapContext {
+    /// With password checks of its own (a process with SMTP too shares one
+    /// [`Logins`]: [`ImapContext::with_logins`]).
     pub fn new(store: Store, accounts: Accounts, cfg: Arc<MailConfig>) -> Self {
+        let logins = Logins::new(accounts.clone(), 0);
+        Self::with_logins(store, accounts, cfg, logins)
+    }
+
+    pub fn with_logins(
+        store: Store,
+        accounts: Accounts,
+        cfg: Arc<MailConfig>,
+        logins: Arc<Logins>,
+    ) -> Self {
         let limits = Limits {
             max_append: cfg.max_message_size,
             ..Limits::default()
@@ -108,6 +123,7 @@ impl ImapContext {
             accounts,
             cfg,
             limits,
+            logins,
             metadata: Mutex::new(HashMap::new()),
         }
     }
@@ -835,32 +851,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     .await;
             }
         }
-        let accounts = self.ctx.accounts.clone();
-        let (u, p) = (user.to_owned(), password.to_owned());
-        let authz = authz.map(|z| String::from_utf8_lossy(z).into_owned());
-        let found = tokio::task::spawn_blocking(move || {
-            let acc = accounts.authenticate(&u, &p)?;
-            let z = match (&acc, authz.filter(|z| !z.is_empty())) {
-                (Some(_), Some(z)) => Some(accounts.account_for(&z)?),
-                _ => None,
-            };
-            Ok::<_, crate::mail::accounts::AccountError>((acc, z))
-        })
-        .await;
+        let client = self.peer.client_addr.map(|a| a.ip());
+        let found = match self.ctx.logins.check(client, user, password).await {
+            Ok(Some(acc)) => match authz.filter(|z| !z.is_empty()) {
+                None => Ok((Some(acc), None)),
+                Some(z) => {
+                    let accounts = self.ctx.accounts.clone();
+                    let z = String::from_utf8_lossy(z).into_owned();
+                    match tokio::task::spawn_blocking(move || accounts.account_for(&z)).await {
+                        Ok(Ok(z)) => Ok((Some(acc), Some(z))),
+                        Ok(Err(e)) => Err(LoginError::Account(e)),
+                        Err(_) => Err(LoginError::Gone),
+                    }
+                }
+            },
+            Ok(None) => Ok((None, None)),
+            Err(e) => Err(e),
+        };
         let account = match found {
-            Ok(Ok((Some(acc), None))) => acc,
-            Ok(Ok((Some(acc), Some(z)))) if z.as_deref() == Some(acc.as_str()) => acc,
-            Ok(Ok((Some(_), Some(_)))) => {
+            Ok((Some(acc), None)) => acc,
+            Ok((Some(acc), Some(z))) if z.as_deref() == Some(acc.as_str()) => acc,
+            Ok((Some(_), Some(_))) => {
                 return self
                     .auth_fail(Code::AuthorizationFailed, "authorization identity differs")
                     .await
             }
-            Ok(Ok((None, _))) => {
+            Ok((None, _)) => {
                 return self
                     .auth_fail(Code::AuthenticationFailed, "invalid credentials")
                     .await
             }
-            Ok(Err(e)) => {
+            Err(e) if e.is_limit() => {
+                return self
+                    .auth_fail(Code::Unavailable, "too many failed logins, try again later")
+                    .await
+            }
+            Err(LoginError::Account(e)) => {
                 tracing::error!("accounts: {e}");
                 return no(
                     Some(Code::Unavailable),

@@ -32,6 +32,7 @@ use super::relay;
 use crate::log_safe::Escaped;
 use crate::mail::accounts::{domain_of, Accounts};
 use crate::mail::config::MailConfig;
+use crate::mail::login::{LoginError, Logins};
 use crate::mail::peer::PeerInfo;
 use crate::mail::store::{unix_now, Store};
 
@@ -62,6 +63,8 @@ pub struct SmtpContext {
     pub cfg: Arc<MailConfig>,
     pub store: Store,
     pub accounts: Accounts,
+    /// Password checks (throttled, pooled), shared with the IMAP server.
+    pub logins: Arc<Logins>,
     /// Offered as STARTTLS when set (the inbound MX with certificates).
     pub starttls: Option<StartTls>,
 }
@@ -842,18 +845,26 @@ impl Session<'_> {
     }
 
     async fn password_login(&mut self, user: &str, pass: &str) {
-        let accounts = self.ctx.accounts.clone();
-        let (u, p) = (user.to_owned(), pass.to_owned());
-        let res = tokio::task::spawn_blocking(move || accounts.authenticate(&u, &p)).await;
-        let account = match res {
-            Ok(Ok(Some(a))) => a,
-            Ok(Ok(None)) => return self.auth_failed("wrong user or password"),
-            Ok(Err(e)) => {
+        let client = self.peer.client_addr.map(|a| a.ip());
+        let account = match self.ctx.logins.check(client, user, pass).await {
+            Ok(Some(a)) => a,
+            Ok(None) => return self.auth_failed("wrong user or password"),
+            Err(e) if e.is_limit() => {
+                // Counted like a failure: a session that keeps trying is closed.
+                self.auth_failures += 1;
+                self.error(r(454, "4.7.0 Too many failed logins, try again later"));
+                if self.auth_failures >= MAX_AUTH_FAILURES && !self.quit {
+                    self.reply(r(421, "4.7.0 Too many failed authentications"));
+                    self.quit = true;
+                }
+                return;
+            }
+            Err(LoginError::Account(e)) => {
                 tracing::error!("accounts: {e}");
                 return self.reply(r(454, "4.7.0 Temporary authentication failure"));
             }
             Err(e) => {
-                tracing::error!("auth task: {e}");
+                tracing::error!("auth: {e}");
                 return self.reply(r(454, "4.7.0 Temporary authentication failure"));
             }
         };
