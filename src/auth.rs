@@ -104,27 +104,9 @@ pub struct Auth {
 }
 
 fn read_secret(path: &Path) -> Result<Arc<[u8]>, String> {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(m) = std::fs::metadata(path) {
-        if m.permissions().mode() & 0o007 != 0 {
-            return Err(format!(
-                "{}: identity_secret must not be readable or writable by others: chmod o-rwx {}",
-                path.display(),
-                path.display()
-            ));
-        }
-    }
-    let raw = std::fs::read(path)
-        .map_err(|e| format!("{}: cannot read identity_secret: {e}", path.display()))?;
-    let trimmed = raw.trim_ascii();
-    if trimmed.len() < 16 {
-        return Err(format!(
-            "{}: identity_secret must hold at least 16 bytes (e.g. `head -c 32 /dev/urandom | base64 > {}`)",
-            path.display(),
-            path.display()
-        ));
-    }
-    Ok(Arc::from(trimmed))
+    crate::identity_secret::read(path)
+        .map(Arc::from)
+        .map_err(|e| e.to_string())
 }
 
 impl Auth {

@@ -189,7 +189,7 @@ fn connection_without_header_or_from_untrusted_source_or_bad_hmac_is_closed() {
     assert!(c.closed_silently(), "untrusted source must be closed");
 
     let srv3 = Server::new(Opts {
-        secret: Some("s3cret"),
+        secret: Some("s3cret-0123456789abcdef"),
         ..Opts::default()
     });
     let id = || Some(identity("alice@example.org"));
@@ -198,7 +198,10 @@ fn connection_without_header_or_from_untrusted_source_or_bad_hmac_is_closed() {
     let mut c = Client::connect(srv3.submission, Some(&proxy_header(id(), None)));
     assert!(c.closed_silently(), "missing HMAC must be closed");
     // The right secret (file content without its newline) is accepted.
-    let mut c = Client::open(srv3.submission, Some(&proxy_header(id(), Some(b"s3cret"))));
+    let mut c = Client::open(
+        srv3.submission,
+        Some(&proxy_header(id(), Some(b"s3cret-0123456789abcdef"))),
+    );
     c.cmd("EHLO x");
     assert_eq!(c.cmd("MAIL FROM:<alice@example.org>").0, 250);
 }

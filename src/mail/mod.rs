@@ -44,8 +44,8 @@ pub enum MailError {
     NoMailSection,
     #[error("cannot listen on {addr}: {err}")]
     Bind { addr: String, err: io::Error },
-    #[error("cannot read the identity secret {path}: {err}")]
-    Secret { path: String, err: io::Error },
+    #[error(transparent)]
+    Secret(#[from] crate::identity_secret::SecretError),
     #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error("STARTTLS configuration: {0}")]
@@ -304,14 +304,10 @@ impl MailServers {
     }
 }
 
-/// Read `client_auth.identity_secret`: the file's bytes with surrounding
-/// ASCII whitespace trimmed, exactly as the front door reads it (`auth.rs`).
+/// Read the identity secret with the same checks as the front door
+/// ([`crate::identity_secret::read`]: trimmed, >= 16 bytes, not readable by others).
 pub fn read_identity_secret(path: &Path) -> Result<Vec<u8>, MailError> {
-    let b = std::fs::read(path).map_err(|err| MailError::Secret {
-        path: path.display().to_string(),
-        err,
-    })?;
-    Ok(b.trim_ascii().to_vec())
+    Ok(crate::identity_secret::read(path)?)
 }
 
 /// File name of the generated secret inside `mail.data_dir`.
@@ -354,36 +350,8 @@ pub fn prepare_identity_secret(cfg: &mut Config) -> Result<(), MailError> {
     let SecretSource::Generated(path) = SecretSource::of(cfg) else {
         return Ok(());
     };
-    let err = |err| MailError::Secret {
-        path: path.display().to_string(),
-        err,
-    };
-    if !path.exists() {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(err)?;
-        }
-        let mut raw = [0u8; 32];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw)
-            .map_err(|_| err(io::Error::other("no randomness from the OS")))?;
-        use base64::Engine;
-        let text = base64::engine::general_purpose::STANDARD.encode(raw);
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-        {
-            Ok(mut f) => {
-                f.write_all(format!("{text}\n").as_bytes()).map_err(err)?;
-                f.sync_all().map_err(err)?;
-                tracing::info!(path = %path.display(), "generated the identity secret shared by the front door and the bundled mail servers");
-            }
-            // Another start made it first: use theirs.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(err(e)),
-        }
+    if crate::identity_secret::generate(&path)? {
+        tracing::info!(path = %path.display(), "generated the identity secret shared by the front door and the bundled mail servers");
     }
     if let Some(ca) = cfg.client_auth.as_mut() {
         ca.identity_secret = Some(path);

@@ -65,6 +65,12 @@ impl Server {
         let mut yaml = String::new();
         if let Some(s) = o.secret {
             std::fs::write(dir.path().join("secret"), format!("{s}\n")).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(
+                dir.path().join("secret"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .unwrap();
             yaml.push_str("client_auth:\n  registry: keys.yaml\n  identity_secret: secret\n");
         }
         yaml.push_str(&format!(
