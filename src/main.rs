@@ -147,7 +147,7 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Cmd::Mail { cmd } => frontdoor::mail::cli::run_mail(cmd),
+        Cmd::Mail { cmd } => frontdoor::mail::cli::run_mail(cmd, fmt, &cli.log_level),
         Cmd::Accounts(args) => frontdoor::mail::cli::run_accounts(args),
         Cmd::Keys(args) => frontdoor::keys_cli::run(args).unwrap_or_else(|e| {
             eprintln!("error: {e:#}");

@@ -425,7 +425,12 @@ async fn setup<'a>(
     if let (Some(i), Some(accounts)) = (&peer.identity, &shared.accounts) {
         // The registry names accounts of the bundled backends: one removed
         // there must not keep working through a key left in the registry.
-        let exists = accounts.account_for(&i.account);
+        // A file read and parse: off the worker threads.
+        let (accts, name) = (accounts.clone(), i.account.clone());
+        let exists = match tokio::task::spawn_blocking(move || accts.account_for(&name)).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("account lookup task failed: {e}")),
+        };
         match exists {
             Ok(Some(_)) => {}
             Ok(None) => {

@@ -50,15 +50,6 @@ pub enum AccountsCmd {
     Passwd { address: String },
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 fn load_mail(path: &Path) -> Result<(Config, MailConfig), String> {
     let cfg = Config::load(path).map_err(|e| e.to_string())?;
     let mail = cfg
@@ -69,8 +60,10 @@ fn load_mail(path: &Path) -> Result<(Config, MailConfig), String> {
 }
 
 /// `frontdoor mail …`
-pub fn run_mail(cmd: MailCmd) -> ExitCode {
-    init_tracing();
+/// Run a `frontdoor mail …` command, logging as the global
+/// `--log-format`/`--log-level` flags say (`RUST_LOG` overrides the level).
+pub fn run_mail(cmd: MailCmd, log_format: &str, log_level: &str) -> ExitCode {
+    crate::serve::init_logging(log_format, log_level);
     match cmd {
         MailCmd::Serve { config } => {
             let (cfg, _) = match load_mail(&config) {
