@@ -22,30 +22,57 @@ pub mod server;
 pub mod session;
 pub mod types;
 
-/// The capabilities whose commands and arguments [`parser`] understands.
-/// The session advertises those it also implements; `COMPRESS=DEFLATE`
-/// is deliberately absent (Delta Chat turns it on whenever offered, so it
-/// may only be offered once the session compresses), as is `STARTTLS`
-/// (TLS ends at the front door).
-pub const PARSER_CAPABILITIES: &[&str] = &[
-    "IMAP4rev1",
-    "LITERAL+",
-    "SASL-IR",
-    "AUTH=PLAIN",
-    "AUTH=EXTERNAL",
-    "IDLE",
-    "UIDPLUS",
-    "MOVE",
-    "UNSELECT",
-    "ENABLE",
-    "ID",
-    "NAMESPACE",
-    "SPECIAL-USE",
-    "CREATE-SPECIAL-USE",
-    "LIST-EXTENDED",
-    "LIST-STATUS",
-    "CONDSTORE",
-    "METADATA",
-    "QUOTA",
-    "WITHIN",
+/// When a capability is offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offered {
+    /// In every state.
+    Always,
+    /// When a quota is configured (RFC 9208).
+    WithQuota,
+    /// Before login.
+    BeforeLogin,
+    /// Before login, on a connection with a client key identity.
+    BeforeLoginWithIdentity,
+}
+
+/// The one capability list: what the session advertises (greeting,
+/// CAPABILITY, the login reply), in this order, and what [`parser`]
+/// understands. `COMPRESS=DEFLATE` is deliberately absent (Delta Chat turns
+/// it on whenever offered, so it may only be offered once the session
+/// compresses), as is `STARTTLS` (TLS ends at the front door).
+pub const CAPABILITIES: &[(&str, Offered)] = &[
+    ("IMAP4rev1", Offered::Always),
+    ("LITERAL+", Offered::Always),
+    ("IDLE", Offered::Always),
+    ("UIDPLUS", Offered::Always),
+    ("MOVE", Offered::Always),
+    ("UNSELECT", Offered::Always),
+    ("ENABLE", Offered::Always),
+    ("ID", Offered::Always),
+    ("NAMESPACE", Offered::Always),
+    ("SPECIAL-USE", Offered::Always),
+    ("LIST-EXTENDED", Offered::Always),
+    ("LIST-STATUS", Offered::Always),
+    ("CONDSTORE", Offered::Always),
+    ("METADATA", Offered::Always),
+    ("WITHIN", Offered::Always),
+    ("QUOTA", Offered::WithQuota),
+    ("QUOTA=RES-STORAGE", Offered::WithQuota),
+    ("SASL-IR", Offered::BeforeLogin),
+    ("AUTH=PLAIN", Offered::BeforeLogin),
+    ("AUTH=EXTERNAL", Offered::BeforeLoginWithIdentity),
 ];
+
+/// The capabilities a session offers, from [`CAPABILITIES`].
+pub fn capabilities(quota: bool, logged_in: bool, identity: bool) -> Vec<&'static str> {
+    CAPABILITIES
+        .iter()
+        .filter(|(_, when)| match when {
+            Offered::Always => true,
+            Offered::WithQuota => quota,
+            Offered::BeforeLogin => !logged_in,
+            Offered::BeforeLoginWithIdentity => !logged_in && identity,
+        })
+        .map(|(name, _)| *name)
+        .collect()
+}
