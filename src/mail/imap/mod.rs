@@ -76,3 +76,29 @@ pub fn capabilities(quota: bool, logged_in: bool, identity: bool) -> Vec<&'stati
         .map(|(name, _)| *name)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_by_state() {
+        let after = capabilities(false, true, true);
+        assert_eq!(after.first(), Some(&"IMAP4rev1"));
+        assert!(!after
+            .iter()
+            .any(|c| c.starts_with("AUTH=") || *c == "QUOTA"));
+        let before = capabilities(true, false, false);
+        assert_eq!(
+            &before[before.len() - 4..],
+            ["QUOTA", "QUOTA=RES-STORAGE", "SASL-IR", "AUTH=PLAIN"]
+        );
+        assert_eq!(
+            capabilities(false, false, true).last(),
+            Some(&"AUTH=EXTERNAL")
+        );
+        assert!(!before
+            .iter()
+            .any(|c| *c == "STARTTLS" || c.starts_with("COMPRESS")));
+    }
+}

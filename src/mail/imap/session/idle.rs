@@ -12,6 +12,8 @@ use crate::mail::imap::parser::{self, IdleEnd};
 use crate::mail::imap::response::{self, FetchData, Status};
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    /// Report changes made elsewhere: EXPUNGE (when allowed), flag changes,
+    /// new messages.
     pub(super) async fn sync(&mut self, expunge_ok: bool) {
         let Some(account) = self.state.account().map(str::to_owned) else {
             return;

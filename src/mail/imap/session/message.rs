@@ -37,8 +37,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.store.messages(account, &self.sel_name()).await
     }
 
-    /// Report changes made elsewhere: EXPUNGE (when allowed), flag changes,
-
     pub(super) async fn append(
         &mut self,
         account: &str,

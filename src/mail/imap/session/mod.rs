@@ -31,6 +31,7 @@ mod dispatch;
 mod fetch;
 mod flags;
 mod idle;
+mod io;
 mod mailbox;
 mod message;
 mod metadata;
@@ -43,7 +44,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use self::reply::store_err;
 use self::state::State;
@@ -268,41 +269,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     e => Err(e),
                 };
             }
-        }
-    }
-
-    /// Read more client bytes into `buf` within `timeout`.
-    async fn read_more(&mut self, timeout: Duration) -> Result<(), ImapError> {
-        let want = if self.buf.is_empty() {
-            IDLE_READ
-        } else {
-            BUSY_READ
-        };
-        self.buf.reserve(want);
-        match tokio::time::timeout(timeout, self.stream.read_buf(&mut self.buf)).await {
-            Err(_) => Err(ImapError::Timeout(timeout)),
-            Ok(Err(e)) => Err(e.into()),
-            Ok(Ok(0)) => Err(ImapError::Eof),
-            Ok(Ok(_)) => Ok(()),
-        }
-    }
-
-    async fn flush(&mut self) -> Result<(), ImapError> {
-        if !self.out.is_empty() {
-            self.stream.write_all(&self.out).await?;
-            self.stream.flush().await?;
-            self.out.clear();
-        }
-        if self.out.capacity() > KEEP_BUFFER {
-            self.out = Vec::new();
-        }
-        Ok(())
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.buf.drain(..n.min(self.buf.len()));
-        if self.buf.is_empty() && self.buf.capacity() > KEEP_BUFFER {
-            self.buf = Vec::new();
         }
     }
 

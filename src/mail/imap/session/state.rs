@@ -139,3 +139,53 @@ pub(super) fn find(fresh: &[MessageMeta], uid: u32) -> Option<&MessageMeta> {
         .ok()
         .and_then(|i| fresh.get(i))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inbox() -> Selected {
+        Selected {
+            name: "INBOX".into(),
+            read_only: false,
+            msgs: vec![(3, 1), (7, 2), (9, 5)],
+        }
+    }
+
+    #[test]
+    fn transitions_follow_rfc3501_3() {
+        let mut s = State::NotAuthenticated;
+        s.select(inbox());
+        assert!(s.selected().is_none(), "no SELECT before login");
+        s.log_in("a@example.org");
+        assert_eq!(s.account(), Some("a@example.org"));
+        s.select(inbox());
+        assert_eq!(s.selected().map(|m| m.name.as_str()), Some("INBOX"));
+        assert_eq!(s.deselect().map(|m| m.msgs.len()), Some(3));
+        assert!(s.selected().is_none());
+        assert_eq!(s.account(), Some("a@example.org"));
+        assert!(s.deselect().is_none());
+        s.select(inbox());
+        s.log_out();
+        assert!(s.is_logout());
+        assert!(s.selected().is_none());
+        assert_eq!(s.account(), Some("a@example.org"));
+        let mut n = State::NotAuthenticated;
+        n.log_out();
+        assert_eq!(n.account(), None);
+    }
+
+    #[test]
+    fn targets_by_msn_and_uid() {
+        let sel = inbox();
+        let set = |s: &str| SeqSet::parse(s.as_bytes()).expect("valid set");
+        assert_eq!(
+            sel.targets(false, &set("2:*")).ok(),
+            Some(vec![(2, 7), (3, 9)])
+        );
+        assert_eq!(sel.targets(true, &set("7")).ok(), Some(vec![(2, 7)]));
+        assert!(sel.targets(false, &set("4")).is_err());
+        assert_eq!(sel.msn_of(9), Some(3));
+        assert_eq!(sel.msn_of(8), None);
+    }
+}
