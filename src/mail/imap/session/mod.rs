@@ -1,5 +1,5 @@
 //! One IMAP session over the mail store: the connection loop, the RFC 3501
-//! §3 state machine ([`state`]) and the dispatch of each command to the
+//! §3 state machine (`state`) and the dispatch of each command to the
 //! handler of its concern, the identity rules of the front door, and the
 //! untagged updates that tell a client about changes other sessions made.
 //!
@@ -13,12 +13,12 @@
 //!   account when there is one, else `NO [AUTHENTICATIONFAILED]`;
 //! - no identity: password login only.
 //!
-//! Handlers by concern: [`auth`] (LOGIN, AUTHENTICATE, ID, ENABLE),
-//! [`mailbox`] (SELECT, EXAMINE, CREATE, DELETE, RENAME, LIST, LSUB, STATUS,
-//! SUBSCRIBE), [`message`] (COPY, MOVE, EXPUNGE, APPEND, SEARCH, CLOSE),
-//! [`flags`] (STORE), [`fetch`] (FETCH), [`idle`] (IDLE and the updates of other
-//! sessions), [`quota`], [`metadata`]; they reach the store only through
-//! [`store::AsyncStore`].
+//! Handlers by concern: `auth` (LOGIN, AUTHENTICATE, ID, ENABLE),
+//! `mailbox` (SELECT, EXAMINE, CREATE, DELETE, RENAME, LIST, LSUB, STATUS,
+//! SUBSCRIBE), `message` (COPY, MOVE, EXPUNGE, APPEND, SEARCH, CLOSE),
+//! `flags` (STORE), `fetch` (FETCH), `idle` (IDLE and the updates of other
+//! sessions), `quota`, `metadata`; they reach the store only through
+//! `store::AsyncStore`.
 //!
 //! Invariants: message sequence numbers change only when this session
 //! reports them (EXPUNGE is never sent during FETCH, STORE, SEARCH or COPY
