@@ -12,6 +12,7 @@ pub mod auth;
 pub mod config;
 pub mod embedded;
 pub mod frontdoor;
+pub mod http_head;
 pub mod identity_secret;
 pub mod keys_cli;
 pub mod log_safe;

@@ -6,6 +6,10 @@
 //! values come from the config, handshake failure reasons from a fixed list,
 //! and accounts are capped at `MAX_ACCOUNT_LABELS` (the rest count as
 //! `_other`), so a flood of distinct values cannot grow memory.
+//!
+//! This module is a leaf: it knows nothing of the front door. The front
+//! door owns a `Metrics`, updates its counters, and hands `serve` a
+//! `ScrapeSource` that reports the values read at scrape time.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -22,7 +26,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::frontdoor::Shared;
+use crate::http_head::read_head;
 
 /// Distinct account label values kept before the rest count as `_other`.
 pub const MAX_ACCOUNT_LABELS: usize = 1000;
@@ -62,6 +66,33 @@ pub struct ResultLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CertLabel {
     pub names: String,
+}
+
+/// The values that live outside `Metrics`, read at each scrape.
+#[derive(Debug, Default, Clone)]
+pub struct Scrape {
+    /// The key registry's figures, when client keys are configured.
+    pub registry: Option<RegistryScrape>,
+    /// Each served certificate's names (joined by `,`) and notAfter.
+    pub certs: Vec<(String, i64)>,
+}
+
+/// The key registry at scrape time.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RegistryScrape {
+    /// Reloads that succeeded, since start.
+    pub reloads_ok: u64,
+    /// Reloads that failed, since start.
+    pub reloads_failed: u64,
+    /// Keys in the registry in force.
+    pub keys: usize,
+}
+
+/// What the metrics endpoint serves: the counters, and the values read at
+/// scrape time.
+pub trait ScrapeSource: Send + Sync + 'static {
+    fn metrics(&self) -> &Metrics;
+    fn scrape(&self) -> Scrape;
 }
 
 pub struct Metrics {
@@ -193,26 +224,24 @@ impl Metrics {
     }
 
     /// The text exposition, refreshed with the values read at scrape time.
-    pub fn render(&self, shared: &Shared) -> String {
-        if let Some(auth) = &shared.auth {
-            let (ok, failed) = auth.registry().reload_counts();
+    pub fn render(&self, scrape: &Scrape) -> String {
+        if let Some(r) = &scrape.registry {
             let mut seen = self.reloads_seen.lock().unwrap_or_else(|e| e.into_inner());
             self.registry_reloads
                 .get_or_create(&ResultLabel { result: "ok" })
-                .inc_by(ok.saturating_sub(seen.0));
+                .inc_by(r.reloads_ok.saturating_sub(seen.0));
             self.registry_reloads
                 .get_or_create(&ResultLabel { result: "failed" })
-                .inc_by(failed.saturating_sub(seen.1));
-            *seen = (ok.max(seen.0), failed.max(seen.1));
-            self.registry_keys
-                .set(auth.registry().current().len() as i64);
+                .inc_by(r.reloads_failed.saturating_sub(seen.1));
+            *seen = (r.reloads_ok.max(seen.0), r.reloads_failed.max(seen.1));
+            self.registry_keys.set(r.keys as i64);
         }
-        for c in shared.resolver.current().certs() {
+        for (names, not_after) in &scrape.certs {
             self.cert_expiry
                 .get_or_create(&CertLabel {
-                    names: c.meta.names.join(","),
+                    names: names.clone(),
                 })
-                .set(c.meta.not_after);
+                .set(*not_after);
         }
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
@@ -239,7 +268,11 @@ pub fn handshake_reason(e: &std::io::Error) -> &'static str {
 }
 
 /// Serve `GET /metrics` on `listener` until `stop`.
-pub async fn serve(listener: TcpListener, shared: std::sync::Arc<Shared>, stop: CancellationToken) {
+pub async fn serve<S: ScrapeSource>(
+    listener: TcpListener,
+    source: std::sync::Arc<S>,
+    stop: CancellationToken,
+) {
     loop {
         let (mut s, _) = tokio::select! {
             _ = stop.cancelled() => return,
@@ -251,14 +284,14 @@ pub async fn serve(listener: TcpListener, shared: std::sync::Arc<Shared>, stop: 
                 }
             },
         };
-        let shared = shared.clone();
+        let source = source.clone();
         tokio::spawn(async move {
-            let Ok(head) = crate::frontdoor::builtin::read_head(&mut s).await else {
+            let Ok(head) = read_head(&mut s).await else {
                 return;
             };
             let (status, body) =
                 if head.starts_with(b"GET /metrics ") || head.starts_with(b"GET / ") {
-                    let body = shared.metrics.render(&shared);
+                    let body = source.metrics().render(&source.scrape());
                     ("200 OK", body)
                 } else {
                     ("404 Not Found", "try /metrics\n".to_owned())

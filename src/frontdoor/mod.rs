@@ -119,6 +119,32 @@ pub struct Shared {
     pub over_ip_limit_log: RateLimitedLog,
 }
 
+impl crate::metrics::ScrapeSource for Shared {
+    fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    fn scrape(&self) -> crate::metrics::Scrape {
+        crate::metrics::Scrape {
+            registry: self.auth.as_ref().map(|auth| {
+                let (ok, failed) = auth.registry().reload_counts();
+                crate::metrics::RegistryScrape {
+                    reloads_ok: ok,
+                    reloads_failed: failed,
+                    keys: auth.registry().current().len(),
+                }
+            }),
+            certs: self
+                .resolver
+                .current()
+                .certs()
+                .iter()
+                .map(|c| (c.meta.names.join(","), c.meta.not_after))
+                .collect(),
+        }
+    }
+}
+
 impl Shared {
     /// A slot for one more connection from `client`; `None` (logged, at
     /// most once a second) when its address is at `limits.per_ip_connections`.
