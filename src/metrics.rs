@@ -251,22 +251,6 @@ impl Metrics {
     }
 }
 
-/// A short name for why a handshake failed (a fixed set, for labels).
-pub fn handshake_reason(e: &std::io::Error) -> &'static str {
-    use rustls::Error as E;
-    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-        Some(E::NoApplicationProtocol) => "no_application_protocol",
-        Some(E::InvalidCertificate(_)) => "client_certificate_refused",
-        Some(E::NoCertificatesPresented) => "client_certificate_missing",
-        Some(E::PeerIncompatible(_)) => "incompatible",
-        Some(E::InvalidMessage(_)) => "invalid_message",
-        Some(E::AlertReceived(_)) => "alert_received",
-        Some(_) => "tls_error",
-        None if e.kind() == std::io::ErrorKind::UnexpectedEof => "eof",
-        None => "io_error",
-    }
-}
-
 /// Serve `GET /metrics` on `listener` until `stop`.
 pub async fn serve<S: ScrapeSource>(
     listener: TcpListener,

@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::backend::{self, BackendStream};
+use super::close::{CloseReason, HandshakeFailure};
 use super::relay::{self, End};
 use super::tls_stream;
 use super::xclient;
@@ -86,10 +87,12 @@ struct CloseLog<'a> {
 }
 
 impl CloseLog<'_> {
-    fn emit(&self, reason: &str) {
+    fn emit(&self, reason: &CloseReason) {
         // SNI and ALPN came from the client: both are validated where they
         // are parsed (a DNS name, a value we offered), and escaped here all
         // the same. `reason` is a string field, which tracing escapes.
+        let reason = reason.to_string();
+        let reason = reason.as_str();
         tracing::info!(
             id = %self.id,
             client = %self.client,
@@ -201,7 +204,7 @@ impl Relaying<'_> {
                 tokio::time::timeout(std::time::Duration::from_secs(1), self.tls.shutdown()).await;
             let _ = be_shutdown(&mut self.be).await;
         }
-        self.log.emit(&out.end.to_string());
+        self.log.emit(&CloseReason::Relay(out.end));
     }
 }
 
@@ -213,12 +216,10 @@ async fn setup<'a>(
     id: &'a str,
     listener: usize,
     tls_config: Arc<rustls::ServerConfig>,
-    mut tcp: TcpStream,
-    mut client: SocketAddr,
+    tcp: TcpStream,
+    client: SocketAddr,
     ip_slot: &mut Option<super::per_ip::IpSlot>,
 ) -> Option<Box<Relaying<'a>>> {
-    let cfg = shared.config.clone();
-    let l = &cfg.listeners[listener];
     let mut log = CloseLog {
         id,
         client,
@@ -232,6 +233,67 @@ async fn setup<'a>(
         up: 0,
         down: 0,
     };
+    match set_up(
+        shared, id, listener, tls_config, tcp, client, ip_slot, &mut log,
+    )
+    .await
+    {
+        Ok(r) => Some(Box::new(Relaying {
+            log,
+            tls: r.tls,
+            be: r.be,
+            route: r.route,
+            identity: r.identity,
+            _open_metric: r.open_metric,
+        })),
+        Err(why) => {
+            closed_early(shared, &log, &why);
+            None
+        }
+    }
+}
+
+/// Count what a connection that ended before the relay says about the
+/// handshake, and log its close line.
+fn closed_early(shared: &Shared, log: &CloseLog<'_>, why: &CloseReason) {
+    if let Some(kind) = why.handshake_failure() {
+        shared
+            .metrics
+            .handshake_failures
+            .get_or_create(&crate::metrics::ReasonLabel {
+                reason: kind.label(),
+            })
+            .inc();
+        if kind == HandshakeFailure::ClientCertificateRefused {
+            shared.metrics.unknown_keys.inc();
+        }
+    }
+    log.emit(why);
+}
+
+/// A connection ready to relay.
+struct Ready {
+    tls: tls_stream::TlsStream,
+    be: BackendStream,
+    route: usize,
+    identity: Option<Arc<Identity>>,
+    open_metric: OpenMetric,
+}
+
+/// The phases of `setup`; `Err` says why the connection ended.
+#[allow(clippy::too_many_arguments)]
+async fn set_up<'a>(
+    shared: &'a Shared,
+    id: &'a str,
+    listener: usize,
+    tls_config: Arc<rustls::ServerConfig>,
+    mut tcp: TcpStream,
+    mut client: SocketAddr,
+    ip_slot: &mut Option<super::per_ip::IpSlot>,
+    log: &mut CloseLog<'a>,
+) -> Result<Ready, CloseReason> {
+    let cfg = shared.config.clone();
+    let l = &cfg.listeners[listener];
     // A listener bound to one address and port accepts only on it: no
     // getsockname call needed.
     let mut local = if l.bind.ip().is_unspecified() || l.bind.port() == 0 {
@@ -254,21 +316,17 @@ async fn setup<'a>(
                 log.client = src;
                 match shared.per_ip_slot(src) {
                     Some(slot) => *ip_slot = Some(slot),
-                    None => {
-                        log.emit("per-address connection limit reached");
-                        return None;
-                    }
+                    None => return Err(CloseReason::PerIpLimit),
                 }
             }
             Ok(Ok(None)) => {}
-            Ok(Err(e)) => {
-                log.emit(&format!("bad PROXY header from upstream {client}: {e}"));
-                return None;
+            Ok(Err(error)) => {
+                return Err(CloseReason::BadUpstreamHeader {
+                    upstream: client,
+                    error,
+                })
             }
-            Err(_) => {
-                log.emit("no PROXY header from upstream within the handshake timeout");
-                return None;
-            }
+            Err(_) => return Err(CloseReason::NoUpstreamHeader),
         }
     }
     // TCP_NODELAY and keepalive come from the listener on Linux (see
@@ -282,39 +340,27 @@ async fn setup<'a>(
 
     if let Some(auth) = &shared.auth {
         if !Box::pin(auth.throttle(client.ip())).await {
-            log.emit("too many client key failures from this address");
-            return None;
+            return Err(CloseReason::Throttled);
         }
     }
 
     if cfg.listener_has_passthrough(l) {
         let peeked = tokio::select! {
             r = tokio::time::timeout(cfg.timeouts.handshake, Box::pin(peek_hello(&tcp))) => r,
-            _ = shared.force_close.cancelled() => return None,
+            _ = shared.force_close.cancelled() => return Err(CloseReason::ShutdownDuringHandshake),
         };
         match peeked {
             Ok(Ok(Some(hello))) => {
                 if let Some(ri) = passthrough_route(&cfg, l, &hello) {
-                    Box::pin(passthrough(
-                        shared, tcp, client, local, ri, hello, id, &mut log,
+                    return Err(Box::pin(passthrough(
+                        shared, tcp, client, local, ri, hello, id, log,
                     ))
-                    .await;
-                    return None;
+                    .await);
                 }
             }
             Ok(Ok(None)) => {}
-            Ok(Err(e)) => {
-                log.emit(&format!("closed before a ClientHello: {e}"));
-                return None;
-            }
-            Err(_) => {
-                shared
-                    .stats
-                    .handshake_failed
-                    .fetch_add(1, Ordering::Relaxed);
-                log.emit("handshake timeout");
-                return None;
-            }
+            Ok(Err(e)) => return Err(CloseReason::NoClientHello(e)),
+            Err(_) => return Err(CloseReason::HelloTimeout),
         }
     }
 
@@ -325,48 +371,30 @@ async fn setup<'a>(
         ) => match r {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
-                shared.stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
-                let reason = crate::metrics::handshake_reason(&e);
-                shared.metrics.handshake_failures.get_or_create(&crate::metrics::ReasonLabel { reason }).inc();
-                if reason == "client_certificate_refused" {
-                    shared.metrics.unknown_keys.inc();
-                }
                 if let Some(auth) = &shared.auth {
                     auth.note_handshake_error(client.ip(), &e);
                 }
-                log.emit(&format!("handshake failed: {e}"));
-                return None;
+                return Err(CloseReason::handshake_failed(e));
             }
-            Err(_) => {
-                shared.stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
-                shared.metrics.handshake_failures.get_or_create(&crate::metrics::ReasonLabel { reason: "timeout" }).inc();
-                log.emit("handshake timeout");
-                return None;
-            }
+            Err(_) => return Err(CloseReason::HandshakeTimeout),
         },
-        _ = shared.force_close.cancelled() => {
-            log.emit("shutdown during handshake");
-            return None;
-        }
+        _ = shared.force_close.cancelled() => return Err(CloseReason::ShutdownDuringHandshake),
     };
 
     let sni = tls.take_server_name();
     let Some(sc) = tls.conn() else {
-        log.emit("TLS state lost after the handshake");
-        return None;
+        return Err(CloseReason::TlsStateLost);
     };
     if sc.alpn_protocol() == Some(crate::tls::certs::ACME_TLS_ALPN) {
         // A CA checked a tls-alpn-01 challenge: the handshake was the answer.
         let _ = tls.shutdown().await;
         log.sni = sni;
         log.alpn = Some("acme-tls/1".into());
-        log.emit("ACME tls-alpn-01 validation answered");
-        return None;
+        return Err(CloseReason::AcmeAnswered);
     }
     let (peer, key) = {
         let Some(sc) = tls.conn() else {
-            log.emit("TLS state lost after the handshake");
-            return None;
+            return Err(CloseReason::TlsStateLost);
         };
         let certs = sc.peer_certificates();
         let key = match &shared.auth {
@@ -417,8 +445,7 @@ async fn setup<'a>(
                 a.note_failure(client.ip());
             }
             let _ = tls.shutdown().await;
-            log.emit("unknown client key (resumed session)");
-            return None;
+            return Err(CloseReason::UnknownKeyResumed);
         }
     }
 
@@ -436,22 +463,19 @@ async fn setup<'a>(
             Ok(None) => {
                 tracing::warn!(id = %id, key = %i.key_name, account = %i.account, "pinned key refused: its account does not exist (removed or disabled); fix the registry or add the account");
                 let _ = tls.shutdown().await;
-                log.emit("pinned key's account does not exist");
-                return None;
+                return Err(CloseReason::AccountMissing);
             }
             Err(e) => {
                 tracing::error!(id = %id, account = %i.account, error = %e, "cannot read the accounts; refusing the pinned key");
                 let _ = tls.shutdown().await;
-                log.emit("accounts unreadable");
-                return None;
+                return Err(CloseReason::AccountsUnreadable);
             }
         }
     }
 
     let Some(ri) = choose_route(&cfg, l, peer.alpn.as_deref(), peer.sni.as_deref()) else {
         let _ = tls.shutdown().await;
-        log.emit("no route for this connection (no ALPN, no SNI route, no default_route)");
-        return None;
+        return Err(CloseReason::NoRoute);
     };
     let route = &cfg.routes[ri];
     log.route = Some(&shared.config.routes[ri]);
@@ -474,16 +498,14 @@ async fn setup<'a>(
         route.client_auth == ClientAuthMode::Required || l.client_auth == ClientAuthMode::Required;
     if required && peer.identity.is_none() {
         let _ = tls.shutdown().await;
-        log.emit("a pinned client key is required here");
-        return None;
+        return Err(CloseReason::KeyRequired);
     }
 
     if route.backend == crate::config::Backend::BuiltinStatus {
         let (up, down) = Box::pin(super::builtin::serve(&mut tls, shared)).await;
         log.up = up;
         log.down = down;
-        log.emit("closed");
-        return None;
+        return Err(CloseReason::BuiltinServed);
     }
 
     let route_label = || crate::metrics::RouteLabel {
@@ -499,7 +521,6 @@ async fn setup<'a>(
     let mut be = match connected {
         Ok(b) => b,
         Err(e) => {
-            shared.stats.backend_failed.fetch_add(1, Ordering::Relaxed);
             shared
                 .metrics
                 .backend_failures
@@ -513,8 +534,7 @@ async fn setup<'a>(
                 })
                 .await;
             }
-            log.emit(&format!("backend unreachable: {e}"));
-            return None;
+            return Err(CloseReason::BackendUnreachable(e));
         }
     };
 
@@ -539,8 +559,7 @@ async fn setup<'a>(
         drop(header);
         if !matches!(w, Ok(Ok(()))) {
             let _ = tls.shutdown().await;
-            log.emit("backend closed before the PROXY header was written");
-            return None;
+            return Err(CloseReason::ProxyHeaderNotWritten);
         }
     }
 
@@ -561,8 +580,7 @@ async fn setup<'a>(
             Ok(greeting) => {
                 let w = tokio::time::timeout(cfg.timeouts.connect, tls.write_all(&greeting)).await;
                 if !matches!(w, Ok(Ok(()))) {
-                    log.emit("client gone before the greeting was written");
-                    return None;
+                    return Err(CloseReason::GreetingNotWritten);
                 }
             }
             Err(e) => {
@@ -574,20 +592,18 @@ async fn setup<'a>(
                     let _ = tls.shutdown().await;
                 })
                 .await;
-                log.emit(&format!("XCLIENT prelude failed: {e}"));
-                return None;
+                return Err(CloseReason::Xclient(e));
             }
         }
     }
 
-    Some(Box::new(Relaying {
-        log,
+    Ok(Ready {
         tls,
         be,
         route: ri,
         identity: peer.identity.clone(),
-        _open_metric,
-    }))
+        open_metric: _open_metric,
+    })
 }
 
 /// Wait until the whole ClientHello is in the socket buffer, without
@@ -651,7 +667,7 @@ async fn passthrough<'a>(
     hello: Hello,
     id: &str,
     log: &mut CloseLog<'a>,
-) {
+) -> CloseReason {
     let cfg = &shared.config;
     let route = &cfg.routes[ri];
     log.route = Some(route);
@@ -660,10 +676,8 @@ async fn passthrough<'a>(
     let mut be = match backend::connect(&route.backend, cfg.timeouts.connect).await {
         Ok(b) => b,
         Err(e) => {
-            shared.stats.backend_failed.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(id, route = %route.name, backend = %route.backend, error = %e, "backend unreachable");
-            log.emit(&format!("backend unreachable: {e}"));
-            return;
+            return CloseReason::BackendUnreachable(e);
         }
     };
     let header = match route.proxy_protocol {
@@ -683,8 +697,7 @@ async fn passthrough<'a>(
         ),
     };
     if !header.is_empty() && be.write_all(&header).await.is_err() {
-        log.emit("backend closed before the PROXY header was written");
-        return;
+        return CloseReason::ProxyHeaderNotWritten;
     }
     let stop = async {
         shared.force_close.cancelled().await;
@@ -693,7 +706,7 @@ async fn passthrough<'a>(
     let out = relay::relay(&mut tcp, &mut be, cfg.timeouts.idle, stop).await;
     log.up = out.up;
     log.down = out.down;
-    log.emit(&out.end.to_string());
+    CloseReason::Relay(out.end)
 }
 
 async fn be_shutdown(be: &mut BackendStream) -> std::io::Result<()> {

@@ -12,6 +12,7 @@
 
 pub mod backend;
 pub mod builtin;
+pub mod close;
 pub mod conn;
 pub mod per_ip;
 pub mod record13;
@@ -86,15 +87,10 @@ impl RateLimitedLog {
     }
 }
 
-/// Counters readable by tests, `status` and metrics.
+/// Counters read while serving (the status page, the drain).
 #[derive(Default, Debug)]
 pub struct Stats {
-    pub accepted: AtomicU64,
-    pub over_limit: AtomicU64,
-    /// Refused by `limits.per_ip_connections`.
-    pub over_ip_limit: AtomicU64,
-    pub handshake_failed: AtomicU64,
-    pub backend_failed: AtomicU64,
+    /// Connections open now.
     pub open: AtomicU64,
 }
 
@@ -152,7 +148,6 @@ impl Shared {
         match self.per_ip.try_acquire(client.ip()) {
             Ok(slot) => Some(slot),
             Err(key) => {
-                self.stats.over_ip_limit.fetch_add(1, Ordering::Relaxed);
                 if let Some(n) = self.over_ip_limit_log.allow() {
                     tracing::warn!(
                         client = %client,
@@ -487,11 +482,9 @@ async fn accept_loop(
                 continue;
             }
         };
-        shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
         let permit = match limit.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
-                shared.stats.over_limit.fetch_add(1, Ordering::Relaxed);
                 if let Some(n) = shared.over_limit_log.allow() {
                     tracing::warn!(
                         client = %peer,
