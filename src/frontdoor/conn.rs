@@ -15,16 +15,16 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::admission::{self, AccountCheck, Facts, Refusal};
 use super::backend::{self, BackendStream};
 use super::close::{CloseReason, HandshakeFailure};
+use super::prelude;
 use super::relay::{self, End};
 use super::tls_stream;
-use super::xclient;
 use super::Shared;
 use crate::auth::{ClientKey, Identity};
-use crate::config::{ClientAuthMode, Config, IdentityMode, Listener, UnknownKey};
+use crate::config::{Config, IdentityMode, Listener};
 use crate::log_safe::Escaped;
-use crate::proxy_protocol::{self, ConnInfo, IdentityTlvs, SslInfo};
 use crate::tls::client_hello::{self, Hello, Peeked};
 
 /// The connection facts derived once after the handshake (DESIGN §7.5).
@@ -43,32 +43,7 @@ pub struct Peer {
     pub identity: Option<Arc<Identity>>,
 }
 
-/// Route for a finished handshake: fixed route, else ALPN, else SNI, else
-/// the listener default (DESIGN §2).
-pub fn choose_route(
-    cfg: &Config,
-    l: &Listener,
-    alpn: Option<&[u8]>,
-    sni: Option<&str>,
-) -> Option<usize> {
-    if let Some(r) = l.route {
-        return Some(r);
-    }
-    if let Some(a) = alpn {
-        // rustls only negotiates values this listener offered, all of which
-        // belong to exactly one route.
-        return cfg
-            .routes
-            .iter()
-            .position(|r| r.alpn.iter().any(|x| x.as_bytes() == a));
-    }
-    if let Some(name) = sni {
-        if let Some(r) = l.sni_routes.get(&name.to_ascii_lowercase()) {
-            return Some(*r);
-        }
-    }
-    l.default_route
-}
+pub use super::admission::choose_route;
 
 struct CloseLog<'a> {
     id: &'a str,
@@ -434,72 +409,58 @@ async fn set_up<'a>(
         shared.metrics.unknown_keys.inc();
         log.key = Some(format!("unknown {fp}"));
         tracing::info!(id = %id, client = %client, fingerprint = %fp, "client presented a key that is not in the registry");
-        if shared
-            .auth
-            .as_ref()
-            .is_some_and(|a| a.unknown_key() == UnknownKey::Reject)
-        {
-            // Only reachable on a resumed session (a full handshake already
-            // failed in the verifier): the key was removed since.
-            if let Some(a) = &shared.auth {
-                a.note_failure(client.ip());
-            }
-            let _ = tls.shutdown().await;
-            return Err(CloseReason::UnknownKeyResumed);
-        }
     }
 
-    if let (Some(i), Some(accounts)) = (&peer.identity, &shared.accounts) {
+    // The account lookup is a file read and parse: off the worker threads.
+    let account = match (&peer.identity, &shared.accounts) {
         // The registry names accounts of the bundled backends: one removed
         // there must not keep working through a key left in the registry.
-        // A file read and parse: off the worker threads.
-        let (accts, name) = (accounts.clone(), i.account.clone());
-        let exists = match tokio::task::spawn_blocking(move || accts.account_for(&name)).await {
-            Ok(r) => r.map_err(|e| e.to_string()),
-            Err(e) => Err(format!("account lookup task failed: {e}")),
-        };
-        match exists {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                tracing::warn!(id = %id, key = %i.key_name, account = %i.account, "pinned key refused: its account does not exist (removed or disabled); fix the registry or add the account");
-                let _ = tls.shutdown().await;
-                return Err(CloseReason::AccountMissing);
-            }
-            Err(e) => {
-                tracing::error!(id = %id, account = %i.account, error = %e, "cannot read the accounts; refusing the pinned key");
-                let _ = tls.shutdown().await;
-                return Err(CloseReason::AccountsUnreadable);
+        (Some(i), Some(accounts)) => {
+            let (accts, name) = (accounts.clone(), i.account.clone());
+            match tokio::task::spawn_blocking(move || accts.account_for(&name)).await {
+                Ok(Ok(Some(_))) => AccountCheck::Exists,
+                Ok(Ok(None)) => AccountCheck::Missing,
+                Ok(Err(e)) => AccountCheck::Unreadable(e.to_string()),
+                Err(e) => AccountCheck::Unreadable(format!("account lookup task failed: {e}")),
             }
         }
-    }
-
-    let Some(ri) = choose_route(&cfg, l, peer.alpn.as_deref(), peer.sni.as_deref()) else {
-        let _ = tls.shutdown().await;
-        return Err(CloseReason::NoRoute);
+        _ => AccountCheck::NotChecked,
+    };
+    let facts = Facts {
+        alpn: peer.alpn.as_deref(),
+        sni: peer.sni.as_deref(),
+    };
+    let unknown_key = shared.auth.as_ref().map(|a| a.unknown_key());
+    let ri = match admission::decide(&cfg, l, facts, &key, unknown_key, &account) {
+        Ok(ri) => ri,
+        Err(refusal) => {
+            let mut _open_metric = None;
+            match (&refusal, &peer.identity) {
+                (Refusal::UnknownKey, _) => {
+                    if let Some(a) = &shared.auth {
+                        a.note_failure(client.ip());
+                    }
+                }
+                (Refusal::AccountMissing, Some(i)) => {
+                    tracing::warn!(id = %id, key = %i.key_name, account = %i.account, "pinned key refused: its account does not exist (removed or disabled); fix the registry or add the account");
+                }
+                (Refusal::AccountsUnreadable(e), Some(i)) => {
+                    tracing::error!(id = %id, account = %i.account, error = %e, "cannot read the accounts; refusing the pinned key");
+                }
+                (Refusal::KeyRequired { route }, _) => {
+                    // Routed (and counted) before it is refused.
+                    log.route = Some(&shared.config.routes[*route]);
+                    _open_metric = Some(count_routed(shared, *route, log.alpn.as_deref(), &peer));
+                }
+                _ => {}
+            }
+            let _ = tls.shutdown().await;
+            return Err(refusal.into());
+        }
     };
     let route = &cfg.routes[ri];
     log.route = Some(&shared.config.routes[ri]);
-    let _open_metric = {
-        let labels = crate::metrics::RouteAlpn {
-            route: route.name.clone(),
-            alpn: log.alpn.clone().unwrap_or_else(|| "-".into()),
-        };
-        shared
-            .metrics
-            .connections_total
-            .get_or_create(&labels)
-            .inc();
-        OpenMetric::new(&shared.metrics, &labels)
-    };
-    if let Some(i) = &peer.identity {
-        shared.metrics.authenticated(&i.account);
-    }
-    let required =
-        route.client_auth == ClientAuthMode::Required || l.client_auth == ClientAuthMode::Required;
-    if required && peer.identity.is_none() {
-        let _ = tls.shutdown().await;
-        return Err(CloseReason::KeyRequired);
-    }
+    let _open_metric = count_routed(shared, ri, log.alpn.as_deref(), &peer);
 
     if route.backend == crate::config::Backend::BuiltinStatus {
         let (up, down) = Box::pin(super::builtin::serve(&mut tls, shared)).await;
@@ -508,25 +469,9 @@ async fn set_up<'a>(
         return Err(CloseReason::BuiltinServed);
     }
 
-    let route_label = || crate::metrics::RouteLabel {
-        route: route.name.clone(),
-    };
-    let t_connect = Instant::now();
-    let connected = Box::pin(backend::connect(&route.backend, cfg.timeouts.connect)).await;
-    shared
-        .metrics
-        .backend_connect
-        .get_or_create(&route_label())
-        .observe(t_connect.elapsed().as_secs_f64());
-    let mut be = match connected {
+    let mut be = match Box::pin(connect_backend(shared, id, ri)).await {
         Ok(b) => b,
         Err(e) => {
-            shared
-                .metrics
-                .backend_failures
-                .get_or_create(&route_label())
-                .inc();
-            tracing::warn!(id = %id, route = %route.name, backend = %route.backend, error = %e, "backend unreachable");
             if let Some(msg) = backend::unavailable_message(route.protocol, peer.alpn.as_deref()) {
                 let _ = tokio::time::timeout(cfg.timeouts.connect, async {
                     let _ = tls.write_all(msg).await;
@@ -538,63 +483,33 @@ async fn set_up<'a>(
         }
     };
 
-    let header = match route.proxy_protocol {
-        proxy_protocol::Version::None => Vec::new(),
-        proxy_protocol::Version::V1 => proxy_protocol::encode_v1(client, local),
-        proxy_protocol::Version::V2 => {
-            let meta = shared
-                .resolver
-                .current()
-                .pick(peer.sni.as_deref())
-                .meta
-                .clone();
-            let info = conn_info(&peer, meta.sig_alg, meta.key_alg);
-            let secret = shared.auth.as_ref().and_then(|a| a.identity_secret());
-            proxy_protocol::encode_v2(&info, secret.as_deref())
-        }
-    };
-    if !header.is_empty() {
-        let w = tokio::time::timeout(cfg.timeouts.connect, be.write_all(&header)).await;
-        // Freed now, not when the connection ends.
-        drop(header);
-        if !matches!(w, Ok(Ok(()))) {
-            let _ = tls.shutdown().await;
-            return Err(CloseReason::ProxyHeaderNotWritten);
-        }
+    let header = prelude::proxy_header(route.proxy_protocol, client, local, || {
+        let meta = shared
+            .resolver
+            .current()
+            .pick(peer.sni.as_deref())
+            .meta
+            .clone();
+        (
+            prelude::conn_info(&peer, meta.sig_alg, meta.key_alg),
+            shared.auth.as_ref().and_then(|a| a.identity_secret()),
+        )
+    });
+    if let Err(why) = prelude::send_proxy_header(&mut be, header, cfg.timeouts.connect).await {
+        let _ = tls.shutdown().await;
+        return Err(why);
     }
-
     if route.identity == IdentityMode::Xclient {
         // Postfix learns the login and client address by XCLIENT; its fresh
         // greeting becomes the client's greeting (see `xclient`).
-        let login = peer.identity.as_ref().map(|i| i.login.as_str());
-        let helo = peer.sni.as_deref().unwrap_or("frontdoor");
-        match Box::pin(xclient::xclient_prelude_for(
+        Box::pin(prelude::xclient(
+            &mut tls,
             &mut be,
-            login,
-            client,
-            helo,
+            &peer,
+            route,
             cfg.timeouts.connect,
         ))
-        .await
-        {
-            Ok(greeting) => {
-                let w = tokio::time::timeout(cfg.timeouts.connect, tls.write_all(&greeting)).await;
-                if !matches!(w, Ok(Ok(()))) {
-                    return Err(CloseReason::GreetingNotWritten);
-                }
-            }
-            Err(e) => {
-                tracing::warn!(id = %id, route = %route.name, backend = %route.backend, error = %e, fault = ?e.fault(), "XCLIENT prelude failed");
-                let _ = tokio::time::timeout(cfg.timeouts.connect, async {
-                    let _ = tls
-                        .write_all(b"421 4.3.2 Service not available, try again later\r\n")
-                        .await;
-                    let _ = tls.shutdown().await;
-                })
-                .await;
-                return Err(CloseReason::Xclient(e));
-            }
-        }
+        .await?;
     }
 
     Ok(Ready {
@@ -604,6 +519,46 @@ async fn set_up<'a>(
         identity: peer.identity.clone(),
         open_metric: _open_metric,
     })
+}
+
+/// Connect to route `ri`'s backend (terminated and passthrough routes
+/// alike), timing it and counting failures.
+async fn connect_backend(shared: &Shared, id: &str, ri: usize) -> std::io::Result<BackendStream> {
+    let route = &shared.config.routes[ri];
+    let label = crate::metrics::RouteLabel {
+        route: route.name.clone(),
+    };
+    let t_connect = Instant::now();
+    let connected = backend::connect(&route.backend, shared.config.timeouts.connect).await;
+    shared
+        .metrics
+        .backend_connect
+        .get_or_create(&label)
+        .observe(t_connect.elapsed().as_secs_f64());
+    if let Err(e) = &connected {
+        shared.metrics.backend_failures.get_or_create(&label).inc();
+        tracing::warn!(id = %id, route = %route.name, backend = %route.backend, error = %e, "backend unreachable");
+    }
+    connected
+}
+
+/// Count a connection routed to `ri`; the returned guard keeps it in the
+/// open-connections gauge.
+fn count_routed(shared: &Shared, ri: usize, alpn: Option<&str>, peer: &Peer) -> OpenMetric {
+    let labels = crate::metrics::RouteAlpn {
+        route: shared.config.routes[ri].name.clone(),
+        alpn: alpn.unwrap_or("-").to_owned(),
+    };
+    shared
+        .metrics
+        .connections_total
+        .get_or_create(&labels)
+        .inc();
+    let open = OpenMetric::new(&shared.metrics, &labels);
+    if let Some(i) = &peer.identity {
+        shared.metrics.authenticated(&i.account);
+    }
+    open
 }
 
 /// Wait until the whole ClientHello is in the socket buffer, without
@@ -673,31 +628,18 @@ async fn passthrough<'a>(
     log.route = Some(route);
     log.sni = hello.sni.clone();
     log.alpn = Some("passthrough".into());
-    let mut be = match backend::connect(&route.backend, cfg.timeouts.connect).await {
+    let mut be = match connect_backend(shared, id, ri).await {
         Ok(b) => b,
-        Err(e) => {
-            tracing::warn!(id, route = %route.name, backend = %route.backend, error = %e, "backend unreachable");
-            return CloseReason::BackendUnreachable(e);
-        }
+        Err(e) => return CloseReason::BackendUnreachable(e),
     };
-    let header = match route.proxy_protocol {
-        proxy_protocol::Version::None => Vec::new(),
-        proxy_protocol::Version::V1 => proxy_protocol::encode_v1(client, local),
-        proxy_protocol::Version::V2 => proxy_protocol::encode_v2(
-            &ConnInfo {
-                src: client,
-                dst: local,
-                alpn: None,
-                authority: hello.sni.clone(),
-                unique_id: Some(id.as_bytes().to_vec()),
-                ssl: None,
-                identity: None,
-            },
+    let header = prelude::proxy_header(route.proxy_protocol, client, local, || {
+        (
+            prelude::passthrough_info(client, local, hello.sni.clone(), id),
             None,
-        ),
-    };
-    if !header.is_empty() && be.write_all(&header).await.is_err() {
-        return CloseReason::ProxyHeaderNotWritten;
+        )
+    });
+    if let Err(why) = prelude::send_proxy_header(&mut be, header, cfg.timeouts.connect).await {
+        return why;
     }
     let stop = async {
         shared.force_close.cancelled().await;
@@ -729,83 +671,5 @@ async fn stop_signal(shared: &Shared, identity: Option<&Identity>) -> &'static s
     tokio::select! {
         _ = shared.force_close.cancelled() => "shutdown: drain grace period over",
         why = revoked => why,
-    }
-}
-
-fn conn_info(peer: &Peer, sig_alg: String, key_alg: String) -> ConnInfo {
-    let identity = peer.identity.as_ref().map(|i| IdentityTlvs {
-        account: i.account.clone(),
-        login: i.login.clone(),
-        key_name: i.key_name.clone(),
-        fingerprint: i.fingerprint,
-        no_imap_preauth: !i.imap_preauth,
-    });
-    ConnInfo {
-        src: peer.addr,
-        dst: peer.local,
-        alpn: peer.alpn.clone(),
-        authority: peer.sni.clone(),
-        unique_id: Some(peer.id.as_bytes().to_vec()),
-        ssl: Some(SslInfo {
-            client_cert: peer.client_cert,
-            verified: peer.identity.is_some(),
-            version: peer.tls_version.clone(),
-            cipher: peer.cipher.clone(),
-            sig_alg: Some(sig_alg),
-            key_alg: Some(key_alg),
-            cn: peer.identity.as_ref().map(|i| i.login.clone()),
-            resumed: peer.resumed,
-        }),
-        identity,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::Path;
-
-    #[test]
-    fn route_order_is_fixed_alpn_sni_default() {
-        let cfg = Config::parse(
-            Path::new("t.yaml"),
-            r#"
-listeners:
-  - bind: "127.0.0.1:1"
-    sni_routes: { IMAP.example.org: imap }
-  - bind: "127.0.0.1:2"
-    route: smtp
-routes:
-  imap: { alpn: [imap], backend: "127.0.0.1:10" }
-  smtp: { alpn: [smtp], backend: "127.0.0.1:11" }
-  web: { alpn: [h2, "http/1.1"], backend: "127.0.0.1:12" }
-"#,
-        )
-        .unwrap();
-        let name = |r: Option<usize>| r.map(|i| cfg.routes[i].name.as_str());
-        let l0 = &cfg.listeners[0];
-        assert_eq!(
-            name(choose_route(
-                &cfg,
-                l0,
-                Some(b"smtp"),
-                Some("imap.example.org")
-            )),
-            Some("smtp")
-        );
-        assert_eq!(name(choose_route(&cfg, l0, Some(b"h2"), None)), Some("web"));
-        assert_eq!(
-            name(choose_route(&cfg, l0, None, Some("imap.EXAMPLE.org"))),
-            Some("imap")
-        );
-        assert_eq!(
-            name(choose_route(&cfg, l0, None, Some("www.example.org"))),
-            Some("web")
-        );
-        assert_eq!(name(choose_route(&cfg, l0, None, None)), Some("web"));
-        assert_eq!(
-            name(choose_route(&cfg, &cfg.listeners[1], None, None)),
-            Some("smtp")
-        );
     }
 }

@@ -10,11 +10,13 @@
 //! (`limits.per_ip_connections`, `per_ip`), and lives in a `TaskTracker` for
 //! the drain.
 
+pub mod admission;
 pub mod backend;
 pub mod builtin;
 pub mod close;
 pub mod conn;
 pub mod per_ip;
+pub mod prelude;
 pub mod record13;
 pub mod relay;
 pub mod tls_stream;
