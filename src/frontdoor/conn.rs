@@ -1,5 +1,8 @@
-//! One client connection: handshake, identity, route, backend, PROXY header,
-//! relay, and the one log line at close.
+//! One client connection, as phases: `handshake` (upstream PROXY header,
+//! throttle, passthrough peek, TLS), the identity and the `admission`
+//! decision, the backend connect (one function for terminated and
+//! passthrough routes), the `prelude` (PROXY header, XCLIENT), the relay,
+//! and the one log line at close, whose reason is a `CloseReason`.
 //!
 //! Every wait on a peer has its own deadline: `timeouts.handshake` for TLS,
 //! `timeouts.connect` for the backend, `timeouts.idle` for the relay. The
@@ -18,14 +21,16 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::admission::{self, AccountCheck, Facts, Refusal};
 use super::backend::{self, BackendStream};
 use super::close::{CloseReason, HandshakeFailure};
+pub use super::handshake::passthrough_route;
+use super::handshake::{self, Handshaken};
 use super::prelude;
 use super::relay::{self, End};
 use super::tls_stream;
 use super::Shared;
 use crate::auth::{ClientKey, Identity};
-use crate::config::{Config, IdentityMode, Listener};
+use crate::config::IdentityMode;
 use crate::log_safe::Escaped;
-use crate::tls::client_hello::{self, Hello, Peeked};
+use crate::tls::client_hello::Hello;
 
 /// The connection facts derived once after the handshake (DESIGN §7.5).
 #[derive(Debug, Clone)]
@@ -147,20 +152,15 @@ pub async fn handle(
 /// What the relay phase of a connection holds.
 struct Relaying<'a> {
     log: CloseLog<'a>,
-    tls: tls_stream::TlsStream,
-    be: BackendStream,
-    route: usize,
-    /// The pinned key's identity, for closing the connection when the
-    /// registry revokes or changes it.
-    identity: Option<Arc<Identity>>,
-    _open_metric: OpenMetric,
+    conn: Ready,
 }
 
 impl Relaying<'_> {
     async fn relay(&mut self, shared: &Shared) {
         let cfg = &shared.config;
-        let stop = stop_signal(shared, self.identity.as_deref());
-        let out = relay::relay(&mut self.tls, &mut self.be, cfg.timeouts.idle, stop).await;
+        let c = &mut self.conn;
+        let stop = stop_signal(shared, c.identity.as_deref());
+        let out = relay::relay(&mut c.tls, &mut c.be, cfg.timeouts.idle, stop).await;
         self.log.up = out.up;
         self.log.down = out.down;
         for (direction, n) in [("up", out.up), ("down", out.down)] {
@@ -168,16 +168,15 @@ impl Relaying<'_> {
                 .metrics
                 .bytes
                 .get_or_create(&crate::metrics::BytesLabel {
-                    route: cfg.routes[self.route].name.clone(),
+                    route: cfg.routes[c.route].name.clone(),
                     direction,
                 })
                 .inc_by(n);
         }
         if !matches!(out.end, End::Done) {
             // Best effort: tell the client we are closing (close_notify).
-            let _ =
-                tokio::time::timeout(std::time::Duration::from_secs(1), self.tls.shutdown()).await;
-            let _ = be_shutdown(&mut self.be).await;
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), c.tls.shutdown()).await;
+            let _ = be_shutdown(&mut c.be).await;
         }
         self.log.emit(&CloseReason::Relay(out.end));
     }
@@ -213,14 +212,7 @@ async fn setup<'a>(
     )
     .await
     {
-        Ok(r) => Some(Box::new(Relaying {
-            log,
-            tls: r.tls,
-            be: r.be,
-            route: r.route,
-            identity: r.identity,
-            _open_metric: r.open_metric,
-        })),
+        Ok(conn) => Some(Box::new(Relaying { log, conn })),
         Err(why) => {
             closed_early(shared, &log, &why);
             None
@@ -251,8 +243,11 @@ struct Ready {
     tls: tls_stream::TlsStream,
     be: BackendStream,
     route: usize,
+    /// The pinned key's identity, for closing the connection when the
+    /// registry revokes or changes it.
     identity: Option<Arc<Identity>>,
-    open_metric: OpenMetric,
+    /// Keeps the connection in the open-connections gauge.
+    _open_metric: OpenMetric,
 }
 
 /// The phases of `setup`; `Err` says why the connection ended.
@@ -262,7 +257,7 @@ async fn set_up<'a>(
     id: &'a str,
     listener: usize,
     tls_config: Arc<rustls::ServerConfig>,
-    mut tcp: TcpStream,
+    tcp: TcpStream,
     mut client: SocketAddr,
     ip_slot: &mut Option<super::per_ip::IpSlot>,
     log: &mut CloseLog<'a>,
@@ -276,84 +271,26 @@ async fn set_up<'a>(
     } else {
         l.bind
     };
-    if l.accept_proxy_from.iter().any(|n| n.contains(&client.ip())) {
-        // An upstream load balancer: its header gives the real client.
-        match tokio::time::timeout(
-            cfg.timeouts.handshake,
-            Box::pin(super::upstream::read_header(&mut tcp)),
-        )
-        .await
-        {
-            Ok(Ok(Some((src, dst)))) => {
-                tracing::debug!(id = %id, upstream = %client, client = %src, "PROXY header from upstream");
-                client = src;
-                local = dst;
-                log.client = src;
-                match shared.per_ip_slot(src) {
-                    Some(slot) => *ip_slot = Some(slot),
-                    None => return Err(CloseReason::PerIpLimit),
-                }
-            }
-            Ok(Ok(None)) => {}
-            Ok(Err(error)) => {
-                return Err(CloseReason::BadUpstreamHeader {
-                    upstream: client,
-                    error,
-                })
-            }
-            Err(_) => return Err(CloseReason::NoUpstreamHeader),
+    let tls = Box::pin(handshake::handshake(
+        shared,
+        id,
+        l,
+        tls_config,
+        tcp,
+        &mut client,
+        &mut local,
+        ip_slot,
+    ))
+    .await;
+    log.client = client;
+    let mut tls = match tls? {
+        Handshaken::Tls(tls) => *tls,
+        Handshaken::Passthrough { tcp, route, hello } => {
+            return Err(Box::pin(passthrough(
+                shared, tcp, client, local, route, hello, id, log,
+            ))
+            .await)
         }
-    }
-    // TCP_NODELAY and keepalive come from the listener on Linux (see
-    // `client_socket_options`).
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = tcp.set_nodelay(true);
-        let ka = socket2::TcpKeepalive::new().with_time(super::KEEPALIVE);
-        let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&ka);
-    }
-
-    if let Some(auth) = &shared.auth {
-        if !Box::pin(auth.throttle(client.ip())).await {
-            return Err(CloseReason::Throttled);
-        }
-    }
-
-    if cfg.listener_has_passthrough(l) {
-        let peeked = tokio::select! {
-            r = tokio::time::timeout(cfg.timeouts.handshake, Box::pin(peek_hello(&tcp))) => r,
-            _ = shared.force_close.cancelled() => return Err(CloseReason::ShutdownDuringHandshake),
-        };
-        match peeked {
-            Ok(Ok(Some(hello))) => {
-                if let Some(ri) = passthrough_route(&cfg, l, &hello) {
-                    return Err(Box::pin(passthrough(
-                        shared, tcp, client, local, ri, hello, id, log,
-                    ))
-                    .await);
-                }
-            }
-            Ok(Ok(None)) => {}
-            Ok(Err(e)) => return Err(CloseReason::NoClientHello(e)),
-            Err(_) => return Err(CloseReason::HelloTimeout),
-        }
-    }
-
-    let mut tls = tokio::select! {
-        r = tracing::Instrument::instrument(
-            tokio::time::timeout(cfg.timeouts.handshake, Box::pin(tls_stream::accept(tcp, tls_config))),
-            tracing::info_span!("handshake", id = %id, client = %client),
-        ) => match r {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                if let Some(auth) = &shared.auth {
-                    auth.note_handshake_error(client.ip(), &e);
-                }
-                return Err(CloseReason::handshake_failed(e));
-            }
-            Err(_) => return Err(CloseReason::HandshakeTimeout),
-        },
-        _ = shared.force_close.cancelled() => return Err(CloseReason::ShutdownDuringHandshake),
     };
 
     let sni = tls.take_server_name();
@@ -517,7 +454,7 @@ async fn set_up<'a>(
         be,
         route: ri,
         identity: peer.identity.clone(),
-        open_metric: _open_metric,
+        _open_metric,
     })
 }
 
@@ -559,55 +496,6 @@ fn count_routed(shared: &Shared, ri: usize, alpn: Option<&str>, peer: &Peer) -> 
         shared.metrics.authenticated(&i.account);
     }
     open
-}
-
-/// Wait until the whole ClientHello is in the socket buffer, without
-/// consuming it. `None`: not a parseable ClientHello (rustls will answer).
-async fn peek_hello(tcp: &TcpStream) -> std::io::Result<Option<Hello>> {
-    // Most hellos fit 2 KiB; the buffer grows only for those that do not, so
-    // a stalled client costs what it sent, not the largest hello.
-    const MAX: usize = client_hello::MAX_HELLO + 64;
-    let mut buf = vec![0u8; 2048];
-    loop {
-        let n = tcp.peek(&mut buf).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        match client_hello::peek(&buf[..n]) {
-            Ok(Peeked::Hello(h)) => return Ok(Some(h)),
-            Ok(Peeked::NeedMore) if n < buf.len() => {
-                // peek returns at once while any byte is queued: wait a
-                // little for the rest (the caller bounds the total wait).
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-            Ok(Peeked::NeedMore) if buf.len() < MAX => buf.resize((buf.len() * 4).min(MAX), 0),
-            Ok(Peeked::NeedMore) | Err(_) => return Ok(None),
-        }
-    }
-}
-
-/// The passthrough route for this ClientHello, if any: mail ALPNs are
-/// always terminated here; otherwise ALPN, then SNI, then the default.
-pub fn passthrough_route(cfg: &Config, l: &Listener, hello: &Hello) -> Option<usize> {
-    if let Some(r) = l.route {
-        return cfg.routes[r].passthrough.then_some(r);
-    }
-    if !hello.alpn.is_empty() {
-        let offered = |a: &[u8]| hello.alpn.iter().any(|x| x == a);
-        if cfg.listener_alpn(l).iter().any(|a| offered(a)) {
-            return None;
-        }
-        return cfg
-            .routes
-            .iter()
-            .position(|r| r.passthrough && r.alpn.iter().any(|a| offered(a.as_bytes())));
-    }
-    let r = hello
-        .sni
-        .as_ref()
-        .and_then(|n| l.sni_routes.get(n).copied())
-        .or(l.default_route)?;
-    cfg.routes[r].passthrough.then_some(r)
 }
 
 /// Relay the raw TLS stream (ClientHello still unread in the socket) to a

@@ -15,6 +15,7 @@ pub mod backend;
 pub mod builtin;
 pub mod close;
 pub mod conn;
+pub mod handshake;
 pub mod per_ip;
 pub mod prelude;
 pub mod record13;
