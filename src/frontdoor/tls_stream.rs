@@ -27,7 +27,7 @@
 //! encrypted); a peer's close_notify is reported as EOF after every byte
 //! before it, TCP EOF without close_notify as `UnexpectedEof` (as tokio-rustls
 //! does). Errors carry the `rustls::Error` inside an `InvalidData` I/O error,
-//! so `metrics::handshake_reason` classifies them.
+//! so `close::HandshakeFailure::classify` classifies them.
 
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
