@@ -10,6 +10,7 @@
 pub mod acme;
 pub mod auth;
 pub mod config;
+pub mod diagnostics;
 pub mod embedded;
 pub mod frontdoor;
 pub mod identity_secret;
@@ -23,4 +24,3 @@ pub mod registry;
 pub mod serve;
 pub mod throttle;
 pub mod tls;
-pub mod yaml_lines;

@@ -4,7 +4,8 @@ use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Problems};
+use crate::config::Config;
+use crate::diagnostics::Problems;
 use crate::frontdoor::Frontdoor;
 
 /// Load the config and every file it names; all problems, each with its place.
