@@ -74,11 +74,16 @@ pub async fn serve(mut cfg: Config) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let shared = fd.shared();
     let mail = match &cfg.mail {
-        Some(_) => Some(
-            crate::mail::start(&cfg, shutdown.clone(), Some(shared.resolver.clone()))
-                .await
-                .map_err(|e| format!("bundled mail servers: {e}"))?,
-        ),
+        Some(m) => {
+            let started = match crate::mail::resolve_identity_secret(&cfg) {
+                Ok(secret) => {
+                    crate::mail::start(m, secret, shutdown.clone(), Some(shared.resolver.clone()))
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            Some(started.map_err(|e| format!("bundled mail servers: {e}"))?)
+        }
         None => None,
     };
     let stop = shutdown.clone();

@@ -66,7 +66,7 @@ pub fn run_mail(cmd: MailCmd, log_format: &str, log_level: &str) -> ExitCode {
     crate::serve::init_logging(log_format, log_level);
     match cmd {
         MailCmd::Serve { config } => {
-            let (cfg, _) = match load_mail(&config) {
+            let (cfg, mail) = match load_mail(&config) {
                 Ok(x) => x,
                 Err(e) => {
                     eprintln!("{e}");
@@ -97,7 +97,11 @@ pub fn run_mail(cmd: MailCmd, log_format: &str, log_level: &str) -> ExitCode {
                         }
                     }
                 };
-                let servers = match super::start(&cfg, shutdown.clone(), certs).await {
+                let started = match super::resolve_identity_secret(&cfg) {
+                    Ok(secret) => super::start(&mail, secret, shutdown.clone(), certs).await,
+                    Err(e) => Err(e),
+                };
+                let servers = match started {
                     Ok(s) => s,
                     Err(e) => {
                         eprintln!("{e}");
