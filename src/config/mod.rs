@@ -10,7 +10,7 @@
 //! (through [`crate::diagnostics`]), not just the first.
 //!
 //! Files the config names (certificates, keys, the registry) are checked by
-//! the modules that own them (`tls`, `registry`) through `check_files`.
+//! the modules that own them (`tls`, `registry`) when `serve::check` runs.
 
 mod raw;
 mod validate;
