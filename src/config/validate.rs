@@ -175,52 +175,8 @@ fn route(
         );
     }
     let client_auth = client_auth_mode(r, &SourceMap::child(&p, "client_auth"), &rr.client_auth);
-    let passthrough = match rr.mode.as_deref() {
-        None | Some("terminate") => false,
-        Some("passthrough") => {
-            if protocol.is_mail() {
-                r.at(&SourceMap::child(&p, "mode"), "mail routes are terminated by frontdoor (pinned keys, identity); passthrough is for web or other TLS backends");
-            }
-            if client_auth == ClientAuthMode::Required {
-                r.at(&SourceMap::child(&p, "mode"), "a passthrough route cannot require a pinned client key (frontdoor does not see the handshake)");
-            }
-            true
-        }
-        Some(o) => {
-            r.at(
-                &SourceMap::child(&p, "mode"),
-                format!("unknown value {o:?} (expected terminate or passthrough)"),
-            );
-            false
-        }
-    };
-    let identity = match rr.identity.as_deref() {
-        None | Some("proxy") => IdentityMode::ProxyHeader,
-        Some("xclient") => {
-            if protocol != Protocol::Smtp {
-                r.at(
-                    &SourceMap::child(&p, "identity"),
-                    "identity: xclient is for SMTP routes only",
-                );
-            }
-            if proxy_protocol != proxy_protocol::Version::None {
-                // Postfix would check XCLIENT authorization against the
-                // client address from the header, not the front door's.
-                r.at(
-                    &SourceMap::child(&p, "identity"),
-                    "identity: xclient needs proxy_protocol: none (XCLIENT carries the client address)",
-                );
-            }
-            IdentityMode::Xclient
-        }
-        Some(o) => {
-            r.at(
-                &SourceMap::child(&p, "identity"),
-                format!("unknown value {o:?} (expected proxy or xclient)"),
-            );
-            IdentityMode::ProxyHeader
-        }
-    };
+    let passthrough = route_mode(&p, rr.mode.as_deref(), protocol, client_auth, r);
+    let identity = route_identity(&p, rr.identity.as_deref(), protocol, proxy_protocol, r);
     Route {
         name,
         alpn: rr.alpn,
@@ -230,6 +186,72 @@ fn route(
         client_auth,
         identity,
         passthrough,
+    }
+}
+
+/// `routes.NAME.mode` (at `p`): whether the route passes TLS through.
+fn route_mode(
+    p: &str,
+    mode: Option<&str>,
+    protocol: Protocol,
+    client_auth: ClientAuthMode,
+    r: &mut Reporter,
+) -> bool {
+    match mode {
+        None | Some("terminate") => false,
+        Some("passthrough") => {
+            if protocol.is_mail() {
+                r.at(&SourceMap::child(p, "mode"), "mail routes are terminated by frontdoor (pinned keys, identity); passthrough is for web or other TLS backends");
+            }
+            if client_auth == ClientAuthMode::Required {
+                r.at(&SourceMap::child(p, "mode"), "a passthrough route cannot require a pinned client key (frontdoor does not see the handshake)");
+            }
+            true
+        }
+        Some(o) => {
+            r.at(
+                &SourceMap::child(p, "mode"),
+                format!("unknown value {o:?} (expected terminate or passthrough)"),
+            );
+            false
+        }
+    }
+}
+
+/// `routes.NAME.identity` (at `p`): how the identity reaches the backend.
+fn route_identity(
+    p: &str,
+    identity: Option<&str>,
+    protocol: Protocol,
+    proxy_protocol: proxy_protocol::Version,
+    r: &mut Reporter,
+) -> IdentityMode {
+    match identity {
+        None | Some("proxy") => IdentityMode::ProxyHeader,
+        Some("xclient") => {
+            if protocol != Protocol::Smtp {
+                r.at(
+                    &SourceMap::child(p, "identity"),
+                    "identity: xclient is for SMTP routes only",
+                );
+            }
+            if proxy_protocol != proxy_protocol::Version::None {
+                // Postfix would check XCLIENT authorization against the
+                // client address from the header, not the front door's.
+                r.at(
+                    &SourceMap::child(p, "identity"),
+                    "identity: xclient needs proxy_protocol: none (XCLIENT carries the client address)",
+                );
+            }
+            IdentityMode::Xclient
+        }
+        Some(o) => {
+            r.at(
+                &SourceMap::child(p, "identity"),
+                format!("unknown value {o:?} (expected proxy or xclient)"),
+            );
+            IdentityMode::ProxyHeader
+        }
     }
 }
 
