@@ -151,9 +151,14 @@ async fn main() {
         .expect("account");
     accounts.add("bob@example.org", "bob-pw").expect("account");
     let shutdown = CancellationToken::new();
-    let servers = frontdoor::mail::start(&cfg, shutdown.clone(), None)
-        .await
-        .expect("start");
+    let servers = frontdoor::mail::start(
+        cfg.mail.as_ref().expect("mail section"),
+        frontdoor::mail::resolve_identity_secret(&cfg).expect("identity secret"),
+        shutdown.clone(),
+        None,
+    )
+    .await
+    .expect("start");
     let Some(ListenAddr::Tcp(addr)) = servers.imap.clone() else {
         panic!("no imap listener")
     };

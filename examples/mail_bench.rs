@@ -108,9 +108,14 @@ async fn main() {
     .add("alice@example.org", "pw")
     .expect("account");
     let shutdown = CancellationToken::new();
-    let servers = frontdoor::mail::start(&cfg, shutdown.clone(), None)
-        .await
-        .expect("start");
+    let servers = frontdoor::mail::start(
+        cfg.mail.as_ref().expect("mail section"),
+        frontdoor::mail::resolve_identity_secret(&cfg).expect("identity secret"),
+        shutdown.clone(),
+        None,
+    )
+    .await
+    .expect("start");
     let Some(ListenAddr::Tcp(addr)) = servers.lmtp.clone() else {
         panic!("no lmtp listener")
     };

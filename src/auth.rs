@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::CertificateDer;
 use rustls::server::danger::ClientCertVerifier;
 
-use crate::config::{ClientAuth, Problem, Problems, UnknownKey};
+use crate::config::{ClientAuth, UnknownKey};
+use crate::diagnostics::{Problem, Problems};
 use crate::registry::{check_key_acceptable, fingerprint_spki, Fingerprint, RegistryHandle};
 use crate::throttle::{AddrKey, FailureTable};
 use crate::tls::client_key::{spki_of, KeyPolicy, PinnedKeyVerifier};

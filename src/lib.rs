@@ -10,6 +10,7 @@
 pub mod acme;
 pub mod auth;
 pub mod config;
+pub mod diagnostics;
 pub mod embedded;
 pub mod frontdoor;
 pub mod http_head;
@@ -24,4 +25,3 @@ pub mod registry;
 pub mod serve;
 pub mod throttle;
 pub mod tls;
-pub mod yaml_lines;

@@ -4,7 +4,8 @@ use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Problems};
+use crate::config::Config;
+use crate::diagnostics::Problems;
 use crate::frontdoor::Frontdoor;
 
 /// Load the config and every file it names; all problems, each with its place.
@@ -73,11 +74,16 @@ pub async fn serve(mut cfg: Config) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let shared = fd.shared();
     let mail = match &cfg.mail {
-        Some(_) => Some(
-            crate::mail::start(&cfg, shutdown.clone(), Some(shared.resolver.clone()))
-                .await
-                .map_err(|e| format!("bundled mail servers: {e}"))?,
-        ),
+        Some(m) => {
+            let started = match crate::mail::resolve_identity_secret(&cfg) {
+                Ok(secret) => {
+                    crate::mail::start(m, secret, shutdown.clone(), Some(shared.resolver.clone()))
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            Some(started.map_err(|e| format!("bundled mail servers: {e}"))?)
+        }
         None => None,
     };
     let stop = shutdown.clone();

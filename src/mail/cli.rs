@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::accounts::{generate_password, Accounts};
 use super::config::MailConfig;
 use crate::config::Config;
+use crate::diagnostics::Problems;
 
 /// Default data directory when neither `--config` nor `--data-dir` is given.
 pub const DEFAULT_DATA_DIR: &str = "frontdoor-data";
@@ -50,12 +51,22 @@ pub enum AccountsCmd {
     Passwd { address: String },
 }
 
-fn load_mail(path: &Path) -> Result<(Config, MailConfig), String> {
-    let cfg = Config::load(path).map_err(|e| e.to_string())?;
+/// Why a configuration file cannot drive the mail commands (the operator's
+/// file is wrong).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadMailError {
+    #[error(transparent)]
+    Invalid(#[from] Problems),
+    #[error("{}: no mail: section", .0.display())]
+    NoMailSection(PathBuf),
+}
+
+fn load_mail(path: &Path) -> Result<(Config, MailConfig), LoadMailError> {
+    let cfg = Config::load(path)?;
     let mail = cfg
         .mail
         .clone()
-        .ok_or_else(|| format!("{}: no mail: section", path.display()))?;
+        .ok_or_else(|| LoadMailError::NoMailSection(path.to_owned()))?;
     Ok((cfg, mail))
 }
 
@@ -66,7 +77,7 @@ pub fn run_mail(cmd: MailCmd, log_format: &str, log_level: &str) -> ExitCode {
     crate::serve::init_logging(log_format, log_level);
     match cmd {
         MailCmd::Serve { config } => {
-            let (cfg, _) = match load_mail(&config) {
+            let (cfg, mail) = match load_mail(&config) {
                 Ok(x) => x,
                 Err(e) => {
                     eprintln!("{e}");
@@ -97,7 +108,11 @@ pub fn run_mail(cmd: MailCmd, log_format: &str, log_level: &str) -> ExitCode {
                         }
                     }
                 };
-                let servers = match super::start(&cfg, shutdown.clone(), certs).await {
+                let started = match super::resolve_identity_secret(&cfg) {
+                    Ok(secret) => super::start(&mail, secret, shutdown.clone(), certs).await,
+                    Err(e) => Err(e),
+                };
+                let servers = match started {
                     Ok(s) => s,
                     Err(e) => {
                         eprintln!("{e}");
@@ -143,12 +158,12 @@ async fn wait_for_signal() {
 
 fn accounts_for(args: &AccountsArgs) -> Result<Accounts, String> {
     let mail = match (&args.config, &args.data_dir) {
-        (Some(c), _) => load_mail(c)?.1,
+        (Some(c), _) => load_mail(c).map_err(|e| e.to_string())?.1,
         (None, d) => {
             let dir = d.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
             let cfg = dir.join("frontdoor.yaml");
             if cfg.exists() {
-                load_mail(&cfg)?.1
+                load_mail(&cfg).map_err(|e| e.to_string())?.1
             } else {
                 MailConfig::with_data_dir(dir)
             }

@@ -6,6 +6,10 @@
 //! (base-resolved) Unix socket path; `max_message_size` is at least 1 KiB.
 //! Errors are reported through the shared [`Reporter`] with file, line and
 //! YAML path, all of them, not just the first.
+//!
+//! The raw shape ([`RawMail`]) is crate-private: the configuration's raw
+//! document (`config::raw`) embeds it and `config` hands it to
+//! [`validate`]; nothing else sees it.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -14,7 +18,7 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::config::Reporter;
+use crate::diagnostics::Reporter;
 
 /// Default cap on one message (30 MiB, as chatmail relays use).
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 31_457_280;
@@ -22,7 +26,7 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 31_457_280;
 /// The raw `mail:` section as serde reads it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawMail {
+pub(crate) struct RawMail {
     #[serde(default)]
     domains: Vec<String>,
     #[serde(default)]
@@ -113,12 +117,21 @@ impl fmt::Display for ListenAddr {
     }
 }
 
+/// Why a `listen:` value was refused (the operator's value is wrong).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListenAddrError {
+    #[error("unix: needs a socket path")]
+    EmptyUnixPath,
+    #[error("bad listen address {0:?}: expected ip:port or unix:/path")]
+    Bad(String),
+}
+
 impl ListenAddr {
     /// `ip:port` or `unix:/path` (a relative path is taken from `base`).
-    pub fn parse(s: &str, base: &Path) -> Result<Self, String> {
+    pub fn parse(s: &str, base: &Path) -> Result<Self, ListenAddrError> {
         if let Some(p) = s.strip_prefix("unix:") {
             if p.is_empty() {
-                return Err("unix: needs a socket path".into());
+                return Err(ListenAddrError::EmptyUnixPath);
             }
             let p = PathBuf::from(p);
             return Ok(ListenAddr::Unix(if p.is_absolute() {
@@ -129,7 +142,7 @@ impl ListenAddr {
         }
         s.parse::<SocketAddr>()
             .map(ListenAddr::Tcp)
-            .map_err(|_| format!("bad listen address {s:?}: expected ip:port or unix:/path"))
+            .map_err(|_| ListenAddrError::Bad(s.to_owned()))
     }
 }
 
@@ -212,7 +225,7 @@ fn valid_domain(d: &str) -> bool {
 }
 
 /// Validate the raw section; problems go to `r` at `mail.*` paths.
-pub fn validate(raw: RawMail, base: &Path, r: &mut Reporter) -> MailConfig {
+pub(crate) fn validate(raw: RawMail, base: &Path, r: &mut Reporter) -> MailConfig {
     let mut domains = Vec::new();
     if raw.domains.is_empty() {
         r.at("mail.domains", "at least one local mail domain is needed");

@@ -40,8 +40,6 @@ pub const MAX_SESSIONS: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
-    #[error("the configuration has no mail: section")]
-    NoMailSection,
     #[error("cannot listen on {addr}: {err}")]
     Bind { addr: String, err: io::Error },
     #[error(transparent)]
@@ -350,40 +348,61 @@ pub fn prepare_identity_secret(cfg: &mut Config) -> Result<(), MailError> {
     let SecretSource::Generated(path) = SecretSource::of(cfg) else {
         return Ok(());
     };
-    if crate::identity_secret::generate(&path)? {
-        tracing::info!(path = %path.display(), "generated the identity secret shared by the front door and the bundled mail servers");
-    }
+    generate_shared_secret(&path)?;
     if let Some(ca) = cfg.client_auth.as_mut() {
         ca.identity_secret = Some(path);
     }
     Ok(())
 }
 
+/// The identity secret the bundled servers of `cfg` check PROXY headers
+/// with, for [`start`]: generated first when `cfg` runs the front door too
+/// (as [`prepare_identity_secret`] does), then read with the shared checks
+/// ([`read_identity_secret`]); `None` when the configuration has no secret.
+pub fn resolve_identity_secret(cfg: &Config) -> Result<Option<Vec<u8>>, MailError> {
+    let path = match SecretSource::of(cfg) {
+        SecretSource::Configured(p) => p,
+        SecretSource::Generated(p) => {
+            generate_shared_secret(&p)?;
+            p
+        }
+        SecretSource::None => return Ok(None),
+    };
+    Ok(Some(read_identity_secret(&path)?))
+}
+
+/// Create the generated secret at `path` unless it exists, saying so.
+fn generate_shared_secret(path: &Path) -> Result<(), MailError> {
+    if crate::identity_secret::generate(path)? {
+        tracing::info!(path = %path.display(), "generated the identity secret shared by the front door and the bundled mail servers");
+    }
+    Ok(())
+}
+
 /// Open the store and start the configured SMTP listeners (submission, LMTP,
-/// inbound) from the whole configuration. `frontdoor serve` calls this when
-/// `mail:` is present; `frontdoor mail serve` runs only this.
+/// inbound) and the IMAP server of the `mail:` section. `frontdoor serve`
+/// calls this when `mail:` is present; `frontdoor mail serve` runs only this.
+///
+/// `identity_secret`: the key signed PROXY headers are checked with, as the
+/// caller resolved it from the whole configuration
+/// ([`resolve_identity_secret`]); `None` honours identities only from
+/// allowed Unix-socket peers.
 ///
 /// `certs`: the server certificates STARTTLS on the inbound MX answers with
 /// (the front door's, ACME ones included); `None` offers no STARTTLS.
 pub async fn start(
-    cfg: &Config,
+    mail: &MailConfig,
+    identity_secret: Option<Vec<u8>>,
     shutdown: CancellationToken,
     certs: Option<Arc<crate::tls::SniResolver>>,
 ) -> Result<MailServers, MailError> {
-    let mail = cfg.mail.clone().ok_or(MailError::NoMailSection)?;
     let starttls = match certs {
         Some(resolver) => Some(smtp::StartTls(tokio_rustls::TlsAcceptor::from(
             starttls_config(resolver)?,
         ))),
         None => None,
     };
-    let mut cfg = cfg.clone();
-    prepare_identity_secret(&mut cfg)?;
-    let secret = match SecretSource::of(&cfg) {
-        SecretSource::Configured(p) | SecretSource::Generated(p) => Some(read_identity_secret(&p)?),
-        SecretSource::None => None,
-    };
-    let mail = Arc::new(mail);
+    let mail = Arc::new(mail.clone());
     std::fs::create_dir_all(&mail.data_dir).map_err(store::StoreError::from)?;
     let dir = mail.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&dir))
@@ -397,7 +416,7 @@ pub async fn start(
     let trust = Arc::new(TrustPolicy {
         trusted: mail.trusted_proxies.clone(),
         unix_uids,
-        identity_secret: secret,
+        identity_secret,
         max_age: mail.identity_max_age,
         replay: Arc::default(),
     });

@@ -17,8 +17,8 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 
 use super::{read_registry_file, KeyEntry, Registry};
-use crate::config::Problems;
-use crate::yaml_lines::SourceMap;
+use crate::diagnostics::Problems;
+use crate::diagnostics::SourceMap;
 
 /// Header of a registry file that `keys add` creates.
 pub const NEW_FILE_HEADER: &str = "# Pinned TLS client keys (see `frontdoor keys --help`).\n\

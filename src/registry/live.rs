@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use super::{read_registry_file, Registry};
-use crate::config::Problems;
+use crate::diagnostics::Problems;
 
 /// How often the watcher looks at the file.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);

@@ -32,8 +32,8 @@ pub use fingerprint::{fingerprint_spki, Fingerprint, FingerprintError};
 pub use keys::{check_key_acceptable, load_public_key, spki_from_cert_der, KeyError, KeyKind};
 pub use live::RegistryHandle;
 
-use crate::config::{yaml_problem, Problem, Problems, Reporter};
-use crate::yaml_lines::SourceMap;
+use crate::diagnostics::SourceMap;
+use crate::diagnostics::{yaml_problem, Problem, Problems, Reporter};
 
 /// A registry file larger than this is refused unread (1 MiB holds some
 /// 5000 keys).

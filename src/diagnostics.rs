@@ -1,16 +1,25 @@
-//! Where each node of a YAML document stands: a map from a YAML path
-//! (`listeners[0].bind`, `keys[2].fingerprint`) to its 1-based line.
+//! Diagnostics for YAML files: where each node stands and the problems
+//! found in them.
+//!
+//! This module owns [`SourceMap`] (a YAML path such as `listeners[0].bind`
+//! or `keys[2].fingerprint` mapped to its 1-based line), [`Problem`] (one
+//! `file:line: path: reason`), [`Problems`] (all of one load) and
+//! [`Reporter`] (collects problems of one file with line lookups). The
+//! configuration and the key registry report through it. It is a leaf: it
+//! uses nothing else of the crate.
 //!
 //! serde_yaml reports the position of syntax and type errors itself, but
 //! validation happens after deserialisation, on typed values that no longer
-//! know where they came from. This module walks the same text once more as a
-//! YAML event stream and records the line of every key and sequence item, so
-//! a validation error can name `file:line` and the path.
+//! know where they came from. [`SourceMap`] walks the same text once more as
+//! a YAML event stream and records the line of every key and sequence item,
+//! so a validation error can name `file:line` and the path.
 //!
-//! Invariant: paths are written exactly as `SourceMap::path`/`child`/`item`
-//! build them, so callers never format paths by hand.
+//! Invariant: paths are written exactly as `SourceMap::child`/`item` build
+//! them, so callers never format paths by hand.
 
 use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
@@ -131,6 +140,84 @@ impl MarkedEventReceiver for Builder {
             }
             _ => {}
         }
+    }
+}
+
+/// One problem found in a file, with its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{}: {}", self.file.display(), l, self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// All problems of one load; never empty.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects problems of one file with line lookups.
+pub struct Reporter<'a> {
+    pub file: &'a Path,
+    pub map: &'a SourceMap,
+    pub problems: Vec<Problem>,
+}
+
+impl<'a> Reporter<'a> {
+    pub fn new(file: &'a Path, map: &'a SourceMap) -> Self {
+        Self {
+            file,
+            map,
+            problems: Vec::new(),
+        }
+    }
+
+    /// Report `msg` at the line of YAML `path`.
+    pub fn at(&mut self, path: &str, msg: impl fmt::Display) {
+        self.problems.push(Problem {
+            file: self.file.to_owned(),
+            line: self.map.line(path),
+            message: if path.is_empty() {
+                msg.to_string()
+            } else {
+                format!("{path}: {msg}")
+            },
+        });
+    }
+}
+
+/// Turn a serde_yaml error into a problem with its line.
+pub fn yaml_problem(file: &Path, e: &serde_yaml::Error) -> Problem {
+    let line = e.location().map(|l| l.line());
+    // serde_yaml appends " at line L column C"; the line is already in front.
+    let mut msg = e.to_string();
+    if let Some(i) = msg.find(" at line ") {
+        msg.truncate(i);
+    }
+    Problem {
+        file: file.to_owned(),
+        line,
+        message: msg,
     }
 }
 
