@@ -41,8 +41,10 @@ fn stream(ops: Vec<Op>) -> Vec<(Op, Ctx, Vec<usize>)> {
             match &op {
                 Op::KeyUpdate(_) => ctx.key_updates += 1,
                 Op::Rec { inner, .. } if inner.len() > 1 && inner.last() == Some(&23) => {
-                    ctx.key_updates = 0
+                    ctx.key_updates = 0;
+                    ctx.empty = 0;
                 }
+                Op::Rec { inner, .. } if inner[..] == [23] => ctx.empty += 1,
                 Op::Rec { inner, .. } if inner.first() == Some(&1) && inner.last() == Some(&21) => {
                     ctx.warnings += 1
                 }
@@ -136,6 +138,8 @@ fn known_differences_still_hold() {
     };
     let mut updates = vec![data(b"x")];
     updates.extend((0..33).map(|_| Op::KeyUpdate(0)));
+    let mut empties = vec![data(b"x")];
+    empties.extend((0..40).map(|_| data(b"")));
     for ops in [
         vec![data(b"x"), valid([4, 4], 23, None)],
         vec![data(b"x"), valid([3, 1], 23, None)],
@@ -148,6 +152,7 @@ fn known_differences_still_hold() {
         vec![data(b"x"), rec(&[b'x', 99])],
         vec![data(b"x"), rec(&[&[1u8; 18_416][..], &[23]].concat())],
         updates,
+        empties,
     ] {
         let last = format!("{:?}", ops.last());
         let v = differential(0, &stream(ops));

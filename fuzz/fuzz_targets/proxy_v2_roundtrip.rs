@@ -1,5 +1,5 @@
-//! PROXY headers as the front door writes them (`proxy_protocol::encode_v2`
-//! and `encode_v1`), built from fuzzed connection facts, decoded by our own
+//! PROXY headers as the front door writes them (`proxy_protocol::encode_v2_at`,
+//! which `encode_v2` calls with the clock, and `encode_v1`), built from fuzzed connection facts, decoded by our own
 //! decoder and by the independent `ppp` crate: both must read back exactly
 //! the addresses and TLVs that went in, the identity must survive, and the
 //! HMAC must verify with its secret and only with it.
@@ -8,7 +8,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use frontdoor::proxy_protocol::{
-    self as pp, decode, encode_v1, encode_v2, Command, ConnInfo, Decoded, IdentityTlvs, SslInfo,
+    self as pp, decode, encode_v1, encode_v2_at, Command, ConnInfo, Decoded, IdentityTlvs, SslInfo,
 };
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
@@ -48,6 +48,7 @@ fn info(u: &mut Unstructured<'_>) -> Result<ConnInfo> {
         ssl: opt(u, |u| {
             Ok(SslInfo {
                 client_cert: u.arbitrary()?,
+                resumed: u.arbitrary()?,
                 verified: u.arbitrary()?,
                 version: text(u, 16)?,
                 cipher: text(u, 64)?,
@@ -82,7 +83,7 @@ fn expected_addrs(i: &ConnInfo) -> (SocketAddr, SocketAddr) {
 }
 
 /// The TLVs the encoder must have written, in order.
-fn expected_tlvs(i: &ConnInfo, hmac: Option<&[u8]>) -> Vec<(u8, Vec<u8>)> {
+fn expected_tlvs(i: &ConnInfo, now_ms: u64, hmac: Option<&[u8]>) -> Vec<(u8, Vec<u8>)> {
     let mut t = Vec::new();
     if let Some(a) = &i.alpn {
         t.push((pp::PP2_TYPE_ALPN, a.clone()));
@@ -94,14 +95,12 @@ fn expected_tlvs(i: &ConnInfo, hmac: Option<&[u8]>) -> Vec<(u8, Vec<u8>)> {
         t.push((pp::PP2_TYPE_UNIQUE_ID, id[..id.len().min(128)].to_vec()));
     }
     if let Some(s) = &i.ssl {
-        let mut v = vec![
-            pp::PP2_CLIENT_SSL
-                | if s.client_cert {
-                    pp::PP2_CLIENT_CERT_CONN
-                } else {
-                    0
-                },
-        ];
+        let cert = match (s.client_cert, s.resumed) {
+            (false, _) => 0,
+            (true, false) => pp::PP2_CLIENT_CERT_CONN,
+            (true, true) => pp::PP2_CLIENT_CERT_SESS,
+        };
+        let mut v = vec![pp::PP2_CLIENT_SSL | cert];
         v.extend_from_slice(&u32::from(!s.verified).to_be_bytes());
         let mut sub = |ty: u8, val: &[u8]| {
             v.push(ty);
@@ -129,6 +128,7 @@ fn expected_tlvs(i: &ConnInfo, hmac: Option<&[u8]>) -> Vec<(u8, Vec<u8>)> {
         t.push((pp::FD_TYPE_KEY_NAME, id.key_name.as_bytes().to_vec()));
     }
     if let Some(tag) = hmac {
+        t.push((pp::FD_TYPE_TIMESTAMP, now_ms.to_be_bytes().to_vec()));
         t.push((pp::FD_TYPE_HMAC, tag.to_vec()));
     }
     t
@@ -138,14 +138,15 @@ fn check(u: &mut Unstructured<'_>) -> Result<()> {
     let info = info(u)?;
     let secret = opt(u, |u| bytes(u, 64))?;
     let trailing = bytes(u, 32)?;
-    let wire = encode_v2(&info, secret.as_deref());
+    let now_ms: u64 = u.arbitrary()?;
+    let wire = encode_v2_at(&info, secret.as_deref(), now_ms);
     let (src, dst) = expected_addrs(&info);
 
     // Our decoder, with the client's first bytes behind the header.
     let mut stream = wire.clone();
     stream.extend_from_slice(&trailing);
     let hmac = secret.as_ref().map(|_| &wire[wire.len() - 32..]);
-    let tlvs = expected_tlvs(&info, hmac);
+    let tlvs = expected_tlvs(&info, now_ms, hmac);
     if wire.len() > pp::MAX_V2_LEN {
         // Long values (nothing bounds a registry's login, account or key
         // name) make a header our decoder refuses as too long; it must say
