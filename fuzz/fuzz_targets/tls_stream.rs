@@ -180,6 +180,7 @@ fn run(inp: &mut In<'_>) {
     let mut server_got = Vec::new();
     let mut server_sent: Vec<u8> = Vec::new();
     let mut junk = false;
+    let mut key_updates = 0;
     let mut server_eof = false;
     let mut server_failed = false;
     let mut shut = false;
@@ -205,12 +206,19 @@ fn run(inp: &mut In<'_>) {
                 let d = pattern(inp.u16() as usize % 40_000, step);
                 if c.tls.writer().write_all(&d).is_ok() {
                     c.sent.extend_from_slice(&d);
+                    if !d.is_empty() {
+                        key_updates = 0;
+                    }
                 }
                 c.produce();
             }
             2 if !c.closed && !tls12 => {
                 let _ = c.tls.refresh_traffic_keys();
                 c.produce();
+                // More than 32 in a row without data are refused, as rustls
+                // and BoringSSL refuse them (record13::MAX_KEY_UPDATES).
+                key_updates += 1;
+                junk |= key_updates > 32;
             }
             3 if inp.u8() % 4 == 0 => {
                 c.tls.send_close_notify();
