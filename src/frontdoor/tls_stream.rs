@@ -73,8 +73,30 @@ const COALESCE: usize = 4096;
 /// legitimately need more (rustls caps handshake messages at 64 KiB).
 const MAX_INCOMING: usize = 128 * 1024;
 
-pub struct TlsStream {
-    tcp: TcpStream,
+/// What a TLS stream runs over: a TCP socket in production, an in-memory
+/// pipe (`tokio::io::DuplexStream`) in the fuzz target of the state machine.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin {
+    /// Write what can be written without waiting (a last alert on the way
+    /// out); `WouldBlock` when nothing can.
+    fn try_write_now(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match Pin::new(self).poll_write(&mut cx, buf) {
+            Poll::Ready(r) => r,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
+
+impl Transport for TcpStream {
+    fn try_write_now(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.try_write(buf)
+    }
+}
+
+impl Transport for tokio::io::DuplexStream {}
+
+pub struct TlsStream<T = TcpStream> {
+    tcp: T,
     /// rustls, for the handshake; TLS 1.2 also for the records after it.
     conn: Option<UnbufferedServerConnection>,
     /// TLS 1.3 after the handshake: records sealed and opened in place
@@ -204,7 +226,7 @@ fn handover_ready(c: &UnbufferedServerConnection) -> bool {
 }
 
 /// Complete a server handshake on `tcp`. The caller bounds it in time.
-pub async fn accept(tcp: TcpStream, config: Arc<ServerConfig>) -> io::Result<TlsStream> {
+pub async fn accept<T: Transport>(tcp: T, config: Arc<ServerConfig>) -> io::Result<TlsStream<T>> {
     let conn = UnbufferedServerConnection::new(config).map_err(tls_err)?;
     let mut s = TlsStream {
         tcp,
@@ -223,7 +245,7 @@ pub async fn accept(tcp: TcpStream, config: Arc<ServerConfig>) -> io::Result<Tls
     Ok(s)
 }
 
-impl TlsStream {
+impl<T: Transport> TlsStream<T> {
     /// The rustls connection: ALPN, peer certificates, version, cipher.
     /// Available until application data first flows (a TLS 1.3 connection
     /// then hands its records to `record13`).
@@ -430,7 +452,7 @@ impl TlsStream {
 
     fn try_send_out(&mut self) {
         while self.out_off < self.outgoing.len() {
-            match self.tcp.try_write(&self.outgoing[self.out_off..]) {
+            match self.tcp.try_write_now(&self.outgoing[self.out_off..]) {
                 Ok(n) if n > 0 => self.out_off += n,
                 _ => break,
             }
@@ -523,7 +545,7 @@ impl TlsStream {
     }
 }
 
-impl TlsStream {
+impl<T: Transport> TlsStream<T> {
     /// `poll_read` for a TLS 1.3 connection after the handshake: ciphertext
     /// is read into the stack behind the partial record left from the last
     /// read, records are opened there and their plaintext goes straight to
@@ -635,7 +657,7 @@ impl TlsStream {
     }
 }
 
-impl AsyncRead for TlsStream {
+impl<T: Transport> AsyncRead for TlsStream<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -714,7 +736,7 @@ impl AsyncRead for TlsStream {
     }
 }
 
-impl AsyncWrite for TlsStream {
+impl<T: Transport> AsyncWrite for TlsStream<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -820,7 +842,7 @@ thread_local! {
     static SLOT_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-impl TlsStream {
+impl<T: Transport> TlsStream<T> {
     /// Client→backend: records opened where they were read, their payloads
     /// written with one `writev`; what the backend does not take is kept in
     /// `plain` and written first next time.
@@ -1024,7 +1046,7 @@ impl TlsStream {
     }
 }
 
-impl Pump<Stream> for TlsStream {
+impl<T: Transport> Pump<Stream> for TlsStream<T> {
     fn poll_pump_to(
         &mut self,
         cx: &mut Context<'_>,
