@@ -21,7 +21,7 @@
 //!
 //! Each of those is cheap to send and not free to receive (a KeyUpdate is a
 //! key derivation, and none of them moves a byte, so none resets the idle
-//! timer), so, as rustls and BoringSSL do, only a few may come in a row
+//! timer), so, as BoringSSL does (and rustls for KeyUpdates), only a few may come in a row
 //! without application data between them: `MAX_KEY_UPDATES` KeyUpdates,
 //! `MAX_EMPTY` empty records, `MAX_WARNINGS` user_canceled alerts. One more
 //! is the fatal `unexpected_message` alert, then the connection ends.
@@ -56,8 +56,9 @@ const KEY_UPDATE: u8 = 24;
 /// KeyUpdates in a row without application data between them (rustls' and
 /// BoringSSL's `kMaxKeyUpdates`).
 pub const MAX_KEY_UPDATES: u8 = 32;
-/// Empty application-data records in a row (BoringSSL's `kMaxEmptyRecords`,
-/// rustls' `ALLOWED_CONSECUTIVE_EMPTY_FRAGMENTS_MAX`).
+/// Empty application-data records in a row (BoringSSL's `kMaxEmptyRecords`;
+/// rustls has no such limit on application data, as
+/// `tests/record13_differential.rs` shows).
 pub const MAX_EMPTY: u8 = 32;
 /// Warning alerts (user_canceled, the only one TLS 1.3 keeps) in a row
 /// (BoringSSL's `kMaxWarningAlerts`; rustls allows as many per connection).

@@ -40,6 +40,9 @@ use crate::diagnostics::{yaml_problem, Problem, Problems, Reporter};
 pub const MAX_REGISTRY_FILE: u64 = 1 << 20;
 
 /// Fields of one key entry, in the order they are written.
+/// Longest name, account or login: three of them and the rest of a PROXY
+/// header stay far below `proxy_protocol::MAX_V2_LEN`.
+pub const MAX_FIELD_LEN: usize = 320;
 pub const FIELDS: [&str; 5] = ["name", "fingerprint", "account", "login", "imap_preauth"];
 
 /// One pinned key and the identity it stands for.
@@ -304,6 +307,10 @@ fn entry(item: &Value, p: &str, r: &mut Reporter) -> ParsedItem {
                     None
                 } else if s.chars().any(char::is_control) {
                     r.at(&fp, "must not contain control characters");
+                    None
+                } else if s.len() > MAX_FIELD_LEN {
+                    // They travel in the PROXY header, whose size backends bound.
+                    r.at(&fp, format!("longer than {MAX_FIELD_LEN} bytes"));
                     None
                 } else {
                     Some(s.clone())

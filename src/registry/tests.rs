@@ -170,6 +170,51 @@ fn empty_name_and_login_and_control_characters() {
 }
 
 #[test]
+fn fields_too_long_for_a_proxy_header_are_refused() {
+    let long = format!("{}@example.org", "a".repeat(400));
+    let t = format!(
+        "keys:\n  - name: k\n    fingerprint: \"{}\"\n    account: a\n    login: \"{long}\"\n",
+        fp(1)
+    );
+    assert_eq!(
+        messages(&t),
+        ["keys.yaml:5: keys[0].login: longer than 320 bytes"]
+    );
+    // The longest accepted fields still make a header backends decode.
+    let edge = "b".repeat(super::MAX_FIELD_LEN);
+    let info = crate::proxy_protocol::ConnInfo {
+        src: "[2001:db8::1]:1".parse().unwrap(),
+        dst: "[2001:db8::2]:2".parse().unwrap(),
+        alpn: Some(b"imap".to_vec()),
+        authority: Some("c".repeat(253)),
+        unique_id: Some(vec![b'i'; 128]),
+        ssl: Some(crate::proxy_protocol::SslInfo {
+            client_cert: true,
+            verified: true,
+            version: "TLSv1.3".into(),
+            cipher: "TLS13_CHACHA20_POLY1305_SHA256".into(),
+            sig_alg: Some("ECDSA-SHA256".into()),
+            key_alg: Some("EC256".into()),
+            cn: Some(edge.clone()),
+            resumed: false,
+        }),
+        identity: Some(crate::proxy_protocol::IdentityTlvs {
+            account: edge.clone(),
+            login: edge.clone(),
+            key_name: edge.clone(),
+            fingerprint: [1; 32],
+            no_imap_preauth: true,
+        }),
+    };
+    let h = crate::proxy_protocol::encode_v2(&info, Some(b"0123456789abcdef"));
+    assert!(h.len() <= crate::proxy_protocol::MAX_V2_LEN, "{}", h.len());
+    assert!(matches!(
+        crate::proxy_protocol::decode(&h),
+        Ok(crate::proxy_protocol::Decoded::Complete { .. })
+    ));
+}
+
+#[test]
 fn load_refuses_world_writable_and_huge_files() {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
