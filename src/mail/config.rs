@@ -7,9 +7,9 @@
 //! Errors are reported through the shared [`Reporter`] with file, line and
 //! YAML path, all of them, not just the first.
 //!
-//! The raw shape ([`RawMail`]) is crate-private: the configuration's raw
+//! The raw shape (`RawMail`) is crate-private: the configuration's raw
 //! document (`config::raw`) embeds it and `config` hands it to
-//! [`validate`]; nothing else sees it.
+//! `validate`; nothing else sees it.
 
 use std::fmt;
 use std::net::SocketAddr;
