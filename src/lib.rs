@@ -21,6 +21,7 @@ pub mod mail;
 pub mod metrics;
 pub mod net;
 pub mod proxy_protocol;
+pub mod proxy_read;
 pub mod registry;
 pub mod serve;
 pub mod throttle;

@@ -21,9 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ipnet::IpNet;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncRead;
 
-use crate::proxy_protocol::{self, Decoded, IdentityTlvs};
+use crate::proxy_protocol::{self, IdentityTlvs};
 
 /// Where a connection came from at the socket level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,51 +178,6 @@ pub enum ProxyError {
     Io(std::io::Error),
 }
 
-async fn read_header<S: AsyncRead + Unpin>(
-    stream: &mut S,
-) -> Result<proxy_protocol::Header, ProxyError> {
-    let mut buf = Vec::with_capacity(64);
-    let eof = |e: std::io::Error| {
-        if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            ProxyError::Eof
-        } else {
-            ProxyError::Io(e)
-        }
-    };
-    // The first byte tells v1 from v2 (and from a client talking directly).
-    let mut first = [0u8; 1];
-    stream.read_exact(&mut first).await.map_err(eof)?;
-    buf.push(first[0]);
-    if first[0] == proxy_protocol::V2_SIGNATURE[0] {
-        let mut rest = [0u8; 15];
-        stream.read_exact(&mut rest).await.map_err(eof)?;
-        buf.extend_from_slice(&rest);
-        // Validates signature/version before we trust the length.
-        if let Decoded::Complete { header, .. } = proxy_protocol::decode(&buf)? {
-            return Ok(header);
-        }
-        let len = u16::from_be_bytes([buf[14], buf[15]]) as usize;
-        if 16 + len > proxy_protocol::MAX_V2_LEN {
-            return Err(proxy_protocol::DecodeError::TooLong(16 + len).into());
-        }
-        let mut body = vec![0u8; len];
-        stream.read_exact(&mut body).await.map_err(eof)?;
-        buf.extend_from_slice(&body);
-    } else {
-        loop {
-            if let Decoded::Complete { .. } = proxy_protocol::decode(&buf)? {
-                break;
-            }
-            stream.read_exact(&mut first).await.map_err(eof)?;
-            buf.push(first[0]);
-        }
-    }
-    match proxy_protocol::decode(&buf)? {
-        Decoded::Complete { header, .. } => Ok(header),
-        Decoded::Incomplete => Err(ProxyError::Eof),
-    }
-}
-
 /// Read the PROXY header from a connection from `source`, within `deadline`.
 ///
 /// Refuses an untrusted source without reading, a missing or malformed
@@ -238,9 +193,14 @@ pub async fn read_proxy_header<S: AsyncRead + Unpin>(
         Source::Unix { uid } if !trust.trusts(source) => return Err(ProxyError::UntrustedUid(uid)),
         _ => {}
     }
-    let header = tokio::time::timeout(deadline, read_header(stream))
+    let header = tokio::time::timeout(deadline, crate::proxy_read::read_header(stream))
         .await
-        .map_err(|_| ProxyError::Timeout(deadline))??;
+        .map_err(|_| ProxyError::Timeout(deadline))?
+        .map_err(|e| match e {
+            crate::proxy_read::ReadError::Bad(e) => ProxyError::Bad(e),
+            crate::proxy_read::ReadError::Eof => ProxyError::Eof,
+            crate::proxy_read::ReadError::Io(e) => ProxyError::Io(e),
+        })?;
     let mut identity = header.identity();
     if identity.is_some() {
         authenticate(&header, source, trust, proxy_protocol::unix_millis_now())?;
