@@ -1,5 +1,8 @@
 //! The `frontdoor` command line: parses arguments and calls into the library.
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,7 +48,7 @@ enum Cmd {
         #[arg(long, short)]
         config: Option<PathBuf>,
         /// Data directory of the embedded default (used when --config is not given).
-        #[arg(long, default_value = frontdoor::embedded::DEFAULT_DATA_DIR)]
+        #[arg(long, default_value = cli::embedded::DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
         /// Listen address overriding the first listener's `bind`.
         #[arg(long)]
@@ -60,12 +63,12 @@ enum Cmd {
     /// The bundled mail servers.
     Mail {
         #[command(subcommand)]
-        cmd: frontdoor::mail::cli::MailCmd,
+        cmd: cli::mail::MailCmd,
     },
     /// Manage mail accounts of the bundled servers.
-    Accounts(frontdoor::mail::cli::AccountsArgs),
+    Accounts(cli::mail::AccountsArgs),
     /// Manage the pinned TLS client keys: fingerprint, add, list, remove, show, gen.
-    Keys(frontdoor::keys_cli::KeysArgs),
+    Keys(cli::keys::KeysArgs),
 }
 
 fn main() -> ExitCode {
@@ -86,11 +89,11 @@ fn main() -> ExitCode {
                 Some(c) => c,
                 None => {
                     let l = listen.unwrap_or_else(|| {
-                        frontdoor::embedded::DEFAULT_LISTEN
+                        cli::embedded::DEFAULT_LISTEN
                             .parse()
                             .unwrap_or_else(|_| ([127, 0, 0, 1], 8443).into())
                     });
-                    match frontdoor::embedded::prepare(&data_dir, l) {
+                    match cli::embedded::prepare(&data_dir, l) {
                         Ok(p) => p,
                         Err(e) => {
                             eprintln!("frontdoor: cannot prepare the embedded default: {e}");
@@ -111,7 +114,7 @@ fn main() -> ExitCode {
             }
             if embedded {
                 if let Some(first) = cfg.listeners.first() {
-                    eprint!("{}", frontdoor::embedded::next_steps(&data_dir, first.bind));
+                    eprint!("{}", cli::embedded::next_steps(&data_dir, first.bind));
                 }
             }
             let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -147,9 +150,9 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Cmd::Mail { cmd } => frontdoor::mail::cli::run_mail(cmd, fmt, &cli.log_level),
-        Cmd::Accounts(args) => frontdoor::mail::cli::run_accounts(args),
-        Cmd::Keys(args) => frontdoor::keys_cli::run(args).unwrap_or_else(|e| {
+        Cmd::Mail { cmd } => cli::mail::run_mail(cmd, fmt, &cli.log_level),
+        Cmd::Accounts(args) => cli::mail::run_accounts(args),
+        Cmd::Keys(args) => cli::keys::run(args).unwrap_or_else(|e| {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }),

@@ -9,7 +9,6 @@
 //! data directory: [`store::Store::open`] takes an exclusive lock.
 
 pub mod accounts;
-pub mod cli;
 pub mod config;
 pub mod imap;
 pub mod login;

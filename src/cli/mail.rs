@@ -9,10 +9,10 @@ use std::sync::Arc;
 use clap::{Args, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use super::accounts::{generate_password, Accounts};
-use super::config::MailConfig;
-use crate::config::Config;
-use crate::diagnostics::Problems;
+use frontdoor::config::Config;
+use frontdoor::diagnostics::Problems;
+use frontdoor::mail::accounts::{generate_password, Accounts};
+use frontdoor::mail::config::MailConfig;
 
 /// Default data directory when neither `--config` nor `--data-dir` is given.
 pub const DEFAULT_DATA_DIR: &str = "frontdoor-data";
@@ -74,7 +74,7 @@ fn load_mail(path: &Path) -> Result<(Config, MailConfig), LoadMailError> {
 /// Run a `frontdoor mail …` command, logging as the global
 /// `--log-format`/`--log-level` flags say (`RUST_LOG` overrides the level).
 pub fn run_mail(cmd: MailCmd, log_format: &str, log_level: &str) -> ExitCode {
-    crate::serve::init_logging(log_format, log_level);
+    frontdoor::serve::init_logging(log_format, log_level);
     match cmd {
         MailCmd::Serve { config } => {
             let (cfg, mail) = match load_mail(&config) {
@@ -98,8 +98,8 @@ pub fn run_mail(cmd: MailCmd, log_format: &str, log_level: &str) -> ExitCode {
                 let certs = if cfg.certificates.is_empty() {
                     None
                 } else {
-                    match crate::tls::CertStore::load(&cfg.certificates) {
-                        Ok(store) => Some(Arc::new(crate::tls::SniResolver::new(store))),
+                    match frontdoor::tls::CertStore::load(&cfg.certificates) {
+                        Ok(store) => Some(Arc::new(frontdoor::tls::SniResolver::new(store))),
                         Err(errs) => {
                             for e in errs {
                                 eprintln!("{e}");
@@ -108,8 +108,10 @@ pub fn run_mail(cmd: MailCmd, log_format: &str, log_level: &str) -> ExitCode {
                         }
                     }
                 };
-                let started = match super::resolve_identity_secret(&cfg) {
-                    Ok(secret) => super::start(&mail, secret, shutdown.clone(), certs).await,
+                let started = match frontdoor::mail::resolve_identity_secret(&cfg) {
+                    Ok(secret) => {
+                        frontdoor::mail::start(&mail, secret, shutdown.clone(), certs).await
+                    }
                     Err(e) => Err(e),
                 };
                 let servers = match started {

@@ -94,7 +94,7 @@ pub fn prepare(dir: &Path, listen: SocketAddr) -> Result<PathBuf, EmbeddedError>
     fs::create_dir_all(&tls).map_err(io(&tls))?;
     let (crt, key) = (tls.join("localhost.crt"), tls.join("localhost.key"));
     if !crt.exists() || !key.exists() {
-        let (c, k) = crate::tls::certs::self_signed(&["localhost".to_owned()])
+        let (c, k) = frontdoor::tls::certs::self_signed(&["localhost".to_owned()])
             .map_err(|e| EmbeddedError::Cert(e.to_string()))?;
         let _ = fs::remove_file(&crt);
         let _ = fs::remove_file(&key);

@@ -17,9 +17,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
 
-use crate::registry::{
-    self, check_key_acceptable, fingerprint_spki, load_public_key, Fingerprint, KeyEntry, KeyKind,
-    Registry,
+use frontdoor::registry::{
+    self, check_key_acceptable, fingerprint_spki, load_public_key, Fingerprint, KeyEntry, Registry,
 };
 
 /// Default registry path when neither `--registry` nor `--data-dir` is given.
@@ -355,7 +354,6 @@ pub struct Generated {
     pub cert_pem: String,
     pub p12: Vec<u8>,
     pub fingerprint: Fingerprint,
-    pub kind: KeyKind,
 }
 
 /// Make a key of `key_type`, a self-signed certificate with CN=`name` and
@@ -403,7 +401,7 @@ pub fn generate(
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
     let cert = params.self_signed(&kp)?;
     let spki = registry::spki_from_cert_der(cert.der())?;
-    let kind = check_key_acceptable(&spki)?;
+    check_key_acceptable(&spki)?;
     let fingerprint = fingerprint_spki(&spki);
 
     let key = p12_keystore::PrivateKey::from_der(kp.serialized_der())
@@ -427,7 +425,6 @@ pub fn generate(
         cert_pem: cert.pem(),
         p12,
         fingerprint,
-        kind,
     })
 }
 

@@ -1,0 +1,8 @@
+//! The command-line side of frontdoor, kept out of the library: the
+//! subcommands' arguments and what they print (`keys`, `mail`/`accounts`),
+//! and the wiring of the embedded default. Each calls the library's API,
+//! as tests and examples do.
+
+pub mod embedded;
+pub mod keys;
+pub mod mail;
