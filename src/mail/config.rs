@@ -57,6 +57,8 @@ pub(crate) struct RawMail {
     accounts: Option<RawAccounts>,
     #[serde(default)]
     hostname: Option<String>,
+    #[serde(default)]
+    chatmail: Option<crate::mail::chatmail::config::RawChatmail>,
 }
 
 /// A byte count: a number, or a string such as `100M` (K, M, G: powers of 1024).
@@ -176,6 +178,8 @@ pub struct MailConfig {
     pub auto_create: bool,
     /// Name used in greetings and Received: headers.
     pub hostname: String,
+    /// Chatmail mode (`mail.chatmail:`), when on.
+    pub chatmail: Option<crate::mail::chatmail::ChatmailConfig>,
 }
 
 impl MailConfig {
@@ -197,6 +201,7 @@ impl MailConfig {
             delete_after: None,
             auto_create: false,
             hostname: "localhost".into(),
+            chatmail: None,
         }
     }
 
@@ -356,6 +361,22 @@ pub(crate) fn validate(raw: RawMail, base: &Path, r: &mut Reporter) -> MailConfi
                 None
             }
         });
+    let chatmail = raw
+        .chatmail
+        .map(|c| crate::mail::chatmail::config::validate(c, base, r));
+    let (quota, delete_after) = match &chatmail {
+        Some(_) => (
+            quota.or(Some(crate::mail::chatmail::config::DEFAULT_CHATMAIL_QUOTA)),
+            delete_after.or(Some(
+                crate::mail::chatmail::config::DEFAULT_CHATMAIL_DELETE_AFTER,
+            )),
+        ),
+        None => (quota, delete_after),
+    };
+    let auto_create = match raw.accounts {
+        Some(a) => a.auto_create,
+        None => chatmail.is_some(),
+    };
     let hostname = raw
         .hostname
         .or_else(|| domains.first().cloned())
@@ -374,8 +395,9 @@ pub(crate) fn validate(raw: RawMail, base: &Path, r: &mut Reporter) -> MailConfi
         max_message_size,
         quota,
         delete_after,
-        auto_create: raw.accounts.unwrap_or_default().auto_create,
+        auto_create,
         hostname,
+        chatmail,
     }
 }
 

@@ -9,6 +9,7 @@
 //! data directory: [`store::Store::open`] takes an exclusive lock.
 
 pub mod accounts;
+pub mod chatmail;
 pub mod config;
 pub mod imap;
 pub mod login;

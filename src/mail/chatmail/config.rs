@@ -1,0 +1,325 @@
+//! The `mail.chatmail:` section: raw serde shape, defaults and validation
+//! into [`ChatmailConfig`]. `mail: { chatmail: {} }` turns chatmail mode on
+//! with every default; each key below overrides one. Key names follow the
+//! `chatmail.ini` of chatmail relays where one exists.
+//!
+//! Invariants of a validated [`ChatmailConfig`]: `1 <= username_min_length
+//! <= username_max_length <= 64`; `password_min_length >= 1`; the send
+//! limit is at least one message per minute with a burst of at least one;
+//! path-route prefixes start with `/`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::diagnostics::Reporter;
+
+/// Quota per account when chatmail mode is on and `mail.quota` is not set
+/// (chatmail's `max_mailbox_size`).
+pub const DEFAULT_CHATMAIL_QUOTA: u64 = 500 << 20;
+/// Message lifetime when chatmail mode is on and `mail.delete_after` is not
+/// set (chatmail's `delete_mails_after`, 20 days).
+pub const DEFAULT_CHATMAIL_DELETE_AFTER: Duration = Duration::from_secs(20 * 86_400);
+
+/// The raw `mail.chatmail:` section as serde reads it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawChatmail {
+    #[serde(default)]
+    username_min_length: Option<usize>,
+    #[serde(default)]
+    username_max_length: Option<usize>,
+    #[serde(default)]
+    password_min_length: Option<usize>,
+    #[serde(default)]
+    new_accounts: Option<bool>,
+    #[serde(default)]
+    new_account_rate_per_minute: Option<u32>,
+    #[serde(default)]
+    max_user_send_per_minute: Option<u32>,
+    #[serde(default)]
+    max_user_send_burst_size: Option<u32>,
+    #[serde(default)]
+    delete_inactive_users_after: Option<String>,
+    #[serde(default)]
+    passthrough_senders: Vec<String>,
+    #[serde(default)]
+    passthrough_recipients: Vec<String>,
+    #[serde(default)]
+    iroh_relay: Option<String>,
+    #[serde(default)]
+    turn: Option<String>,
+    #[serde(default)]
+    www_dir: Option<PathBuf>,
+    #[serde(default)]
+    imap_compress: Option<bool>,
+    #[serde(default)]
+    paths: Vec<RawPathRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPathRoute {
+    prefix: String,
+    backend: String,
+}
+
+/// A path on the web route handed to a separate HTTP backend (for example
+/// `/relay` to an iroh relay), `Upgrade` passed through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathRoute {
+    /// Requests whose path is this prefix or starts with it followed by `/`
+    /// or `?`.
+    pub prefix: String,
+    /// `host:port` or `unix:/path` of the HTTP backend.
+    pub backend: String,
+}
+
+/// The validated `mail.chatmail:` section.
+#[derive(Debug, Clone)]
+pub struct ChatmailConfig {
+    /// Shortest local part accepted for a new account (chatmail: 9).
+    pub username_min_length: usize,
+    /// Longest local part accepted for a new account (chatmail: 9).
+    pub username_max_length: usize,
+    /// Shortest password accepted for a new account (chatmail: 9).
+    pub password_min_length: usize,
+    /// `false` is the "no new accounts" switch: existing accounts keep
+    /// working, first logins and `/new` are refused.
+    pub new_accounts: bool,
+    /// `POST /new` answers per client address and minute.
+    pub new_account_rate_per_minute: u32,
+    /// Messages one account may send per minute (chatmail: 60).
+    pub max_user_send_per_minute: u32,
+    /// Burst above the per-minute rate (chatmail: 10).
+    pub max_user_send_burst_size: u32,
+    /// Accounts without a login for this long are deleted (chatmail: 90
+    /// days); `None` keeps them.
+    pub delete_inactive_users_after: Option<Duration>,
+    /// Senders (addresses, or `@domain`) whose mail passes the encryption rule.
+    pub passthrough_senders: Vec<String>,
+    /// Recipients (addresses, or `@domain`) mail to whom passes the
+    /// encryption rule.
+    pub passthrough_recipients: Vec<String>,
+    /// URL given to clients in METADATA `/shared/vendor/deltachat/irohrelay`.
+    pub iroh_relay: Option<String>,
+    /// TURN server given in METADATA `/shared/vendor/deltachat/turn`.
+    pub turn: Option<String>,
+    /// Static files served on the web route, if set.
+    pub www_dir: Option<PathBuf>,
+    /// Offer IMAP `COMPRESS=DEFLATE`.
+    pub imap_compress: bool,
+    /// Paths on the web route served by separate HTTP backends.
+    pub paths: Vec<PathRoute>,
+}
+
+impl Default for ChatmailConfig {
+    fn default() -> Self {
+        Self {
+            username_min_length: 9,
+            username_max_length: 9,
+            password_min_length: 9,
+            new_accounts: true,
+            new_account_rate_per_minute: 10,
+            max_user_send_per_minute: 60,
+            max_user_send_burst_size: 10,
+            delete_inactive_users_after: Some(Duration::from_secs(90 * 86_400)),
+            passthrough_senders: Vec::new(),
+            passthrough_recipients: Vec::new(),
+            iroh_relay: None,
+            turn: None,
+            www_dir: None,
+            imap_compress: false,
+            paths: Vec::new(),
+        }
+    }
+}
+
+impl ChatmailConfig {
+    /// May an account be created for `local_part` with `password`? (the
+    /// rule doveauth applies on first login; the domain is checked by the
+    /// caller).
+    pub fn admissible(&self, local_part: &str, password: &str) -> Result<(), Inadmissible> {
+        let n = local_part.len();
+        if n < self.username_min_length || n > self.username_max_length {
+            return Err(Inadmissible::LocalPartLength {
+                min: self.username_min_length,
+                max: self.username_max_length,
+            });
+        }
+        if !local_part
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            return Err(Inadmissible::LocalPartChars);
+        }
+        if password.len() < self.password_min_length {
+            return Err(Inadmissible::PasswordTooShort {
+                min: self.password_min_length,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Why an address/password pair may not create an account (the client's
+/// choice is wrong).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Inadmissible {
+    #[error("local part must be {min} to {max} characters long")]
+    LocalPartLength { min: usize, max: usize },
+    #[error("local part may contain only a-z and 0-9")]
+    LocalPartChars,
+    #[error("password must be at least {min} characters long")]
+    PasswordTooShort { min: usize },
+}
+
+fn days_or_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if let Ok(days) = t.parse::<u64>() {
+        return Ok(Duration::from_secs(days.saturating_mul(86_400)));
+    }
+    humantime::parse_duration(t).map_err(|e| e.to_string())
+}
+
+/// Validate the raw section; problems go to `r` at `mail.chatmail.*` paths.
+pub(crate) fn validate(raw: RawChatmail, base: &Path, r: &mut Reporter) -> ChatmailConfig {
+    let d = ChatmailConfig::default();
+    let min = raw.username_min_length.unwrap_or(d.username_min_length);
+    let max = raw.username_max_length.unwrap_or(d.username_max_length);
+    if min == 0 || min > 64 {
+        r.at(
+            "mail.chatmail.username_min_length",
+            "must be between 1 and 64",
+        );
+    }
+    if max < min || max > 64 {
+        r.at(
+            "mail.chatmail.username_max_length",
+            "must be at least username_min_length and at most 64",
+        );
+    }
+    let password_min_length = raw.password_min_length.unwrap_or(d.password_min_length);
+    if password_min_length == 0 {
+        r.at("mail.chatmail.password_min_length", "must be at least 1");
+    }
+    let per_minute = raw
+        .max_user_send_per_minute
+        .unwrap_or(d.max_user_send_per_minute);
+    if per_minute == 0 {
+        r.at(
+            "mail.chatmail.max_user_send_per_minute",
+            "must be at least 1",
+        );
+    }
+    let burst = raw
+        .max_user_send_burst_size
+        .unwrap_or(d.max_user_send_burst_size);
+    if burst == 0 {
+        r.at(
+            "mail.chatmail.max_user_send_burst_size",
+            "must be at least 1",
+        );
+    }
+    let new_rate = raw
+        .new_account_rate_per_minute
+        .unwrap_or(d.new_account_rate_per_minute);
+    if new_rate == 0 {
+        r.at(
+            "mail.chatmail.new_account_rate_per_minute",
+            "must be at least 1 (turn new accounts off with new_accounts: false)",
+        );
+    }
+    let delete_inactive_users_after = match raw.delete_inactive_users_after.as_deref() {
+        None => d.delete_inactive_users_after,
+        Some("never" | "off") => None,
+        Some(s) => match days_or_duration(s) {
+            Ok(v) if v >= Duration::from_secs(1) => Some(v),
+            Ok(_) => {
+                r.at(
+                    "mail.chatmail.delete_inactive_users_after",
+                    "must be at least 1s",
+                );
+                None
+            }
+            Err(e) => {
+                r.at(
+                    "mail.chatmail.delete_inactive_users_after",
+                    format!("bad duration {s:?}: {e} (a number of days, 12h, or never)"),
+                );
+                None
+            }
+        },
+    };
+    let mut paths = Vec::new();
+    for (i, p) in raw.paths.into_iter().enumerate() {
+        if !p.prefix.starts_with('/') {
+            r.at(
+                &format!("mail.chatmail.paths[{i}].prefix"),
+                format!("{:?} must start with /", p.prefix),
+            );
+        }
+        if p.backend.is_empty() {
+            r.at(
+                &format!("mail.chatmail.paths[{i}].backend"),
+                "needs host:port or unix:/path",
+            );
+        }
+        paths.push(PathRoute {
+            prefix: p.prefix.trim_end_matches('/').to_owned(),
+            backend: p.backend,
+        });
+    }
+    let www_dir = raw
+        .www_dir
+        .map(|p| if p.is_absolute() { p } else { base.join(p) });
+    ChatmailConfig {
+        username_min_length: min,
+        username_max_length: max,
+        password_min_length,
+        new_accounts: raw.new_accounts.unwrap_or(d.new_accounts),
+        new_account_rate_per_minute: new_rate,
+        max_user_send_per_minute: per_minute,
+        max_user_send_burst_size: burst,
+        delete_inactive_users_after,
+        passthrough_senders: raw
+            .passthrough_senders
+            .into_iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect(),
+        passthrough_recipients: raw
+            .passthrough_recipients
+            .into_iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect(),
+        iroh_relay: raw.iroh_relay.filter(|s| !s.trim().is_empty()),
+        turn: raw.turn.filter(|s| !s.trim().is_empty()),
+        www_dir,
+        imap_compress: raw.imap_compress.unwrap_or(d.imap_compress),
+        paths,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admissible_follows_doveauth() {
+        let c = ChatmailConfig::default();
+        assert_eq!(c.admissible("abcde1234", "123456789"), Ok(()));
+        assert!(matches!(
+            c.admissible("abc", "123456789"),
+            Err(Inadmissible::LocalPartLength { .. })
+        ));
+        assert_eq!(
+            c.admissible("ABCDE1234", "123456789"),
+            Err(Inadmissible::LocalPartChars)
+        );
+        assert_eq!(
+            c.admissible("abcde1234", "short"),
+            Err(Inadmissible::PasswordTooShort { min: 9 })
+        );
+    }
+}
