@@ -126,6 +126,9 @@ pub enum Backend {
     /// `builtin:status`: a small page served by frontdoor itself (HTTP/1.1)
     /// saying what runs and how to connect.
     BuiltinStatus,
+    /// `builtin:chatmail`: the web side of a chatmail relay, served by
+    /// frontdoor itself (needs `mail.chatmail`).
+    BuiltinChatmail,
 }
 
 impl fmt::Display for Backend {
@@ -135,6 +138,7 @@ impl fmt::Display for Backend {
             Backend::Host(h, p) => write!(f, "{h}:{p}"),
             Backend::Unix(p) => write!(f, "unix:{}", p.display()),
             Backend::BuiltinStatus => f.write_str("builtin:status"),
+            Backend::BuiltinChatmail => f.write_str("builtin:chatmail"),
         }
     }
 }
@@ -145,7 +149,7 @@ pub enum BackendError {
     #[error("unix: needs a socket path")]
     EmptyUnixPath,
     #[error(
-        "bad backend address {0:?}: expected ip:port, host:port, unix:/path or builtin:status"
+        "bad backend address {0:?}: expected ip:port, host:port, unix:/path, builtin:status or builtin:chatmail"
     )]
     NoPort(String),
     #[error("bad backend address {addr:?}: port {port:?} is not a number 1-65535")]
@@ -155,9 +159,17 @@ pub enum BackendError {
 }
 
 impl Backend {
+    /// Served in-process by frontdoor rather than connected to.
+    pub fn is_builtin(&self) -> bool {
+        matches!(self, Backend::BuiltinStatus | Backend::BuiltinChatmail)
+    }
+
     pub fn parse(s: &str) -> Result<Self, BackendError> {
         if s == "builtin:status" {
             return Ok(Backend::BuiltinStatus);
+        }
+        if s == "builtin:chatmail" {
+            return Ok(Backend::BuiltinChatmail);
         }
         if let Some(p) = s.strip_prefix("unix:") {
             if p.is_empty() {

@@ -43,6 +43,18 @@ pub(super) fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporte
     if let Some(m) = &mail {
         mail_identity_needs_secret(m, client_auth.as_ref(), !listeners.is_empty(), r);
     }
+    let chatmail_on = mail.as_ref().is_some_and(|m| m.chatmail.is_some());
+    for rt in routes
+        .iter()
+        .filter(|rt| rt.backend == Backend::BuiltinChatmail)
+    {
+        if !chatmail_on {
+            r.at(
+                &format!("routes.{}.backend", rt.name),
+                "builtin:chatmail needs chatmail mode: add `mail: { chatmail: {} }`",
+            );
+        }
+    }
     Config {
         path: path.to_owned(),
         listeners,
@@ -168,10 +180,10 @@ fn route(
             "a mail route must not take web ALPN values (h2, http/1.x): that is what cross-protocol attacks use",
         );
     }
-    if backend == Backend::BuiltinStatus && rr.alpn.iter().any(|a| a != "http/1.1") {
+    if backend.is_builtin() && rr.alpn.iter().any(|a| a != "http/1.1") {
         r.at(
             &SourceMap::child(&p, "alpn"),
-            "builtin:status speaks HTTP/1.1 only: list just \"http/1.1\" (h2 must not be advertised for it)",
+            format!("{backend} speaks HTTP/1.1 only: list just \"http/1.1\" (h2 must not be advertised for it)"),
         );
     }
     let client_auth = client_auth_mode(r, &SourceMap::child(&p, "client_auth"), &rr.client_auth);

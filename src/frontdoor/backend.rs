@@ -18,10 +18,10 @@ pub async fn connect(b: &Backend, timeout: Duration) -> io::Result<BackendStream
             Backend::Tcp(a) => BackendStream::Tcp(TcpStream::connect(a).await?),
             Backend::Host(h, p) => BackendStream::Tcp(TcpStream::connect((h.as_str(), *p)).await?),
             Backend::Unix(p) => BackendStream::Unix(UnixStream::connect(p).await?),
-            Backend::BuiltinStatus => {
+            Backend::BuiltinStatus | Backend::BuiltinChatmail => {
                 return Err(io::Error::new(
                     io::ErrorKind::Unsupported,
-                    "builtin:status is served in-process",
+                    format!("{b} is served in-process"),
                 ))
             }
         })

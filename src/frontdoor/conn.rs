@@ -399,7 +399,7 @@ async fn set_up<'a>(
     log.route = Some(&shared.config.routes[ri]);
     let _open_metric = count_routed(shared, ri, log.alpn.as_deref(), &peer);
 
-    if route.backend == crate::config::Backend::BuiltinStatus {
+    if route.backend.is_builtin() {
         let (up, down) = Box::pin(super::builtin::serve(&mut tls, shared)).await;
         log.up = up;
         log.down = down;
