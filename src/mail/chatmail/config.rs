@@ -138,8 +138,9 @@ impl Default for ChatmailConfig {
 
 impl ChatmailConfig {
     /// May an account be created for `local_part` with `password`? (the
-    /// rule doveauth applies on first login; the domain is checked by the
-    /// caller).
+    /// rule doveauth applies on first login: `[a-z0-9._-]`, within the
+    /// length bounds; the caller lower-cases the address first, as chatmail's
+    /// Dovecot does, and checks the domain).
     pub fn admissible(&self, local_part: &str, password: &str) -> Result<(), Inadmissible> {
         let n = local_part.len();
         if n < self.username_min_length || n > self.username_max_length {
@@ -150,7 +151,7 @@ impl ChatmailConfig {
         }
         if !local_part
             .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
         {
             return Err(Inadmissible::LocalPartChars);
         }
@@ -169,7 +170,7 @@ impl ChatmailConfig {
 pub enum Inadmissible {
     #[error("local part must be {min} to {max} characters long")]
     LocalPartLength { min: usize, max: usize },
-    #[error("local part may contain only a-z and 0-9")]
+    #[error("local part may contain only a-z, 0-9, '.', '_' and '-'")]
     LocalPartChars,
     #[error("password must be at least {min} characters long")]
     PasswordTooShort { min: usize },
@@ -315,6 +316,11 @@ mod tests {
         ));
         assert_eq!(
             c.admissible("ABCDE1234", "123456789"),
+            Err(Inadmissible::LocalPartChars)
+        );
+        assert_eq!(c.admissible("ab.de_1-4", "123456789"), Ok(()));
+        assert_eq!(
+            c.admissible("abcd+1234", "123456789"),
             Err(Inadmissible::LocalPartChars)
         );
         assert_eq!(
