@@ -461,6 +461,13 @@ pub async fn start(
             "inbound",
         ),
     ];
+    // One limiter for every submission listener (chatmail mode).
+    let send_limit = mail.chatmail.as_ref().map(|c| {
+        Arc::new(crate::mail::chatmail::send_limit::SendLimiter::new(
+            c.max_user_send_per_minute,
+            c.max_user_send_burst_size,
+        ))
+    });
     for (mode, addr, intro, name) in listeners {
         let Some(addr) = addr else { continue };
         let sock_mode = match intro {
@@ -487,6 +494,7 @@ pub async fn start(
                 smtp::Mode::Inbound => starttls.clone(),
                 _ => None,
             },
+            send_limit: send_limit.clone(),
         });
         spawn_accept_loop(
             name,

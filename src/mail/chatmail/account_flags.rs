@@ -18,9 +18,8 @@ pub const ALLOW_CLEARTEXT_INCOMING: &str = "allowCleartextIncoming";
 /// `<data_dir>/mailboxes/<account>`, or `None` for a name that is not a
 /// plain address (no path separators, no leading dot).
 pub fn account_dir(data_dir: &Path, account: &str) -> Option<PathBuf> {
-    let ok = account.contains('@')
-        && !account.starts_with('.')
-        && !account.contains(['/', '\\', '\0']);
+    let ok =
+        account.contains('@') && !account.starts_with('.') && !account.contains(['/', '\\', '\0']);
     ok.then(|| data_dir.join("mailboxes").join(account))
 }
 

@@ -288,7 +288,13 @@ fn first_address(value: &str) -> Option<String> {
 fn quote(s: &str) -> String {
     s.chars()
         .take(MAX_QUOTED)
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect()
 }
 
@@ -429,9 +435,14 @@ mod tests {
             (523, "Encryption Needed: Invalid Unencrypted Mail")
         );
         // GnuPG's old-format packet header is refused as filtermail does.
-        assert_eq!(out(&encrypted(ALICE, ARMOR_GPG), &bob).unwrap_err().code, 523);
+        assert_eq!(
+            out(&encrypted(ALICE, ARMOR_GPG), &bob).unwrap_err().code,
+            523
+        );
         // The armor as plain text in a text/plain body is not encryption.
-        let fake = crlf(&format!("From: {ALICE}\nContent-Type: text/plain\n\n{ARMOR}"));
+        let fake = crlf(&format!(
+            "From: {ALICE}\nContent-Type: text/plain\n\n{ARMOR}"
+        ));
         assert_eq!(out(&fake, &bob).unwrap_err().code, 523);
     }
 
@@ -446,7 +457,11 @@ mod tests {
         );
         assert_eq!(out(three.as_bytes(), &bob).unwrap_err().code, 523);
         // The version part alone.
-        let one = good.replacen("\r\n--XyZ\r\nContent-Description: OpenPGP", "\r\n--XyZ--\r\nContent-Description: OpenPGP", 1);
+        let one = good.replacen(
+            "\r\n--XyZ\r\nContent-Description: OpenPGP",
+            "\r\n--XyZ--\r\nContent-Description: OpenPGP",
+            1,
+        );
         assert_eq!(out(one.as_bytes(), &bob).unwrap_err().code, 523);
         // Wrong version body, wrong second type.
         let v2 = good.replace("\r\nVersion: 1\r\n", "\r\nVersion: 2\r\n");
@@ -489,7 +504,10 @@ mod tests {
         for h in ["vc-request", "vg-request"] {
             let m = securejoin(&format!("Secure-Join: {h}"), h);
             assert_eq!(out(&m, &bob), Ok(Pass::SecureJoin), "{h}");
-            assert_eq!(check_incoming(&m), Ok(Incoming::Protected(Pass::SecureJoin)));
+            assert_eq!(
+                check_incoming(&m),
+                Ok(Incoming::Protected(Pass::SecureJoin))
+            );
         }
         // filtermail's securejoin-vc-fake: the header but another body.
         let fake = securejoin("Meow!", "vc-request");
@@ -501,10 +519,14 @@ mod tests {
         // Two parts.
         let two = String::from_utf8(securejoin("Secure-Join: vc-request", "vc-request"))
             .unwrap()
-            .replace("--Gl9--", "--Gl9\r\nContent-Type: text/plain\r\n\r\nx\r\n--Gl9--");
+            .replace(
+                "--Gl9--",
+                "--Gl9\r\nContent-Type: text/plain\r\n\r\nx\r\n--Gl9--",
+            );
         assert_eq!(out(two.as_bytes(), &bob).unwrap_err().code, 523);
         // Not multipart at all.
-        let flat = crlf("From: <alice@example.org>\nSecure-Join: vc-request\n\nSecure-Join: vc-request\n");
+        let flat =
+            crlf("From: <alice@example.org>\nSecure-Join: vc-request\n\nSecure-Join: vc-request\n");
         assert_eq!(out(&flat, &bob).unwrap_err().code, 523);
     }
 
@@ -515,7 +537,10 @@ mod tests {
         let e = out(&m, &bob).unwrap_err();
         assert_eq!(
             (e.code, e.text.as_str()),
-            (500, "Invalid FROM <mallory@example.org> for <alice@example.org>")
+            (
+                500,
+                "Invalid FROM <mallory@example.org> for <alice@example.org>"
+            )
         );
         // Display names and case do not matter.
         let m = encrypted("\"Alice A.\" <Alice@Example.org>", ARMOR);
@@ -526,7 +551,10 @@ mod tests {
         // Client text in the reply cannot inject lines.
         let m = crlf("From: <evil@x.org\u{7}>\n\nx\n");
         let e = out(&m, &bob).unwrap_err();
-        assert!(e.text.chars().all(|c| c.is_ascii_graphic() || c == ' '), "{e:?}");
+        assert!(
+            e.text.chars().all(|c| c.is_ascii_graphic() || c == ' '),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -547,7 +575,10 @@ mod tests {
             recipients: &recipients,
         };
         let to = rcpts(&["pass@example.net", "anyone@example.com"]);
-        assert_eq!(check_outgoing(p, ALICE, &to, &msg), Ok(Pass::PassthroughRecipients));
+        assert_eq!(
+            check_outgoing(p, ALICE, &to, &msg),
+            Ok(Pass::PassthroughRecipients)
+        );
         // One recipient outside the list spoils it; subdomains do not match.
         let to = rcpts(&["pass@example.net", "x@sub.example.com"]);
         assert_eq!(check_outgoing(p, ALICE, &to, &msg).unwrap_err().code, 523);
@@ -561,7 +592,10 @@ mod tests {
         );
         assert_eq!(out(&asm, &[ALICE]), Ok(Pass::SetupMessage));
         assert_eq!(out(&asm, &["bob@example.org"]).unwrap_err().code, 523);
-        assert_eq!(out(&asm, &[ALICE, "bob@example.org"]).unwrap_err().code, 523);
+        assert_eq!(
+            out(&asm, &[ALICE, "bob@example.org"]).unwrap_err().code,
+            523
+        );
     }
 
     #[test]
@@ -582,7 +616,10 @@ mod tests {
         assert_eq!(check_incoming(no_auto.as_bytes()), Ok(Incoming::Cleartext));
         let other = s.replace("MAILER-DAEMON@", "postmaster@");
         assert_eq!(check_incoming(other.as_bytes()), Ok(Incoming::Cleartext));
-        assert_eq!(check_incoming(&plain("x@y.org", "hi")), Ok(Incoming::Cleartext));
+        assert_eq!(
+            check_incoming(&plain("x@y.org", "hi")),
+            Ok(Incoming::Cleartext)
+        );
         assert_eq!(
             check_incoming(&encrypted("x@y.org", ARMOR)),
             Ok(Incoming::Protected(Pass::Encrypted))
@@ -599,12 +636,18 @@ mod tests {
             ));
         }
         m.push_str("\r\nx\r\n");
-        assert_eq!(out(m.as_bytes(), &["bob@example.org"]).unwrap_err().code, 523);
+        assert_eq!(
+            out(m.as_bytes(), &["bob@example.org"]).unwrap_err().code,
+            523
+        );
         let long = format!(
             "From: alice@example.org\r\nContent-Type: multipart/mixed; boundary=\"{}\"\r\n\r\nx\r\n",
             "b".repeat(MAX_BOUNDARY + 1)
         );
-        assert_eq!(out(long.as_bytes(), &["bob@example.org"]).unwrap_err().code, 500);
+        assert_eq!(
+            out(long.as_bytes(), &["bob@example.org"]).unwrap_err().code,
+            500
+        );
     }
 
     #[test]

@@ -52,7 +52,10 @@ pub fn check_armored(armored: &str, outgoing: bool) -> bool {
     if let Some((before, _)) = rest.rsplit_once('=') {
         rest = before;
     }
-    let b64: Vec<u8> = rest.bytes().filter(|b| *b != b'\r' && *b != b'\n').collect();
+    let b64: Vec<u8> = rest
+        .bytes()
+        .filter(|b| *b != b'\r' && *b != b'\n')
+        .collect();
     match base64::engine::general_purpose::STANDARD.decode(&b64) {
         Ok(packets) => check_packets(&packets),
         Err(_) => false,
@@ -213,7 +216,10 @@ mod tests {
         assert!(!check_armored(&text, false));
         // Base64 of something that is not OpenPGP.
         let prose = base64::engine::general_purpose::STANDARD.encode(b"Hello, world! ...");
-        assert!(!check_armored(&format!("{BEGIN}\r\n{prose}\r\n{END}"), false));
+        assert!(!check_armored(
+            &format!("{BEGIN}\r\n{prose}\r\n{END}"),
+            false
+        ));
         // Trailing blank lines after the end line are fine.
         assert!(check_armored(&format!("{good}\r\n\r\n"), true));
     }
@@ -225,7 +231,8 @@ mod tests {
         // rule refuses as filtermail does; the same packets re-framed in the
         // new format (tests/chatmail_common/reframe.py), as Delta Chat
         // writes them, pass.
-        let gpg = include_str!("../../../tests/data/chatmail/encrypted-gpg.asc").replace('\n', "\r\n");
+        let gpg =
+            include_str!("../../../tests/data/chatmail/encrypted-gpg.asc").replace('\n', "\r\n");
         assert!(!check_armored(&gpg, false));
         let new = include_str!("../../../tests/data/chatmail/encrypted-newformat.asc")
             .replace('\n', "\r\n");

@@ -10,6 +10,14 @@
 //!   authenticated as its account; without, MAIL needs AUTH first (`530`).
 //!   MAIL FROM (`553 5.7.1`) and the `From:` header (`550 5.7.1`) must be
 //!   addresses of the authenticated account.
+//! - Chatmail mode (`mail.chatmail:`): the encryption rule
+//!   ([`crate::mail::chatmail::filter`]) decides at the end of DATA, the
+//!   outgoing rule on submission and the incoming rule on LMTP and the MX;
+//!   submitted mail is cleaned of client traces and its Subject before it is
+//!   stored or relayed, no `Received:` is written, and stored copies lose
+//!   `Received:`/`DKIM-Signature:`/`Authentication-Results:`
+//!   ([`crate::mail::chatmail::privacy`]); the per-sender send limit answers
+//!   `450 4.7.1` at the first RCPT of a transaction over the limit.
 //! - Replies to pipelined commands are queued and flushed when the input has
 //!   no complete command left, before waiting for more bytes.
 //! - Every wait on the client has a deadline; too many errors end the session
@@ -31,6 +39,8 @@ use super::parser::{parse_command, Command, DataReader, DataStatus, Frame, Frame
 use super::relay;
 use crate::log_safe::Escaped;
 use crate::mail::accounts::{domain_of, Accounts};
+use crate::mail::chatmail::send_limit::SendLimiter;
+use crate::mail::chatmail::{account_flags, filter, privacy};
 use crate::mail::config::MailConfig;
 use crate::mail::login::{LoginError, Logins};
 use crate::mail::peer::PeerInfo;
@@ -67,6 +77,8 @@ pub struct SmtpContext {
     pub logins: Arc<Logins>,
     /// Offered as STARTTLS when set (the inbound MX with certificates).
     pub starttls: Option<StartTls>,
+    /// Chatmail mode's per-sender send limit (submission only).
+    pub send_limit: Option<Arc<SendLimiter>>,
 }
 
 /// The TLS side of STARTTLS: the server certificates to answer with.
@@ -171,6 +183,8 @@ struct Txn {
     size: Option<u64>,
     local: Vec<(String, String)>, // (recipient address, account)
     remote: Vec<String>,
+    /// The send limit was counted for this transaction; `Some` if it refused.
+    limited: Option<Option<Reply>>,
 }
 
 struct Session<'a> {
@@ -520,6 +534,7 @@ impl Session<'_> {
             size: params.size,
             local: Vec::new(),
             remote: Vec::new(),
+            limited: None,
         });
         self.reply(r(250, "2.1.0 Ok"));
     }
@@ -530,6 +545,9 @@ impl Session<'_> {
         };
         if txn.local.len() + txn.remote.len() >= MAX_RECIPIENTS {
             return self.reply(r(452, "4.5.3 Too many recipients"));
+        }
+        if let Some(rep) = self.send_limited() {
+            return self.reply(rep);
         }
         let domain = domain_of(&to).trim_end_matches('.').to_ascii_lowercase();
         if self.ctx.cfg.is_local_domain(&domain) {
@@ -569,6 +587,45 @@ impl Session<'_> {
         } else {
             self.error(r(550, "5.7.1 Relaying denied: not a local domain"))
         }
+    }
+
+    /// Chatmail's per-sender send limit, counted once per transaction at its
+    /// first RCPT (where a chatmail relay's Postfix reports filtermail's
+    /// MAIL FROM verdict), keyed by the authenticated account. The reply is
+    /// filtermail's; every RCPT of a refused transaction gets it.
+    fn send_limited(&mut self) -> Option<Reply> {
+        let limiter = self.ctx.send_limit.as_ref()?;
+        if self.ctx.mode != Mode::Submission {
+            return None;
+        }
+        let account = self.authed.as_ref().map(|a| a.account.clone())?;
+        let txn = self.txn.as_mut()?;
+        if let Some(done) = &txn.limited {
+            return done.clone();
+        }
+        let verdict = match limiter.check(&account) {
+            Ok(()) => None,
+            Err(wait) => {
+                let until =
+                    unix_now().saturating_add(i64::try_from(wait.as_secs()).unwrap_or(0) + 1);
+                tracing::info!(account = %account, wait_ms = wait.as_millis() as u64, "send limit reached");
+                let from: String = txn
+                    .from
+                    .chars()
+                    .filter(|c| c.is_ascii_graphic())
+                    .take(254)
+                    .collect();
+                Some(Reply::new(
+                    450,
+                    format!(
+                        "4.7.1: Too much mail from <{from}>, rate-limited until {}",
+                        rfc5322_date(until)
+                    ),
+                ))
+            }
+        };
+        txn.limited = Some(verdict.clone());
+        verdict
     }
 
     /// Is `account` at its quota, or would the declared SIZE take it over?
@@ -657,7 +714,15 @@ impl Session<'_> {
                 r(550, "5.6.0 Bare LF in message: lines must end in CRLF"),
             );
         }
-        let body = d.into_message();
+        let mut body = d.into_message();
+        // Local recipients the chatmail rule refuses (LMTP answers each).
+        let mut refused = vec![false; n_local];
+        if self.ctx.cfg.chatmail.is_some() {
+            match self.chatmail_rule(&txn, &body).await {
+                Ok(r) => refused = r,
+                Err(rep) => return per_rcpt(self, rep),
+            }
+        }
         if self.ctx.mode == Mode::Submission {
             let froms = from_addresses(&body);
             let allowed = self.authed.as_ref().is_some_and(|a| {
@@ -670,10 +735,20 @@ impl Session<'_> {
                     "5.7.1 From header does not match the authenticated account",
                 ));
             }
+            if self.ctx.cfg.chatmail.is_some() {
+                body = privacy::clean_submission(&body);
+            }
         }
-        let mut msg = self.received_header().into_bytes();
-        msg.extend_from_slice(&body);
-        drop(body);
+        let msg = if self.ctx.cfg.chatmail.is_some() {
+            // No trace of the client: chatmail relays strip every Received:
+            // from submitted mail and from stored copies.
+            body
+        } else {
+            let mut msg = self.received_header().into_bytes();
+            msg.extend_from_slice(&body);
+            drop(body);
+            msg
+        };
         if !txn.remote.is_empty() {
             if let Some(smarthost) = &self.ctx.cfg.relay {
                 match relay::send(
@@ -697,13 +772,25 @@ impl Session<'_> {
                 }
             }
         }
-        if !txn.local.is_empty() {
-            let accounts: Vec<String> = txn.local.iter().map(|(_, a)| a.clone()).collect();
+        let accounts: Vec<String> = txn
+            .local
+            .iter()
+            .zip(&refused)
+            .filter(|(_, no)| !**no)
+            .map(|((_, a), _)| a.clone())
+            .collect();
+        if !accounts.is_empty() {
+            let stored = if self.ctx.cfg.chatmail.is_some() {
+                privacy::clean_stored(&msg)
+            } else {
+                msg
+            };
+            let n = accounts.len();
             let store = self.ctx.store.clone();
-            let size = msg.len();
-            let res = tokio::task::spawn_blocking(move || store.deliver(&accounts, &msg)).await;
+            let size = stored.len();
+            let res = tokio::task::spawn_blocking(move || store.deliver(&accounts, &stored)).await;
             match res {
-                Ok(Ok(_)) => tracing::info!(rcpts = n_local, size, "delivered"),
+                Ok(Ok(_)) => tracing::info!(rcpts = n, size, "delivered"),
                 Ok(Err(e)) => {
                     tracing::error!("delivery failed: {e}");
                     return per_rcpt(
@@ -721,7 +808,84 @@ impl Session<'_> {
             }
         }
         let ok = Reply::new(250, format!("2.0.0 Ok: queued as {}", self.id));
+        if self.ctx.mode == Mode::Lmtp && refused.iter().any(|r| *r) {
+            let (code, text) = filter::ENCRYPTION_NEEDED;
+            for no in refused {
+                self.reply(if no { r(code, text) } else { ok.clone() });
+            }
+            return;
+        }
         per_rcpt(self, ok);
+    }
+
+    /// The chatmail encryption rule for the message in `body`: `Err` with the
+    /// reply for the whole message, or which local recipients refuse it (a
+    /// cleartext message for accounts that do not accept cleartext). On the
+    /// inbound MX one refusing recipient refuses the message, as filtermail
+    /// does; LMTP answers each recipient.
+    async fn chatmail_rule(&mut self, txn: &Txn, body: &[u8]) -> Result<Vec<bool>, Reply> {
+        let n_local = txn.local.len();
+        let Some(cm) = self.ctx.cfg.chatmail.as_ref() else {
+            return Ok(vec![false; n_local]);
+        };
+        let refusal = |f: filter::Refusal| Reply::new(f.code, f.text);
+        if self.ctx.mode == Mode::Submission {
+            let rcpts: Vec<String> = txn
+                .local
+                .iter()
+                .map(|(a, _)| a.clone())
+                .chain(txn.remote.iter().cloned())
+                .collect();
+            let pass = filter::Passthrough {
+                senders: &cm.passthrough_senders,
+                recipients: &cm.passthrough_recipients,
+            };
+            return match filter::check_outgoing(pass, &txn.from, &rcpts, body) {
+                Ok(why) => {
+                    tracing::info!(pass = ?why, "chatmail rule: outgoing mail passes");
+                    Ok(vec![false; n_local])
+                }
+                Err(f) => {
+                    tracing::info!(code = f.code, reason = %f.text, "chatmail rule: outgoing mail refused");
+                    Err(refusal(f))
+                }
+            };
+        }
+        match filter::check_incoming(body) {
+            Err(f) => {
+                tracing::info!(code = f.code, reason = %f.text, "chatmail rule: incoming mail refused");
+                Err(refusal(f))
+            }
+            Ok(filter::Incoming::Protected(why)) => {
+                tracing::debug!(pass = ?why, "chatmail rule: incoming mail passes");
+                Ok(vec![false; n_local])
+            }
+            Ok(filter::Incoming::Cleartext) => {
+                let dir = self.ctx.cfg.data_dir.clone();
+                let accounts: Vec<String> = txn.local.iter().map(|(_, a)| a.clone()).collect();
+                let refused = tokio::task::spawn_blocking(move || {
+                    accounts
+                        .iter()
+                        .map(|a| !account_flags::cleartext_incoming_ok(&dir, a))
+                        .collect::<Vec<bool>>()
+                })
+                .await
+                .unwrap_or_else(|_| vec![true; n_local]);
+                let n_refused = refused.iter().filter(|r| **r).count();
+                if n_refused > 0 {
+                    tracing::info!(
+                        refused = n_refused,
+                        rcpts = n_local,
+                        "chatmail rule: cleartext for accounts that enforce encryption"
+                    );
+                }
+                let (code, text) = filter::ENCRYPTION_NEEDED;
+                if n_refused == n_local || (n_refused > 0 && self.ctx.mode != Mode::Lmtp) {
+                    return Err(r(code, text));
+                }
+                Ok(refused)
+            }
+        }
     }
 
     async fn auth_start(&mut self, mech: &str, initial: Option<String>) -> Option<AuthStep> {
