@@ -372,3 +372,47 @@ fn send_limit_burst_plus_one_is_refused() {
         s.logs()
     );
 }
+
+/// Real Delta Chat (deltachat-rpc-server 2.65.0) through chatmail mode: its
+/// messages are encrypted in the shape the rule accepts, so B receives A's
+/// text, and the server's log names the rule's verdict.
+#[test]
+fn deltachat_messages_pass_the_rule() {
+    let s = chatmail_stack("{}");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/deltachat/two_accounts.py"
+    );
+    let script = std::fs::read_to_string(script).unwrap();
+    let acc_dir = s.path().join("dc-accounts");
+    let (ok, out, err) = python(
+        &script,
+        &[
+            &s.port.to_string(),
+            "alice@example.org",
+            "alice-pw",
+            "bob@example.org",
+            "bob-pw",
+            &acc_dir.display().to_string(),
+            "90",
+        ],
+        Duration::from_secs(120),
+    );
+    assert!(
+        ok,
+        "stdout:\n{out}\nstderr:\n{err}\nfrontdoor:\n{}",
+        s.logs()
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines.last().copied(),
+        Some("RECEIVED hello from alice via frontdoor"),
+        "stderr:\n{err}"
+    );
+    let logs = s.logs();
+    assert!(
+        logs.contains("chatmail rule: outgoing mail passes pass=Encrypted"),
+        "{logs}"
+    );
+    assert!(!logs.contains("outgoing mail refused"), "{logs}");
+}
