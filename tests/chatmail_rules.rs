@@ -5,7 +5,8 @@
 //!   OpenPGP-encrypted (made by GnuPG at test time) passes and reaches the
 //!   recipient's INBOX, where the recipient's key decrypts it; a Secure-Join
 //!   request passes, filtermail's fake one does not; `From:` other than
-//!   MAIL FROM gets filtermail's `500`; the stored copy has `Subject: [...]`
+//!   MAIL FROM gets filtermail's `500`, MAIL FROM of another account `553`
+//!   at RCPT; the stored copy has `Subject: [...]`
 //!   and no trace of the client (Received, User-Agent, X-Mailer,
 //!   X-Originating-IP, its EHLO name, its address);
 //! - LMTP and the MX apply the incoming rule, with the per-account
@@ -127,6 +128,10 @@ print("GNUPG-FRAMING", send(encrypted(A, "tok-gnupg", armor_gpg)))
 print("SJ", send(securejoin("Secure-Join: vc-request", "tok-sj")))
 print("SJFAKE", send(securejoin("Meow!", "tok-sjfake")))
 print("FORGED", send(encrypted(C, "tok-forged", armor)))
+try:
+    send(encrypted(C, "tok-sender", armor), frm=C)
+except smtplib.SMTPRecipientsRefused as e:
+    print("SENDER", e.recipients[B][0], e.recipients[B][1].decode())
 for tok, f, raw in inbox(port, B):
     low = raw.lower()
     leaks = [h for h in ("received", "user-agent", "x-mailer", "x-originating-ip") if h in f]
@@ -171,6 +176,9 @@ fn submission_encryption_rule_and_header_cleanup() {
             "SJ 250",
             "SJFAKE 523 Encryption Needed: Invalid Unencrypted Mail",
             "FORGED 500 Invalid FROM <carol@example.org> for <alice@example.org>",
+            // MAIL FROM of another account: refused at RCPT, where a chatmail
+            // relay's Postfix refuses it.
+            "SENDER 553 5.7.1 Sender address not allowed for this account",
             "MSG tok-enc subject=[...] leaks=",
             "MSG tok-sj subject=[...] leaks=",
         ],

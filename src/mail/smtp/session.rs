@@ -17,7 +17,8 @@
 //!   stored or relayed, no `Received:` is written, and stored copies lose
 //!   `Received:`/`DKIM-Signature:`/`Authentication-Results:`
 //!   ([`crate::mail::chatmail::privacy`]); the per-sender send limit answers
-//!   `450 4.7.1` at the first RCPT of a transaction over the limit.
+//!   `450 4.7.1` at the first RCPT of a transaction over the limit; a MAIL
+//!   FROM that is not the account's gets its `553 5.7.1` at each RCPT.
 //! - Replies to pipelined commands are queued and flushed when the input has
 //!   no complete command left, before waiting for more bytes.
 //! - Every wait on the client has a deadline; too many errors end the session
@@ -185,6 +186,8 @@ struct Txn {
     remote: Vec<String>,
     /// The send limit was counted for this transaction; `Some` if it refused.
     limited: Option<Option<Reply>>,
+    /// Chatmail mode: MAIL FROM was not the account's; every RCPT gets this.
+    refused_sender: Option<Reply>,
 }
 
 struct Session<'a> {
@@ -518,6 +521,7 @@ impl Session<'_> {
         if !from.is_ascii() && !params.smtputf8 {
             return self.error(r(553, "5.6.7 Non-ASCII address needs SMTPUTF8"));
         }
+        let mut refused_sender = None;
         if self.ctx.mode == Mode::Submission {
             let Some(a) = &self.authed else {
                 return self.error(r(530, "5.7.0 Authentication required"));
@@ -526,7 +530,13 @@ impl Session<'_> {
             if !a.addresses.contains(&f) {
                 // A quoted local part may hold any printable text.
                 tracing::info!(from = %Escaped(&from), account = %a.account, "MAIL FROM not an address of the account");
-                return self.error(r(553, "5.7.1 Sender address not allowed for this account"));
+                let no = r(553, "5.7.1 Sender address not allowed for this account");
+                if self.ctx.cfg.chatmail.is_none() {
+                    return self.error(no);
+                }
+                // A chatmail relay's Postfix delays the refusal to RCPT
+                // (smtpd_delay_reject), where its clients look for it.
+                refused_sender = Some(no);
             }
         }
         self.txn = Some(Txn {
@@ -535,6 +545,7 @@ impl Session<'_> {
             local: Vec::new(),
             remote: Vec::new(),
             limited: None,
+            refused_sender,
         });
         self.reply(r(250, "2.1.0 Ok"));
     }
@@ -543,6 +554,9 @@ impl Session<'_> {
         let Some(txn) = &self.txn else {
             return self.error(r(503, "5.5.1 Need MAIL before RCPT"));
         };
+        if let Some(no) = txn.refused_sender.clone() {
+            return self.error(no);
+        }
         if txn.local.len() + txn.remote.len() >= MAX_RECIPIENTS {
             return self.reply(r(452, "4.5.3 Too many recipients"));
         }
