@@ -24,3 +24,4 @@ pub mod registry;
 pub mod serve;
 pub mod throttle;
 pub mod tls;
+pub mod web;

@@ -116,6 +116,8 @@ pub struct Shared {
     /// Open connections per client address.
     pub per_ip: Arc<per_ip::PerIp>,
     pub over_ip_limit_log: RateLimitedLog,
+    /// The chatmail web side, when a route is `builtin:chatmail`.
+    pub web: Option<Arc<crate::web::Web>>,
 }
 
 impl crate::metrics::ScrapeSource for Shared {
@@ -288,6 +290,19 @@ impl Frontdoor {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        let web = if config
+            .routes
+            .iter()
+            .any(|r| r.backend == crate::config::Backend::BuiltinChatmail)
+        {
+            let ports: Vec<u16> = listeners
+                .iter()
+                .map(|l| l.socket.local_addr().map_or(0, |a| a.port()))
+                .collect();
+            crate::web::Web::new(&config, &ports).map(Arc::new)
+        } else {
+            None
+        };
         let limit = Arc::new(Semaphore::new(config.max_connections));
         let per_ip = per_ip::PerIp::new(config.per_ip_connections);
         Ok(Self {
@@ -305,6 +320,7 @@ impl Frontdoor {
                 accept_err_log: RateLimitedLog::new(1000),
                 per_ip,
                 over_ip_limit_log: RateLimitedLog::new(1000),
+                web,
             }),
             listeners,
             metrics_listener,
