@@ -261,11 +261,13 @@ pub(crate) fn validate(raw: RawChatmail, base: &Path, r: &mut Reporter) -> Chatm
                 format!("{:?} must start with /", p.prefix),
             );
         }
-        if p.backend.is_empty() {
-            r.at(
+        match crate::config::Backend::parse(&p.backend) {
+            Ok(b) if !b.is_builtin() => {}
+            Ok(_) => r.at(
                 &format!("mail.chatmail.paths[{i}].backend"),
-                "needs host:port or unix:/path",
-            );
+                "needs an HTTP backend: host:port or unix:/path",
+            ),
+            Err(e) => r.at(&format!("mail.chatmail.paths[{i}].backend"), e.to_string()),
         }
         paths.push(PathRoute {
             prefix: p.prefix.trim_end_matches('/').to_owned(),
