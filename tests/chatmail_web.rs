@@ -119,6 +119,13 @@ def ws_backend():
     ls.listen(4)
     ls.settimeout(30)
     print(json.dumps({"port": ls.getsockname()[1]}), flush=True)
+    # First a plain request (/ping), then the upgrade (/relay).
+    s, _ = ls.accept()
+    s.settimeout(10)
+    line, h = read_head(s)
+    body = json.dumps({"line": line, "x-real-ip": h.get("x-real-ip"), "connection": h.get("connection")}).encode()
+    s.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+    s.close()
     s, _ = ls.accept()
     s.settimeout(10)
     line, h = read_head(s)
@@ -225,16 +232,21 @@ impl Drop for WsBackend {
     }
 }
 
+/// A loopback address nothing listens on.
+fn dead_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
 /// A frontdoor config: one ALPN listener (imap, smtp, web), `extra`
 /// listeners, `chatmail` as the `mail.chatmail` flow map.
 fn start(dir: &Path, extra: &str, n_listeners: usize, chatmail: &str) -> Frontdoor {
     let (c, k) = write_cert(dir, "server", &[DOMAIN, &format!("mta-sts.{DOMAIN}")]);
     // Mail routes whose backends are not running: autoconfig reads the
     // config, it does not connect.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = dead_addr();
     let cfg = format!(
         r#"
 listeners:
@@ -297,8 +309,9 @@ async fn relay_web_side() {
         "",
         1,
         &format!(
-            "{{ new_account_rate_per_minute: 3, www_dir: www, paths: [{{ prefix: /relay, backend: \"127.0.0.1:{}\" }}] }}",
-            ws.port
+            "{{ new_account_rate_per_minute: 3, www_dir: www, paths: [{{ prefix: /relay, backend: \"127.0.0.1:{ws}\" }}, {{ prefix: /ping, backend: \"127.0.0.1:{ws}\" }}, {{ prefix: /generate_204, backend: \"{dead}\" }}] }}",
+            ws = ws.port,
+            dead = dead_addr(),
         ),
     );
     let port = fd.addrs[0].port();
@@ -415,6 +428,42 @@ async fn relay_web_side() {
         405
     );
 
+    // A plain request on a path route: the backend gets the real address
+    // and no hop-by-hop headers of the client's.
+    let r = py(
+        d,
+        &[
+            "request",
+            &port.to_string(),
+            DOMAIN,
+            "GET",
+            "/ping?x=1",
+            DOMAIN,
+            r#"{"X-Real-IP": "6.6.6.6", "Connection": "keep-alive, X-Secret", "X-Secret": "1"}"#,
+        ],
+    );
+    assert_eq!(r["status"], 200, "{r}");
+    let saw: serde_json::Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+    assert_eq!(saw["line"], "GET /ping?x=1 HTTP/1.1");
+    assert_eq!(saw["x-real-ip"], serde_json::json!(["127.0.0.1"]));
+    // A path route whose backend is down.
+    let r = request(d, port, "GET", "/generate_204", DOMAIN);
+    assert_eq!(r["status"], 502, "{r}");
+    // A request head over the bound is refused, not read on.
+    let r = py(
+        d,
+        &[
+            "request",
+            &port.to_string(),
+            DOMAIN,
+            "GET",
+            "/hello.txt",
+            DOMAIN,
+            &format!(r#"{{"X-Big": "{}"}}"#, "a".repeat(20_000)),
+        ],
+    );
+    assert_eq!(r["status"], 431, "{r}");
+
     // A path route upgraded to a WebSocket, echoed by the backend, which
     // got the real client address and not the client's forged one.
     let w = py(d, &["ws-client", &port.to_string(), DOMAIN, "/relay"]);
@@ -443,11 +492,14 @@ async fn relay_web_side() {
 async fn closed_relay_with_fixed_listeners() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    let www = d.join("www");
+    std::fs::create_dir(&www).unwrap();
+    std::fs::write(www.join("index.html"), "<p>the operator's own page</p>\n").unwrap();
     let fd = start(
         d,
         "  - { bind: \"127.0.0.1:0\", route: imap }\n  - { bind: \"127.0.0.1:0\", route: smtp }",
         3,
-        "{ new_accounts: false }",
+        "{ new_accounts: false, www_dir: www }",
     );
     let (alpn, imap, smtp) = (fd.addrs[0].port(), fd.addrs[1].port(), fd.addrs[2].port());
 
@@ -472,12 +524,9 @@ async fn closed_relay_with_fixed_listeners() {
     assert_eq!(ports_of(&a["servers"], "imap"), want_imap, "{a}");
     assert_eq!(ports_of(&a["servers"], "smtp"), want_smtp, "{a}");
 
-    // No invite on a closed relay's page.
-    let p = py(d, &["page", &alpn.to_string(), DOMAIN]);
-    assert_eq!(p["status"], 200);
-    assert!(p["svg_tag"].is_null());
-    assert!(p["body"]
-        .as_str()
-        .unwrap()
-        .contains("does not accept new accounts"));
+    // www_dir's index.html takes the place of the invite page.
+    let r = request(d, alpn, "GET", "/", DOMAIN);
+    assert_eq!(r["status"], 200);
+    assert_eq!(r["body"], "<p>the operator's own page</p>\n");
+    assert_eq!(r["headers"]["content-type"], "text/html; charset=utf-8");
 }

@@ -55,6 +55,22 @@ pub(super) fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporte
             );
         }
     }
+    // The chatmail web side's path routes go to HTTP backends.
+    let paths = mail
+        .iter()
+        .filter_map(|m| m.chatmail.as_ref())
+        .flat_map(|c| c.paths.iter());
+    for (i, p) in paths.enumerate() {
+        let at = format!("mail.chatmail.paths[{i}].backend");
+        if p.backend.is_empty() {
+            continue; // reported by mail::chatmail
+        }
+        match Backend::parse(&p.backend) {
+            Ok(b) if !b.is_builtin() => {}
+            Ok(_) => r.at(&at, "needs an HTTP backend: host:port or unix:/path"),
+            Err(e) => r.at(&at, e.to_string()),
+        }
+    }
     Config {
         path: path.to_owned(),
         listeners,

@@ -27,6 +27,7 @@ pub mod newemail;
 pub mod proxy;
 pub mod ratelimit;
 pub mod status;
+pub mod tunnel;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -229,19 +230,12 @@ async fn relay_upgraded(u: proxy::Upgrade, web: &Web, client: &Client, stop: Can
             return;
         }
     };
-    let (mut c, mut b) = (TokioIo::new(c), TokioIo::new(b));
-    let out = crate::frontdoor::relay::relay(&mut c, &mut b, web.idle_timeout, async move {
-        stop.cancelled().await;
-        "shutdown: drain grace period over"
-    })
-    .await;
+    let end = tunnel::run(TokioIo::new(c), TokioIo::new(b), web.idle_timeout, stop).await;
     tracing::info!(
         id = %client.id,
         client = %client.addr,
         protocol = %Escaped(&u.protocol),
-        bytes_up = out.up,
-        bytes_down = out.down,
-        end = %out.end,
+        end = %end,
         "upgraded request relayed"
     );
 }
@@ -470,5 +464,39 @@ fn new_account(web: &Web, client: &Client) -> Response<Body> {
             tracing::error!(error = %e, "cannot mint credentials");
             json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const BASE: &str = "listeners:\n  - bind: \"127.0.0.1:0\"\nroutes:\n  imap: { alpn: [imap], backend: \"127.0.0.1:1143\" }\n  web: { alpn: [\"http/1.1\"], backend: \"builtin:chatmail\" }\nmail:\n  domains: [chat.example.org]\n  data_dir: /tmp/x\n";
+
+    #[test]
+    fn path_backends_are_checked_at_load() {
+        let bad = format!("{BASE}  chatmail: {{ paths: [{{ prefix: /relay, backend: \"builtin:status\" }}, {{ prefix: /ping, backend: \"nohost\" }}] }}\n");
+        let e = Config::parse(Path::new("/tmp/f.yaml"), &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("mail.chatmail.paths[0].backend: needs an HTTP backend"),
+            "{e}"
+        );
+        assert!(e.contains("mail.chatmail.paths[1].backend"), "{e}");
+    }
+
+    #[test]
+    fn web_side_is_made_from_the_config() {
+        let ok = format!(
+            "{BASE}  chatmail: {{ paths: [{{ prefix: /relay, backend: \"127.0.0.1:3340\" }}] }}\n"
+        );
+        let cfg = Config::parse(Path::new("/tmp/f.yaml"), &ok).unwrap();
+        let web = Web::new(&cfg, &[8443]).unwrap();
+        assert!(web.autoconfig_xml().contains("<port>8443</port>"));
+        assert!(!web.autoconfig_xml().contains("outgoingServer"));
+        assert_eq!(web.paths.len(), 1);
+        assert!(web.paths[0].matches("/relay"));
     }
 }

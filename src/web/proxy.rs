@@ -24,9 +24,10 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::net::{TcpStream, UnixStream};
 
 use crate::config::Backend;
-use crate::frontdoor::relay::Pump;
+use crate::net::Stream;
 
 /// How long the backend may take to send its response head.
 pub const RESPONSE_HEAD_TIMEOUT: Duration = Duration::from_secs(60);
@@ -164,7 +165,7 @@ pub async fn forward(
     backend_headers(req.headers_mut(), client, token.as_deref());
     *req.version_mut() = hyper::Version::HTTP_11;
 
-    let stream = crate::frontdoor::backend::connect(backend, connect_timeout)
+    let stream = connect(backend, connect_timeout)
         .await
         .map_err(ProxyError::Connect)?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -206,11 +207,35 @@ pub async fn forward(
     Ok(resp.map(|b| b.boxed()))
 }
 
-/// The upgraded streams, relayed; both sides' upgraded IO.
-pub type UpgradedIo = TokioIo<Upgraded>;
+/// Connect to a path route's backend within `timeout`.
+async fn connect(b: &Backend, timeout: Duration) -> std::io::Result<Stream> {
+    let fut = async {
+        Ok::<_, std::io::Error>(match b {
+            Backend::Tcp(a) => Stream::Tcp(TcpStream::connect(a).await?),
+            Backend::Host(h, p) => Stream::Tcp(TcpStream::connect((h.as_str(), *p)).await?),
+            Backend::Unix(p) => Stream::Unix(UnixStream::connect(p).await?),
+            Backend::BuiltinStatus | Backend::BuiltinChatmail => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    format!("{b} is not an HTTP backend"),
+                ))
+            }
+        })
+    };
+    let s = tokio::time::timeout(timeout, fut).await.map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("connect timed out after {timeout:?}"),
+        )
+    })??;
+    if let Stream::Tcp(t) = &s {
+        let _ = t.set_nodelay(true);
+    }
+    Ok(s)
+}
 
-// The generic relay moves bytes between the two upgraded streams.
-impl Pump<UpgradedIo> for UpgradedIo {}
+/// Both sides' upgraded IO, for the tunnel.
+pub type UpgradedIo = TokioIo<Upgraded>;
 
 #[cfg(test)]
 mod tests {

@@ -92,7 +92,7 @@ mod tests {
         let t0 = Instant::now();
         for i in 0..(MAX_ADDRESSES as u32 * 3) {
             let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
-            assert!(l.allow(ip, t0));
+            assert!(l.allow(ip, t0 + Duration::from_micros(u64::from(i))));
         }
         assert!(l.len() <= MAX_ADDRESSES);
     }
