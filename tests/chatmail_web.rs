@@ -341,10 +341,14 @@ async fn relay_web_side() {
     }
     let r = request(d, port, "POST", "/new", DOMAIN);
     assert_eq!(r["status"], 429, "{r}");
-    assert!(r["body"]
-        .as_str()
-        .unwrap()
-        .contains("too many new accounts"));
+    let v: serde_json::Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("too many new accounts"),
+        "{v}"
+    );
     assert_eq!(r["headers"]["retry-after"], "60");
 
     // A browser's GET goes to the app.
@@ -506,7 +510,8 @@ async fn closed_relay_with_fixed_listeners() {
     let r = request(d, alpn, "POST", "/new", DOMAIN);
     assert_eq!(r["status"], 403, "{r}");
     let v: serde_json::Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
-    assert_eq!(v["error"], "this relay does not accept new accounts");
+    // `reason` is what Delta Chat shows the user.
+    assert_eq!(v["reason"], "this relay does not accept new accounts");
 
     let a = py(
         d,

@@ -262,11 +262,13 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     respond(status, "text/plain; charset=utf-8", body)
 }
 
+/// A refusal as JSON: `reason` is the field Delta Chat core reads and
+/// shows (`CreateAccountErrorResponse` in its `src/qr.rs`).
 fn json_error(status: StatusCode, msg: &str) -> Response<Body> {
     respond(
         status,
         "application/json",
-        serde_json::json!({ "error": msg }).to_string(),
+        serde_json::json!({ "reason": msg }).to_string(),
     )
 }
 
