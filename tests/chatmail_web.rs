@@ -507,6 +507,32 @@ async fn closed_relay_with_fixed_listeners() {
     );
     let (alpn, imap, smtp) = (fd.addrs[0].port(), fd.addrs[1].port(), fd.addrs[2].port());
 
+    // A request head that never ends is cut off after 10 s (checked at the
+    // end of this test, while the rest runs).
+    let slow = tokio::spawn({
+        let addr = fd.addrs[0];
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut c = connect(addr, &["http/1.1"], DOMAIN).await.unwrap();
+            c.write_all(b"GET / HTTP/1.1\r\nHost: chat.example.org\r\n")
+                .await
+                .unwrap();
+            let t0 = std::time::Instant::now();
+            let mut buf = [0u8; 512];
+            let mut got = Vec::new();
+            let ended = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+                loop {
+                    match c.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+            })
+            .await;
+            (ended.is_ok(), t0.elapsed(), got)
+        }
+    });
+
     let r = request(d, alpn, "POST", "/new", DOMAIN);
     assert_eq!(r["status"], 403, "{r}");
     let v: serde_json::Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
@@ -528,6 +554,18 @@ async fn closed_relay_with_fixed_listeners() {
     want_smtp.sort_unstable();
     assert_eq!(ports_of(&a["servers"], "imap"), want_imap, "{a}");
     assert_eq!(ports_of(&a["servers"], "smtp"), want_smtp, "{a}");
+
+    let (ended, after, got) = slow.await.unwrap();
+    assert!(ended, "a never-ending request head was not cut off");
+    assert!(
+        after >= std::time::Duration::from_secs(9),
+        "cut off too early: {after:?}"
+    );
+    assert!(
+        got.is_empty() || got.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
 
     // www_dir's index.html takes the place of the invite page.
     let r = request(d, alpn, "GET", "/", DOMAIN);
