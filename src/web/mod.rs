@@ -87,7 +87,13 @@ impl Web {
     /// the listeners' actual ports, in listener order.
     pub fn new(cfg: &Config, bound: &[u16]) -> Option<Self> {
         let mail = cfg.mail.as_ref()?;
-        let chatmail = mail.chatmail.clone()?;
+        let mut chatmail = mail.chatmail.clone()?;
+        if let Some(d) = &chatmail.www_dir {
+            if !d.is_dir() {
+                tracing::error!(www_dir = %d.display(), "mail.chatmail.www_dir is not a directory: no static files are served");
+                chatmail.www_dir = None;
+            }
+        }
         let domain = mail.domains.first()?.clone();
         let ports = autoconfig::served_ports(cfg, bound);
         let mut paths = Vec::new();
