@@ -171,11 +171,7 @@ fn accounts_for(args: &AccountsArgs) -> Result<Accounts, String> {
             }
         }
     };
-    Ok(Accounts::new(
-        &mail.data_dir,
-        &mail.domains,
-        mail.auto_create,
-    ))
+    Ok(Accounts::from_config(&mail))
 }
 
 fn read_or_generate_password() -> Result<(String, bool), String> {
