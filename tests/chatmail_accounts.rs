@@ -38,7 +38,13 @@ struct Relay {
 
 impl Relay {
     fn start(data: &Path, port: u16) -> Relay {
+        Self::start_with(data, port, &[])
+    }
+
+    /// [`Relay::start`] with global flags before `serve`.
+    fn start_with(data: &Path, port: u16, flags: &[&str]) -> Relay {
         let mut c = Command::new(Frontdoor::bin())
+            .args(flags)
             .args(["serve", "--chatmail", DOMAIN, "--data-dir"])
             .arg(data)
             .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -62,7 +68,9 @@ impl Relay {
             data: data.to_owned(),
         };
         let t0 = Instant::now();
-        while !r.logs().contains("listening listener=0") {
+        while !(r.logs().contains("listening listener=0")
+            || r.logs().contains(r#""message":"listening","listener":0"#))
+        {
             assert!(t0.elapsed() < T, "did not start: {}", r.logs());
             assert!(
                 r.logs().is_empty() || !r.logs().contains("cannot prepare"),
@@ -597,4 +605,77 @@ fn accounts_add_prints_a_dclogin_url_delta_chat_parses_and_that_logs_in() {
     assert_eq!(parsed, format!("qrcode123@_chat.localhost\n{pw}\n"));
     // The credentials in it are the account's.
     assert_eq!(relay.logins(&[("qrcode123@_chat.localhost", pw)]), [true]);
+}
+
+#[test]
+fn an_interrupted_deletion_is_finished_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    let port = free_port();
+    Relay::start(&data, port).stop();
+    set_chatmail(
+        &data.join("frontdoor.yaml"),
+        "{ passthrough_senders: [\"crashacc1@_chat.localhost\"] }",
+    );
+    let relay = Relay::start(&data, port);
+    let acct = "crashacc1@_chat.localhost";
+    assert_eq!(relay.logins(&[(acct, "crash-password")]), [true]);
+    let cert = relay.cert().to_str().unwrap().to_owned();
+    let out = python(
+        SEND,
+        &[
+            port.to_string(),
+            cert.clone(),
+            acct.into(),
+            "crash-password".into(),
+        ],
+    );
+    assert_eq!(out, "sent\n");
+    relay.stop();
+    // The state a crash after the first step of a deletion leaves: the
+    // record marked, the mail still in the store.
+    let cfg = frontdoor::config::Config::load(&data.join("frontdoor.yaml")).unwrap();
+    let accounts = frontdoor::mail::accounts::Accounts::from_config(cfg.mail.as_ref().unwrap());
+    assert_eq!(
+        accounts
+            .mark_deleting(&[acct.to_string()], i64::MAX)
+            .unwrap(),
+        [acct]
+    );
+    let raw = std::fs::read_to_string(data.join("accounts.json")).unwrap();
+    assert!(
+        raw.contains(acct) && raw.contains("\"deleting\": true"),
+        "{raw}"
+    );
+
+    // JSON logs, as the global flag says.
+    let relay = Relay::start_with(&data, port, &["--log-format", "json"]);
+    // Marked: it no longer logs in, and a first login does not re-create it.
+    assert_eq!(relay.logins(&[(acct, "crash-password")]), [false]);
+    let t0 = Instant::now();
+    while std::fs::read_to_string(data.join("accounts.json"))
+        .unwrap()
+        .contains(acct)
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "not finished: {}",
+            relay.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let line = relay
+        .logs()
+        .lines()
+        .find(|l| l.contains("deleted an inactive account"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("{}", relay.logs()));
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["account"], acct, "{line}");
+    // Its mail is gone: the address is free again and starts empty.
+    let out = python(
+        LOGIN,
+        &[port.to_string(), cert, acct.into(), "crash-password".into()],
+    );
+    assert!(out.contains(&format!("OK {acct} exists=0")), "{out}");
 }
