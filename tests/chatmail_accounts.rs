@@ -342,7 +342,7 @@ fn serve_chatmail_is_a_relay_whose_first_logins_create_admissible_accounts() {
         ("abcde1234@_chat.localhost", "123456789"),
         ("short@_chat.localhost", "123456789"),
         ("abcde9999@_chat.localhost", "12345678"),
-        ("abcd.1234@_chat.localhost", "123456789"),
+        ("abcd+1234@_chat.localhost", "123456789"),
         ("abcde5678@elsewhere.example", "123456789"),
         ("abcde1234@_chat.localhost", "123456789"),
         ("abcde1234@_chat.localhost", "wrong-password"),
@@ -362,7 +362,7 @@ fn serve_chatmail_is_a_relay_whose_first_logins_create_admissible_accounts() {
     );
     assert!(refused[0].contains("reason=local part must be 9 to 9 characters long"));
     assert!(refused[1].contains("reason=password must be at least 9 characters long"));
-    assert!(refused[2].contains("reason=local part may contain only a-z and 0-9"));
+    assert!(refused[2].contains("reason=local part may contain only a-z, 0-9, '.', '_' and '-'"));
     assert!(logs.contains("account created on first login account=abcde1234@_chat.localhost"));
 
     // The invite, in both forms Delta Chat decodes, with a QR code.

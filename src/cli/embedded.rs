@@ -164,7 +164,7 @@ mail:
   imap: {{ listen: "unix:imap.sock" }}
   submission: {{ listen: "unix:submission.sock" }}
   # Chatmail mode with every default: accounts created on first login for
-  # 9-character [a-z0-9] local parts and passwords of 9 or more characters,
+  # 9-character [a-z0-9._-] local parts and passwords of 9 or more characters,
   # quota 500M, messages deleted after 20 days, accounts after 90 days
   # without a login. Keys: docs/mail.md ("Chatmail mode").
   chatmail: {{}}
@@ -257,7 +257,7 @@ pub fn chatmail_next_steps(dir: &Path, domain: &str, listen: SocketAddr) -> Stri
         "frontdoor is serving a chatmail relay for {domain} from {d}:\n\
          \x20 IMAP (ALPN imap), SMTP submission (ALPN smtp) and the relay's web side on {listen}\n\
          \x20 config: {d}/frontdoor.yaml   certificate: {d}/tls/{domain}.crt (self-signed unless the config says otherwise)\n\
-         \x20 accounts are created at their first login (9-character [a-z0-9] address, password of 9+ characters)\n\
+         \x20 accounts are created at their first login (9-character [a-z0-9._-] address, password of 9+ characters)\n\
          Invite (scan with Delta Chat; it reaches the relay on port 443 of {domain}):\n\
          \x20 {new}\n\
          \x20 {short}\n\

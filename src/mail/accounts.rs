@@ -760,7 +760,7 @@ mod tests {
             }))
         );
         assert_eq!(
-            a.may_create("abc.e1234@_chat.localhost", "123456789"),
+            a.may_create("abc+e1234@_chat.localhost", "123456789"),
             Err(CreateRefused::Inadmissible(Inadmissible::LocalPartChars))
         );
         assert_eq!(
@@ -768,6 +768,11 @@ mod tests {
             Err(CreateRefused::Inadmissible(
                 Inadmissible::PasswordTooShort { min: 9 }
             ))
+        );
+        assert_eq!(
+            a.may_create("ab.d_1-34@_chat.localhost", "123456789")
+                .as_deref(),
+            Ok("ab.d_1-34@_chat.localhost")
         );
         assert_eq!(
             a.may_create("abcde1234@elsewhere.org", "123456789"),
