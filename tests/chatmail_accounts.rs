@@ -392,6 +392,19 @@ fn serve_chatmail_is_a_relay_whose_first_logins_create_admissible_accounts() {
     }
     relay.stop();
 
+    // The data directory is this relay's: another domain is refused.
+    let out = Command::new(Frontdoor::bin())
+        .args(["serve", "--chatmail", "other.example", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("a relay for _chat.localhost; use another --data-dir"),
+        "{err}"
+    );
+
     // No new accounts: the existing one keeps working, a new one is refused.
     set_chatmail(&data.join("frontdoor.yaml"), "{ new_accounts: false }");
     let relay = Relay::start(&data, port);
@@ -424,6 +437,28 @@ fn check_accepts_underscore_names_and_still_refuses_bad_ones() {
         )
     };
     std::fs::write(d.join("good.yaml"), cfg(DOMAIN)).unwrap();
+    // ACME names too (a CA of a test setup may issue for them).
+    let acme = |name: &str| {
+        format!(
+            "listeners:\n  - bind: \"127.0.0.1:0\"\n    default_route: imap\n\
+             tls:\n  acme:\n    domains: [\"{name}\", \"mta-sts.{name}\"]\n    email: ops@example.org\n    state_dir: acme-state\n\
+             routes:\n  imap:\n    alpn: [imap]\n    backend: \"unix:imap.sock\"\n"
+        )
+    };
+    std::fs::write(d.join("acme.yaml"), acme("_chat.example.org")).unwrap();
+    let out = frontdoor(
+        &["check", "--config", d.join("acme.yaml").to_str().unwrap()],
+        None,
+    );
+    assert!(out.contains("OK"), "{out}");
+    std::fs::write(d.join("acme-bad.yaml"), acme("bad!.example.org")).unwrap();
+    let out = Command::new(Frontdoor::bin())
+        .args(["check", "--config"])
+        .arg(d.join("acme-bad.yaml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a DNS name"));
     std::fs::write(d.join("bad.yaml"), cfg("bad_domain!.example")).unwrap();
     let out = frontdoor(
         &["check", "--config", d.join("good.yaml").to_str().unwrap()],
