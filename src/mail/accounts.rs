@@ -27,9 +27,9 @@
 //!   [`Accounts::mark_deleting`], [`Accounts::finish_delete`], driven by
 //!   `mail::inactive_loop`). A record is first marked `deleting` (it then
 //!   neither logs in, nor receives mail, nor can be created again), then its
-//!   mail is dropped from the store, then the record and its last-login file
-//!   go; a crash between the steps leaves the mark, and the next pass
-//!   finishes the deletion.
+//!   mail is dropped from the store, then the record, its last-login file and
+//!   its directory of switches (`mailboxes/<account>/`) go; a crash between
+//!   the steps leaves the mark, and the next pass finishes the deletion.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -412,6 +412,14 @@ impl Accounts {
             match fs::remove_file(self.lastlogin_path(a)) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
                 _ => {}
+            }
+            // Its per-account switches (`allowCleartextIncoming`): a later
+            // account of the same name starts with the defaults.
+            if let Some(d) = crate::mail::chatmail::account_flags::account_dir(&self.dir, a) {
+                match fs::remove_dir_all(d) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+                    _ => {}
+                }
             }
         }
         Ok(())
@@ -849,6 +857,9 @@ mod tests {
             "still active"
         );
         assert_eq!(a.mark_deleting(&one, now + 10).unwrap(), one);
+        let flags = crate::mail::chatmail::account_flags::account_dir(d.path(), &one[0]).unwrap();
+        std::fs::create_dir_all(&flags).unwrap();
+        std::fs::write(flags.join("allowCleartextIncoming"), "").unwrap();
         // Marked: no login, no address, no re-creation, listed first by the next scan.
         assert_eq!(a.authenticate(&one[0], "123456789").unwrap(), None);
         assert_eq!(a.account_for(&one[0]).unwrap(), None);
@@ -858,6 +869,7 @@ mod tests {
         ));
         assert_eq!(a.inactive(0, &mut None, 0, 10).unwrap(), one);
         a.finish_delete(&one).unwrap();
+        assert!(!flags.exists(), "its switches go with it");
         assert_eq!(a.list().unwrap().len(), 2);
         // Gone for good: a first login may create it again.
         assert!(a
