@@ -43,10 +43,18 @@ enum Cmd {
     /// Without --config: the embedded default in --data-dir (created on first
     /// start): a self-signed certificate for localhost, the bundled IMAP and
     /// submission servers, an empty key registry, listening on 127.0.0.1:8443.
+    ///
+    /// With --chatmail DOMAIN (and no --config): the same layout as a
+    /// chatmail relay for DOMAIN (mail domain DOMAIN, a self-signed
+    /// certificate for DOMAIN and mta-sts.DOMAIN, the web route on
+    /// builtin:chatmail, accounts created at their first login).
     Serve {
         /// The YAML configuration file.
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Serve the embedded default as a chatmail relay for this domain.
+        #[arg(long, value_name = "DOMAIN", conflicts_with = "config")]
+        chatmail: Option<String>,
         /// Data directory of the embedded default (used when --config is not given).
         #[arg(long, default_value = cli::embedded::DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
@@ -69,6 +77,8 @@ enum Cmd {
     Accounts(cli::mail::AccountsArgs),
     /// Manage the pinned TLS client keys: fingerprint, add, list, remove, show, gen.
     Keys(cli::keys::KeysArgs),
+    /// Chatmail relay tools: the dcaccount: invite.
+    Chatmail(cli::chatmail::ChatmailArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,30 +87,45 @@ fn main() -> ExitCode {
         LogFormat::Text => "text",
         LogFormat::Json => "json",
     };
+    // Every subcommand logs (to stderr) as the global flags say.
+    frontdoor::serve::init_logging(fmt, &cli.log_level);
     match cli.cmd {
         Cmd::Serve {
             config,
+            chatmail,
             data_dir,
             listen,
         } => {
-            frontdoor::serve::init_logging(fmt, &cli.log_level);
             let embedded = config.is_none();
-            let config = match config {
-                Some(c) => c,
-                None => {
-                    let l = listen.unwrap_or_else(|| {
-                        cli::embedded::DEFAULT_LISTEN
-                            .parse()
-                            .unwrap_or_else(|_| ([127, 0, 0, 1], 8443).into())
-                    });
-                    match cli::embedded::prepare(&data_dir, l) {
-                        Ok(p) => p,
+            let default_listen = || {
+                listen.unwrap_or_else(|| {
+                    cli::embedded::DEFAULT_LISTEN
+                        .parse()
+                        .unwrap_or_else(|_| ([127, 0, 0, 1], 8443).into())
+                })
+            };
+            let mut relay_domain = None;
+            let config = match (config, chatmail) {
+                (Some(c), _) => c,
+                (None, Some(domain)) => {
+                    match cli::embedded::prepare_chatmail(&data_dir, &domain, default_listen()) {
+                        Ok((p, d)) => {
+                            relay_domain = Some(d);
+                            p
+                        }
                         Err(e) => {
-                            eprintln!("frontdoor: cannot prepare the embedded default: {e}");
+                            eprintln!("frontdoor: cannot prepare the chatmail relay: {e}");
                             return ExitCode::from(1);
                         }
                     }
                 }
+                (None, None) => match cli::embedded::prepare(&data_dir, default_listen()) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        eprintln!("frontdoor: cannot prepare the embedded default: {e}");
+                        return ExitCode::from(1);
+                    }
+                },
             };
             let mut cfg = match frontdoor::serve::check(&config) {
                 Ok(c) => c,
@@ -114,7 +139,13 @@ fn main() -> ExitCode {
             }
             if embedded {
                 if let Some(first) = cfg.listeners.first() {
-                    eprint!("{}", cli::embedded::next_steps(&data_dir, first.bind));
+                    match &relay_domain {
+                        Some(d) => eprint!(
+                            "{}",
+                            cli::embedded::chatmail_next_steps(&data_dir, d, first.bind)
+                        ),
+                        None => eprint!("{}", cli::embedded::next_steps(&data_dir, first.bind)),
+                    }
                 }
             }
             let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -150,8 +181,9 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Cmd::Mail { cmd } => cli::mail::run_mail(cmd, fmt, &cli.log_level),
+        Cmd::Mail { cmd } => cli::mail::run_mail(cmd),
         Cmd::Accounts(args) => cli::mail::run_accounts(args),
+        Cmd::Chatmail(args) => cli::chatmail::run(args),
         Cmd::Keys(args) => cli::keys::run(args).unwrap_or_else(|e| {
             eprintln!("error: {e:#}");
             ExitCode::from(1)

@@ -114,7 +114,8 @@ fn data_dir_reads_its_frontdoor_yaml() {
         "pw\n",
     );
     assert!(ok, "{err}");
-    assert_eq!(out, "created me@localhost\n");
+    assert_eq!(out.lines().next(), Some("created me@localhost"));
+    assert_eq!(out.lines().nth(1), Some("dclogin:me@localhost?p=pw&v=1"));
     let (ok, _, _) = run(
         &["accounts", "add", "me@example.org", "--data-dir", dd],
         "pw\n",

@@ -41,7 +41,9 @@ pub struct AccountsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum AccountsCmd {
-    /// Create an account; the password is read from stdin when it is not a terminal, else generated and printed.
+    /// Create an account; the password is read from stdin when it is not a
+    /// terminal, else generated and printed. Prints the account's dclogin:
+    /// URL (which holds the password) and its QR code, for Delta Chat.
     Add { address: String },
     /// List accounts.
     List,
@@ -70,11 +72,9 @@ fn load_mail(path: &Path) -> Result<(Config, MailConfig), LoadMailError> {
     Ok((cfg, mail))
 }
 
-/// `frontdoor mail …`
-/// Run a `frontdoor mail …` command, logging as the global
-/// `--log-format`/`--log-level` flags say (`RUST_LOG` overrides the level).
-pub fn run_mail(cmd: MailCmd, log_format: &str, log_level: &str) -> ExitCode {
-    frontdoor::serve::init_logging(log_format, log_level);
+/// Run a `frontdoor mail …` command (logging is set up by `main`, as the
+/// global `--log-format`/`--log-level` flags say).
+pub fn run_mail(cmd: MailCmd) -> ExitCode {
     match cmd {
         MailCmd::Serve { config } => {
             let (cfg, mail) = match load_mail(&config) {
@@ -171,11 +171,7 @@ fn accounts_for(args: &AccountsArgs) -> Result<Accounts, String> {
             }
         }
     };
-    Ok(Accounts::new(
-        &mail.data_dir,
-        &mail.domains,
-        mail.auto_create,
-    ))
+    Ok(Accounts::from_config(&mail))
 }
 
 fn read_or_generate_password() -> Result<(String, bool), String> {
@@ -211,6 +207,10 @@ pub fn run_accounts(args: AccountsArgs) -> ExitCode {
                 } else {
                     println!("created {a}");
                 }
+                // For Delta Chat: scanning this logs in to the new account.
+                super::chatmail::print_with_qr(&frontdoor::mail::chatmail::uri::dclogin_url(
+                    &a, &pw,
+                ));
             }
             AccountsCmd::List => {
                 for a in accounts.list().map_err(|e| e.to_string())? {

@@ -576,17 +576,10 @@ fn validate_acme(a: RawAcme, base: &Path, r: &mut Reporter) -> Acme {
     }
 }
 
-/// A host name: dot-separated labels of letters, digits and inner hyphens.
+/// A host name with at least two labels ([`crate::mail::config::valid_domain`]:
+/// `_chat.example` included).
 fn is_dns_name(s: &str) -> bool {
-    s.len() <= 253
-        && s.contains('.')
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
+    s.contains('.') && crate::mail::config::valid_domain(s)
 }
 
 fn client_auth_mode(r: &mut Reporter, path: &str, v: &Option<String>) -> ClientAuthMode {

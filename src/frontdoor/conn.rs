@@ -354,7 +354,18 @@ async fn set_up<'a>(
         // there must not keep working through a key left in the registry.
         (Some(i), Some(accounts)) => {
             let (accts, name) = (accounts.clone(), i.account.clone());
-            match tokio::task::spawn_blocking(move || accts.account_for(&name)).await {
+            // A connection with the key is a login of its account, for
+            // chatmail's inactive-account deletion (a no-op otherwise).
+            let lookup = move || {
+                let found = accts.account_for(&name);
+                if let Ok(Some(a)) = &found {
+                    if let Err(e) = accts.record_login(a) {
+                        tracing::warn!(account = %a, error = %e, "cannot record the last login");
+                    }
+                }
+                found
+            };
+            match tokio::task::spawn_blocking(lookup).await {
                 Ok(Ok(Some(_))) => AccountCheck::Exists,
                 Ok(Ok(None)) => AccountCheck::Missing,
                 Ok(Err(e)) => AccountCheck::Unreadable(e.to_string()),

@@ -285,7 +285,7 @@ impl Frontdoor {
         let accounts = config
             .mail
             .as_ref()
-            .map(|m| crate::mail::accounts::Accounts::new(&m.data_dir, &m.domains, m.auto_create));
+            .map(crate::mail::accounts::Accounts::from_config);
         let start = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())

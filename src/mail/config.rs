@@ -219,13 +219,22 @@ fn default_trusted() -> Vec<IpNet> {
         .collect()
 }
 
-fn valid_domain(d: &str) -> bool {
+/// A host or mail domain name: dot-separated labels of 1 to 63 letters,
+/// digits, hyphens (not first or last) and underscores, 253 bytes at most.
+/// Underscores are allowed because chatmail relays are tested under names
+/// such as `_chat.localhost`: Delta Chat skips chain validation for a host
+/// name that starts with `_` (a self-signed certificate works) but still
+/// checks the name, and rustls accepts such names in SNI.
+pub fn valid_domain(d: &str) -> bool {
     !d.is_empty()
         && d.len() <= 253
         && d.split('.').all(|l| {
             !l.is_empty()
                 && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
 }
 
@@ -403,7 +412,33 @@ pub(crate) fn validate(raw: RawMail, base: &Path, r: &mut Reporter) -> MailConfi
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{parse_size, valid_domain};
+
+    #[test]
+    fn domains_may_hold_underscores() {
+        for good in [
+            "_chat.localhost",
+            "example.org",
+            "localhost",
+            "a-b.c",
+            "_dmarc.x.y",
+        ] {
+            assert!(valid_domain(good), "{good}");
+        }
+        for bad in [
+            "",
+            "a..b",
+            "-a.b",
+            "a-.b",
+            "a b.c",
+            "a.b\n",
+            "bücher.example",
+            ".a",
+        ] {
+            assert!(!valid_domain(bad), "{bad}");
+        }
+        assert!(!valid_domain(&"a".repeat(64)));
+    }
 
     #[test]
     fn sizes() {

@@ -1,6 +1,8 @@
 //! The bundled chatmail-style mail backends: the durable [`store`], the
 //! [`accounts`] and their throttled password checks ([`login`]), the SMTP servers ([`smtp`]), the IMAP server ([`imap`]) and how they are started from the
-//! configuration ([`start`]).
+//! configuration ([`start`]), with their background sweeps (messages past
+//! `delete_after`, chatmail accounts past `delete_inactive_users_after`:
+//! [`inactive_loop`]).
 //!
 //! Each protocol server exposes `serve(stream, PeerInfo, ctx)` over any
 //! `AsyncRead + AsyncWrite` and never owns sockets or TLS; this module owns
@@ -70,6 +72,91 @@ async fn expire_loop(store: Store, after: Duration, shutdown: CancellationToken)
             Err(e) => tracing::error!(error = %e, "expiry task failed"),
         }
     }
+}
+
+/// Accounts examined per pass of [`inactive_loop`].
+const INACTIVE_SCAN_PER_PASS: usize = 4096;
+/// Accounts deleted per pass of [`inactive_loop`].
+const INACTIVE_DELETE_PER_PASS: usize = 64;
+
+/// `mail.chatmail.delete_inactive_users_after`: delete accounts without a
+/// login for `after`, with their mail, shortly after start and then every
+/// tenth of `after` (at most hourly). A pass looks at most at
+/// [`INACTIVE_SCAN_PER_PASS`] accounts and deletes at most
+/// [`INACTIVE_DELETE_PER_PASS`]; the next pass goes on where it stopped.
+/// Each deletion is mark, drop the mail, remove the record
+/// ([`Accounts::mark_deleting`]), so a crash in between is finished by the
+/// next pass. Pinned keys of a deleted account stay in the key registry
+/// and are refused (their account is gone); `frontdoor keys remove` drops them.
+async fn inactive_loop(
+    accounts: Accounts,
+    store: Store,
+    after: Duration,
+    shutdown: CancellationToken,
+) {
+    let every = (after / 10).clamp(Duration::from_millis(100), Duration::from_secs(3600));
+    let mut wait = every.min(Duration::from_secs(5));
+    let mut cursor: Option<String> = None;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        wait = every;
+        let cutoff =
+            store::unix_now().saturating_sub(i64::try_from(after.as_secs()).unwrap_or(i64::MAX));
+        let (acc, st, mut cur) = (accounts.clone(), store.clone(), cursor.take());
+        let pass = tokio::task::spawn_blocking(move || {
+            let r = delete_inactive(&acc, &st, cutoff, &mut cur);
+            (r, cur)
+        })
+        .await;
+        match pass {
+            Ok((r, cur)) => {
+                cursor = cur;
+                match r {
+                    Ok(gone) if gone.is_empty() => {}
+                    Ok(gone) => {
+                        for a in &gone {
+                            tracing::info!(account = %a, inactive_for = %humantime::format_duration(after), "deleted an inactive account and its mail");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "deleting inactive accounts failed"),
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "inactive account task failed"),
+        }
+    }
+}
+
+/// Why a pass of [`inactive_loop`] stopped.
+#[derive(Debug, thiserror::Error)]
+enum InactiveError {
+    #[error(transparent)]
+    Accounts(#[from] accounts::AccountError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
+/// One pass of [`inactive_loop`]: the accounts deleted.
+fn delete_inactive(
+    accounts: &Accounts,
+    store: &Store,
+    cutoff: i64,
+    cursor: &mut Option<String>,
+) -> Result<Vec<String>, InactiveError> {
+    let due = accounts.inactive(
+        cutoff,
+        cursor,
+        INACTIVE_SCAN_PER_PASS,
+        INACTIVE_DELETE_PER_PASS,
+    )?;
+    let marked = accounts.mark_deleting(&due, cutoff)?;
+    for a in &marked {
+        store.drop_account(a)?;
+    }
+    accounts.finish_delete(&marked)?;
+    Ok(marked)
 }
 
 /// TLS for STARTTLS on the inbound MX: TLS 1.2/1.3, the given certificates
@@ -408,7 +495,7 @@ pub async fn start(
     let store = tokio::task::spawn_blocking(move || Store::open(&dir))
         .await
         .map_err(|e| store::StoreError::Corrupt(format!("store open task: {e}")))??;
-    let accounts = Accounts::new(&mail.data_dir, &mail.domains, mail.auto_create);
+    let accounts = Accounts::from_config(&mail);
     let mut unix_uids: Vec<u32> = peer::own_uid().into_iter().collect();
     unix_uids.extend(mail.trusted_uids.iter().copied());
     // One set of password throttles and one check pool for IMAP and SMTP.
@@ -429,6 +516,18 @@ pub async fn start(
     let tracker = TaskTracker::new();
     if let Some(after) = mail.delete_after {
         tracker.spawn(expire_loop(store.clone(), after, shutdown.clone()));
+    }
+    if let Some(after) = mail
+        .chatmail
+        .as_ref()
+        .and_then(|c| c.delete_inactive_users_after)
+    {
+        tracker.spawn(inactive_loop(
+            accounts.clone(),
+            store.clone(),
+            after,
+            shutdown.clone(),
+        ));
     }
     let mut servers = MailServers {
         store: store.clone(),

@@ -174,7 +174,8 @@ pub fn parse_path(s: &str, allow_null: bool) -> Result<String, Reply> {
         && domain.len() <= 255
         && domain
             .chars()
-            .all(|c| !c.is_ascii() || c.is_ascii_alphanumeric() || "-.[]:".contains(c));
+            // `_` as in `_chat.localhost` (see `mail::config::valid_domain`).
+            .all(|c| !c.is_ascii() || c.is_ascii_alphanumeric() || "-_.[]:".contains(c));
     if !local_ok || !domain_ok {
         return Err(syntax("bad address"));
     }

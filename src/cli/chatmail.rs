@@ -1,0 +1,118 @@
+//! `frontdoor chatmail …` and the terminal QR codes of the CLI: the
+//! relay's `dcaccount:` invite (`chatmail invite`) and the `dclogin:` URL
+//! `accounts add` prints. The URIs come from the library
+//! (`mail::chatmail::uri`); this module only finds the relay's domain in
+//! the configuration and renders.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use frontdoor::mail::chatmail::uri::{dcaccount_uri, InviteForm};
+use frontdoor::mail::config::MailConfig;
+
+#[derive(Debug, Args)]
+pub struct ChatmailArgs {
+    #[command(subcommand)]
+    pub cmd: ChatmailCmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChatmailCmd {
+    /// Print the relay's dcaccount: invite and its QR code (scan it with Delta Chat to sign up).
+    Invite {
+        /// The YAML configuration (its mail: section names the domain).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The data directory whose frontdoor.yaml to read (default ./frontdoor-data).
+        #[arg(long, conflicts_with = "config")]
+        data_dir: Option<PathBuf>,
+        /// `dcaccount:DOMAIN` (the client picks its own credentials) instead
+        /// of `dcaccount:https://DOMAIN/new` (the relay's /new gives them).
+        #[arg(long)]
+        short: bool,
+    },
+}
+
+/// `text` as a QR code of Unicode half blocks, two modules per character
+/// cell, with its quiet zone. Drawn for a dark terminal background (dark
+/// modules are blank cells, light ones full blocks), as `qrencode -t UTF8`
+/// does; `None` if `text` is too long for a QR code.
+pub fn terminal_qr(text: &str) -> Option<String> {
+    use qrcode::render::unicode::Dense1x2;
+    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
+    Some(
+        code.render::<Dense1x2>()
+            .dark_color(Dense1x2::Light)
+            .light_color(Dense1x2::Dark)
+            .quiet_zone(true)
+            .build(),
+    )
+}
+
+/// `uri` on its own line, then its QR code, written to stdout at once; a
+/// closed stdout (`| head`) is not an error worth a panic.
+pub fn print_with_qr(uri: &str) {
+    use std::io::Write;
+    let mut text = format!("{uri}\n");
+    if let Some(qr) = terminal_qr(uri) {
+        text.push_str(&qr);
+        text.push('\n');
+    }
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+fn mail_of(config: &Path) -> Result<MailConfig, String> {
+    let cfg = frontdoor::config::Config::load(config).map_err(|e| e.to_string())?;
+    cfg.mail
+        .ok_or_else(|| format!("{}: no mail: section", config.display()))
+}
+
+/// `frontdoor chatmail …`
+pub fn run(args: ChatmailArgs) -> ExitCode {
+    let res = (|| -> Result<(), String> {
+        match args.cmd {
+            ChatmailCmd::Invite {
+                config,
+                data_dir,
+                short,
+            } => {
+                let config = config.unwrap_or_else(|| {
+                    data_dir
+                        .unwrap_or_else(|| PathBuf::from(super::embedded::DEFAULT_DATA_DIR))
+                        .join("frontdoor.yaml")
+                });
+                let mail = mail_of(&config)?;
+                let Some(chatmail) = &mail.chatmail else {
+                    return Err(format!(
+                        "{}: not a chatmail relay (no mail.chatmail section)",
+                        config.display()
+                    ));
+                };
+                let domain = mail
+                    .domains
+                    .first()
+                    .ok_or_else(|| format!("{}: no mail domain", config.display()))?;
+                let form = if short {
+                    InviteForm::Domain
+                } else {
+                    InviteForm::New
+                };
+                let uri = dcaccount_uri(domain, form);
+                if !chatmail.new_accounts {
+                    eprintln!("note: new accounts are switched off (mail.chatmail.new_accounts: false): this invite creates none");
+                }
+                print_with_qr(&uri);
+            }
+        }
+        Ok(())
+    })();
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
