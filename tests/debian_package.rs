@@ -122,15 +122,31 @@ fn deb() -> PathBuf {
     if let Some(d) = newest_deb(&dir).filter(|d| fresh(d)) {
         return d;
     }
-    eprintln!("no current package in {}: running cargo deb --locked", dir.display());
+    eprintln!(
+        "no current package in {}: running cargo deb --locked",
+        dir.display()
+    );
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    ok(Command::new(cargo)
-        .args(["deb", "--locked", "--output"])
+    // With the environment of a shell, not this test's: variables the test
+    // harness sets would change dependencies' fingerprints and make this
+    // build and the next one from a shell each rebuild the release binary.
+    let mut c = Command::new(cargo);
+    c.env_clear();
+    for k in ["PATH", "HOME", "USER", "CARGO_HOME", "RUSTUP_HOME", "TERM"] {
+        if let Some(v) = std::env::var_os(k) {
+            c.env(k, v);
+        }
+    }
+    ok(c.args(["deb", "--locked", "--output"])
         .arg(&dir)
         .current_dir(root)
         .env("CARGO_TARGET_DIR", &target));
     let d = newest_deb(&dir).expect("cargo deb made no frontdoor_*.deb");
-    assert!(fresh(&d), "{} is still older than its packaging files", d.display());
+    assert!(
+        fresh(&d),
+        "{} is still older than its packaging files",
+        d.display()
+    );
     d
 }
 
@@ -141,7 +157,11 @@ fn stat(p: &str) -> (String, String, u32) {
         let out = ok(Command::new("getent").args([db, &id.to_string()]));
         out.split(':').next().unwrap().to_owned()
     };
-    (name("passwd", md.uid()), name("group", md.gid()), md.mode() & 0o7777)
+    (
+        name("passwd", md.uid()),
+        name("group", md.gid()),
+        md.mode() & 0o7777,
+    )
 }
 
 fn assert_stat(p: &str, owner: &str, group: &str, mode: u32) {
@@ -161,14 +181,21 @@ fn unit_settings(path: &str) -> BTreeMap<String, Vec<String>> {
         if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
             continue;
         }
-        assert!(!line.ends_with('\\'), "{path}: continued lines are not parsed here: {line}");
+        assert!(
+            !line.ends_with('\\'),
+            "{path}: continued lines are not parsed here: {line}"
+        );
         if line.starts_with('[') {
             section = line.to_owned();
             continue;
         }
         if section == "[Service]" {
-            let (k, v) = line.split_once('=').unwrap_or_else(|| panic!("{path}: {line}"));
-            out.entry(k.trim().to_owned()).or_default().push(v.trim().to_owned());
+            let (k, v) = line
+                .split_once('=')
+                .unwrap_or_else(|| panic!("{path}: {line}"));
+            out.entry(k.trim().to_owned())
+                .or_default()
+                .push(v.trim().to_owned());
         }
     }
     out
@@ -196,7 +223,9 @@ fn environment(unit: &BTreeMap<String, Vec<String>>) -> Vec<(String, String)> {
     let mut env = Vec::new();
     for line in unit.get("Environment").into_iter().flatten() {
         for w in argv(line) {
-            let (k, v) = w.split_once('=').unwrap_or_else(|| panic!("Environment={line}"));
+            let (k, v) = w
+                .split_once('=')
+                .unwrap_or_else(|| panic!("Environment={line}"));
             env.push((k.to_owned(), v.to_owned()));
         }
     }
@@ -242,7 +271,11 @@ fn unit_env(unit: &BTreeMap<String, Vec<String>>) -> Vec<String> {
     if let Some(d) = one(unit, "RuntimeDirectory") {
         env.push(format!("RUNTIME_DIRECTORY=/run/{d}"));
     }
-    env.extend(environment(unit).into_iter().map(|(k, v)| format!("{k}={v}")));
+    env.extend(
+        environment(unit)
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}")),
+    );
     env
 }
 
@@ -261,7 +294,13 @@ fn make_runtime_dir(unit: &BTreeMap<String, Vec<String>>) -> Option<String> {
 /// unit's umask and runs "$@" (setpriv ... env -i ... command).
 fn in_netns(umask: &str, argv: &[String]) -> Command {
     let mut c = Command::new("unshare");
-    c.args(["--net", "sh", "-c", r#"ip link set lo up && umask "$0" && exec "$@""#, umask]);
+    c.args([
+        "--net",
+        "sh",
+        "-c",
+        r#"ip link set lo up && umask "$0" && exec "$@""#,
+        umask,
+    ]);
     c.args(argv);
     c
 }
@@ -299,10 +338,16 @@ with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
 }
 
 fn port_of_config() -> u16 {
-    let v: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(CONFIG).unwrap()).unwrap();
-    let bind = v["listeners"][0]["bind"].as_str().expect("listeners[0].bind");
+    let v: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(CONFIG).unwrap()).unwrap();
+    let bind = v["listeners"][0]["bind"]
+        .as_str()
+        .expect("listeners[0].bind");
     let addr: std::net::SocketAddr = bind.parse().unwrap();
-    assert!(addr.ip().is_loopback(), "the installed default listens on loopback only: {bind}");
+    assert!(
+        addr.ip().is_loopback(),
+        "the installed default listens on loopback only: {bind}"
+    );
     addr.port()
 }
 
@@ -334,11 +379,18 @@ fn package_installs_serves_upgrades_and_purges() {
     // The user and group, a system account without a login.
     let pw = ok(Command::new("getent").args(["passwd", USER]));
     let f: Vec<&str> = pw.trim().split(':').collect();
-    assert!(f[2].parse::<u32>().unwrap() < 1000, "not a system uid: {pw}");
+    assert!(
+        f[2].parse::<u32>().unwrap() < 1000,
+        "not a system uid: {pw}"
+    );
     assert_eq!(f[5], STATE, "home: {pw}");
     assert_eq!(f[6], "/usr/sbin/nologin", "shell: {pw}");
     let gr = ok(Command::new("getent").args(["group", USER]));
-    assert_eq!(f[3], gr.split(':').nth(2).unwrap(), "primary group is {USER}: {pw} / {gr}");
+    assert_eq!(
+        f[3],
+        gr.split(':').nth(2).unwrap(),
+        "primary group is {USER}: {pw} / {gr}"
+    );
 
     // The files, their owners and modes.
     assert_stat(BIN, "root", "root", 0o755);
@@ -350,7 +402,10 @@ fn package_installs_serves_upgrades_and_purges() {
     assert_stat(KEY, USER, USER, 0o600);
     assert_stat(CERT, USER, USER, 0o644);
     let conffiles = ok(Command::new("dpkg-query").args(["-W", "-f", "${Conffiles}", PKG]));
-    assert!(conffiles.contains(CONFIG), "{CONFIG} is not a conffile: {conffiles}");
+    assert!(
+        conffiles.contains(CONFIG),
+        "{CONFIG} is not a conffile: {conffiles}"
+    );
     // Enabled even where systemd does not run (deb-systemd-helper's link).
     assert_eq!(
         std::fs::canonicalize(ENABLED_LINK).ok(),
@@ -359,7 +414,11 @@ fn package_installs_serves_upgrades_and_purges() {
     );
     if systemd_runs {
         let out = ok(Command::new("systemctl").args(["is-active", "frontdoor"]));
-        assert_eq!(out.trim(), "active", "systemd runs here and the unit did not start");
+        assert_eq!(
+            out.trim(),
+            "active",
+            "systemd runs here and the unit did not start"
+        );
     }
 
     // The installed configuration and unit verify.
@@ -381,9 +440,18 @@ fn package_installs_serves_upgrades_and_purges() {
     // Root pins a key with `frontdoor keys add`; the file keeps its owner
     // and mode, so the service's user still reads it.
     let keys = tempfile::tempdir().unwrap();
-    ok(Command::new(BIN).args(["keys", "gen", "--name", "test-phone", "--out"]).arg(keys.path()));
     ok(Command::new(BIN)
-        .args(["keys", "--registry", REGISTRY, "add", "--name", "test-phone"])
+        .args(["keys", "gen", "--name", "test-phone", "--out"])
+        .arg(keys.path()));
+    ok(Command::new(BIN)
+        .args([
+            "keys",
+            "--registry",
+            REGISTRY,
+            "add",
+            "--name",
+            "test-phone",
+        ])
         .args(["--account", "alice@localhost", "--login", "alice@localhost"])
         .arg(keys.path().join("test-phone.crt")));
     assert_stat(REGISTRY, "root", USER, 0o640);
@@ -423,22 +491,42 @@ fn package_installs_serves_upgrades_and_purges() {
                 break text(&out.stdout);
             }
             if Instant::now() > deadline {
-                panic!("no TLS on port {port} after {SERVE_WAIT:?}: {}", text(&out.stderr));
+                panic!(
+                    "no TLS on port {port} after {SERVE_WAIT:?}: {}",
+                    text(&out.stderr)
+                );
             }
         }
         if let Some(st) = guard.server.as_mut().unwrap().try_wait().unwrap() {
             let mut err = String::new();
             use std::io::Read;
-            let _ = guard.server.as_mut().unwrap().stderr.take().unwrap().read_to_string(&mut err);
+            let _ = guard
+                .server
+                .as_mut()
+                .unwrap()
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err);
             panic!("the unit's ExecStart exited ({st}):\n{err}");
         }
-        assert!(Instant::now() < deadline, "the server did not enter its namespace");
+        assert!(
+            Instant::now() < deadline,
+            "the server did not enter its namespace"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert!(imap.starts_with("TLSv1.3 * OK"), "IMAP through the front door: {imap}");
+    assert!(
+        imap.starts_with("TLSv1.3 * OK"),
+        "IMAP through the front door: {imap}"
+    );
     let out = tls_client(pid, port, "http/1.1");
     assert!(out.status.success(), "status page: {}", text(&out.stderr));
-    assert!(text(&out.stdout).starts_with("TLSv1.3 HTTP/1.1 200"), "status page: {}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).starts_with("TLSv1.3 HTTP/1.1 200"),
+        "status page: {}",
+        text(&out.stdout)
+    );
     // The bundled servers' sockets are in the runtime directory, the
     // service's own.
     let runtime = runtime.expect("RuntimeDirectory=");
@@ -458,20 +546,37 @@ fn package_installs_serves_upgrades_and_purges() {
         if let Some(st) = guard.server.as_mut().unwrap().try_wait().unwrap() {
             break st;
         }
-        assert!(Instant::now() < deadline, "still running {STOP_WAIT:?} after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "still running {STOP_WAIT:?} after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     let mut log = String::new();
     use std::io::Read;
-    let _ = guard.server.take().unwrap().stderr.take().unwrap().read_to_string(&mut log);
+    let _ = guard
+        .server
+        .take()
+        .unwrap()
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log);
     assert!(status.success(), "exit after SIGTERM: {status}\n{log}");
 
     // ---- upgrade (the same version again): the certificate, the registry
     // and the configuration stay as they are.
     let cert_before = std::fs::read(CERT).unwrap();
     ok(Command::new("dpkg").arg("-i").arg(&deb));
-    assert_eq!(std::fs::read(CERT).unwrap(), cert_before, "the certificate was replaced");
-    assert!(registry_names_as_user(&unit).contains("\"test-phone\""), "the registry lost its key");
+    assert_eq!(
+        std::fs::read(CERT).unwrap(),
+        cert_before,
+        "the certificate was replaced"
+    );
+    assert!(
+        registry_names_as_user(&unit).contains("\"test-phone\""),
+        "the registry lost its key"
+    );
     assert_stat(REGISTRY, "root", USER, 0o640);
 
     // ---- remove: the data, the registry and the user stay.
@@ -485,16 +590,38 @@ fn package_installs_serves_upgrades_and_purges() {
     // ---- purge: nothing is left.
     ok(Command::new("dpkg").args(["--purge", PKG]));
     assert!(!installed(), "dpkg still knows {PKG}");
-    for p in ["/etc/frontdoor", STATE, &runtime, UNIT, ENABLED_LINK, BIN, "/usr/share/doc/frontdoor"] {
-        assert!(std::fs::symlink_metadata(p).is_err(), "{p} is left after purge");
+    for p in [
+        "/etc/frontdoor",
+        STATE,
+        &runtime,
+        UNIT,
+        ENABLED_LINK,
+        BIN,
+        "/usr/share/doc/frontdoor",
+    ] {
+        assert!(
+            std::fs::symlink_metadata(p).is_err(),
+            "{p} is left after purge"
+        );
     }
     for db in ["passwd", "group"] {
         let out = run(Command::new("getent").args([db, USER]));
-        assert!(!out.status.success(), "{db} entry {USER} is left after purge: {}", text(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "{db} entry {USER} is left after purge: {}",
+            text(&out.stdout)
+        );
     }
     // deb-systemd-helper's state (enabled, masked) is gone too.
     let out = ok(Command::new("find").args(["/var/lib/systemd", "-name", "*frontdoor*"]));
-    assert!(out.trim().is_empty(), "systemd state is left after purge: {out}");
+    assert!(
+        out.trim().is_empty(),
+        "systemd state is left after purge: {out}"
+    );
     let out = run(Command::new("dpkg-statoverride").arg("--list"));
-    assert!(!text(&out.stdout).contains(USER), "a statoverride is left: {}", text(&out.stdout));
+    assert!(
+        !text(&out.stdout).contains(USER),
+        "a statoverride is left: {}",
+        text(&out.stdout)
+    );
 }
