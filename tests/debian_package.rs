@@ -252,6 +252,17 @@ fn as_unit_user(unit: &BTreeMap<String, Vec<String>>) -> Vec<String> {
         a.push(format!("--inh-caps={list}"));
         a.push(format!("--ambient-caps={list}"));
     }
+    if let Some(caps) = one(unit, "CapabilityBoundingSet") {
+        let mut list = vec!["-all".to_owned()];
+        list.extend(
+            caps.split_whitespace()
+                .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase())),
+        );
+        a.push(format!("--bounding-set={}", list.join(",")));
+    }
+    if one(unit, "NoNewPrivileges") == Some("yes") {
+        a.push("--no-new-privs".to_owned());
+    }
     a
 }
 
@@ -472,9 +483,11 @@ fn package_installs_serves_upgrades_and_purges() {
     let mut a = prefix.clone();
     a.extend(argv(one(&unit, "ExecStart").expect("ExecStart=")));
     let port = port_of_config();
+    let log_path = keys.path().join("serve.log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
     let child = in_netns(&umask, &a)
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(log_file)
         .spawn()
         .unwrap_or_else(|e| panic!("unshare: {e} ({NEED})"));
     let pid = child.id();
@@ -498,17 +511,8 @@ fn package_installs_serves_upgrades_and_purges() {
             }
         }
         if let Some(st) = guard.server.as_mut().unwrap().try_wait().unwrap() {
-            let mut err = String::new();
-            use std::io::Read;
-            let _ = guard
-                .server
-                .as_mut()
-                .unwrap()
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err);
-            panic!("the unit's ExecStart exited ({st}):\n{err}");
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            panic!("the unit's ExecStart exited ({st}):\n{log}");
         }
         assert!(
             Instant::now() < deadline,
@@ -552,16 +556,13 @@ fn package_installs_serves_upgrades_and_purges() {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    let mut log = String::new();
-    use std::io::Read;
-    let _ = guard
-        .server
-        .take()
-        .unwrap()
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log);
+    guard.server = None;
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    // The service read the registry root had edited.
+    assert!(
+        log.contains("registry loaded, 1 keys"),
+        "the service did not load the pinned key:\n{log}"
+    );
     assert!(status.success(), "exit after SIGTERM: {status}\n{log}");
 
     // ---- upgrade (the same version again): the certificate, the registry
