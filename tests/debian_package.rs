@@ -325,9 +325,15 @@ fn netns_of(pid: u32) -> Option<PathBuf> {
 /// backend behind ALPN `alpn` says first (the IMAP greeting, or the status
 /// page's status line for http/1.1).
 fn tls_client(pid: u32, port: u16, alpn: &str) -> Output {
+    tls_client_login(pid, port, alpn, "")
+}
+
+/// As [`tls_client`]; with `login` ("ADDRESS PASSWORD") over imap, also
+/// logs in and prints the tagged reply.
+fn tls_client_login(pid: u32, port: u16, alpn: &str, login: &str) -> Output {
     const PY: &str = r#"
 import socket, ssl, sys
-port, alpn, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+port, alpn, ca, login = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 ctx = ssl.create_default_context(cafile=ca)
 ctx.set_alpn_protocols([alpn])
 with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
@@ -342,10 +348,20 @@ with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
                 break
             data += chunk
         print(s.version(), data.split(b"\r\n")[0].decode())
+        if login:
+            user, password = login.split(" ", 1)
+            s.sendall(b'a1 LOGIN "%s" "%s"\r\n' % (user.encode(), password.encode()))
+            data = b""
+            while not any(l.startswith(b"a1 ") for l in data.split(b"\r\n")):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            print([l for l in data.split(b"\r\n") if l.startswith(b"a1 ")][0].decode())
 "#;
     run(Command::new("nsenter")
         .arg(format!("--net=/proc/{pid}/ns/net"))
-        .args(["python3", "-c", PY, &port.to_string(), alpn, CERT]))
+        .args(["python3", "-c", PY, &port.to_string(), alpn, CERT, login]))
 }
 
 fn port_of_config() -> u16 {
@@ -469,6 +485,29 @@ fn package_installs_serves_upgrades_and_purges() {
     let unit = unit_settings(UNIT);
     assert!(registry_names_as_user(&unit).contains("\"test-phone\""));
 
+    // An account of the bundled servers, made as the docs say: as the
+    // service's user, so its files stay the service's.
+    let mut add = Command::new("runuser")
+        .args(["-u", USER, "--", BIN, "accounts", "add", "alice@localhost"])
+        .args(["--config", CONFIG])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("runuser: {e} ({NEED})"));
+    {
+        use std::io::Write;
+        let mut stdin = add.stdin.take().unwrap();
+        stdin.write_all(b"correct horse battery staple\n").unwrap();
+    }
+    let out = add.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "accounts add: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+
     // ---- the unit's commands, run as the unit runs them
     let runtime = make_runtime_dir(&unit);
     let umask = one(&unit, "UMask").unwrap_or("0022").to_owned();
@@ -523,6 +562,18 @@ fn package_installs_serves_upgrades_and_purges() {
     assert!(
         imap.starts_with("TLSv1.3 * OK"),
         "IMAP through the front door: {imap}"
+    );
+    let out = tls_client_login(
+        pid,
+        port,
+        "imap",
+        "alice@localhost correct horse battery staple",
+    );
+    assert!(
+        text(&out.stdout).contains("\na1 OK"),
+        "IMAP LOGIN through the front door: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
     );
     let out = tls_client(pid, port, "http/1.1");
     assert!(out.status.success(), "status page: {}", text(&out.stderr));
