@@ -440,12 +440,22 @@ fn package_installs_serves_upgrades_and_purges() {
         "the unit is not enabled ({ENABLED_LINK})"
     );
     if systemd_runs {
-        let out = ok(Command::new("systemctl").args(["is-active", "frontdoor"]));
-        assert_eq!(
-            out.trim(),
-            "active",
-            "systemd runs here and the unit did not start"
-        );
+        // Started by postinst: wait (bounded) for it, then stop it so that
+        // the run below has the runtime directory and the data to itself.
+        let deadline = Instant::now() + SERVE_WAIT;
+        loop {
+            let out = run(Command::new("systemctl").args(["is-active", "frontdoor"]));
+            if text(&out.stdout).trim() == "active" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "systemd runs here and the unit is not active: {}",
+                text(&out.stdout)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ok(Command::new("systemctl").args(["stop", "frontdoor"]));
     }
 
     // The installed configuration and unit verify.
