@@ -4,9 +4,13 @@
 //! Before any hashing, an attempt is counted against its client address
 //! (IPv4, or the IPv6 /64: [`AddrKey`]) and against the account it names,
 //! in leaky buckets ([`FailureTable`]); past either limit it is refused at
-//! once. An attempt is counted when it starts and given back when it
-//! succeeds, so the checks one address has in flight count too: parallel
-//! connections do not multiply the guesses. The account limit is waived for
+//! once. Against the address, failures count, and the checks it has in
+//! flight are capped at [`ADDR_IN_FLIGHT`]: parallel connections cannot
+//! multiply the guesses (at most `ADDR_BURST - 1 + ADDR_IN_FLIGHT` before
+//! the address is refused), while a client that opens several connections
+//! at once with the right password is not refused for it. Against the
+//! account, an attempt is counted when it starts and given back when it
+//! succeeds. The account limit is waived for
 //! an address that logged in to that account recently, so guessing from
 //! elsewhere does not lock its owner out. Admitted checks wait in a bounded
 //! queue (full: "busy, try later", still before hashing) for a small pool
@@ -29,6 +33,8 @@ use crate::throttle::{AddrKey, FailureTable};
 /// refused; one is forgotten every [`ADDR_LEAK`] (10 a minute, as mox).
 pub const ADDR_BURST: u32 = 10;
 pub const ADDR_LEAK: Duration = Duration::from_secs(6);
+/// Checks one address may have in flight at once.
+pub const ADDR_IN_FLIGHT: u32 = 16;
 /// The same per account name, from addresses that have not logged in to it.
 pub const ACCOUNT_BURST: u32 = 30;
 pub const ACCOUNT_LEAK: Duration = Duration::from_secs(12);
@@ -72,6 +78,9 @@ impl LoginError {
 
 struct Tables {
     by_addr: FailureTable<AddrKey>,
+    /// Checks in flight per address (entries removed at zero; bounded by
+    /// the connections that are checking).
+    in_flight: std::collections::HashMap<AddrKey, u32>,
     by_account: FailureTable<String>,
     /// (account, address) pairs that logged in.
     known: FailureTable<(String, AddrKey)>,
@@ -142,15 +151,22 @@ struct Admitted<'a> {
 
 impl Drop for Admitted<'_> {
     fn drop(&mut self) {
-        if !self.refund {
-            return;
-        }
         let now = Instant::now();
         let mut t = self.logins.lock();
         if let Some(a) = &self.addr {
-            t.by_addr.sub(a, now);
+            if let Some(n) = t.in_flight.get_mut(a) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    t.in_flight.remove(a);
+                }
+            }
+            if !self.refund && t.by_addr.add(a, now, 2 * ADDR_BURST) == ADDR_BURST {
+                tracing::warn!(client = %a, limit = ADDR_BURST, "password failure limit reached for this address: further logins from it are refused before checking until older failures age out");
+            }
         }
-        t.by_account.sub(&self.account, now);
+        if self.refund {
+            t.by_account.sub(&self.account, now);
+        }
     }
 }
 
@@ -180,6 +196,7 @@ impl Logins {
             accounts,
             tables: Mutex::new(Tables {
                 by_addr: FailureTable::new(ADDR_TABLE, ADDR_LEAK),
+                in_flight: std::collections::HashMap::new(),
                 by_account: FailureTable::new(ACCOUNT_TABLE, ACCOUNT_LEAK),
                 known: FailureTable::new(KNOWN_TABLE, KNOWN_FOR),
             }),
@@ -212,7 +229,8 @@ impl Logins {
         let now = Instant::now();
         let mut t = self.lock();
         if let Some(a) = &addr {
-            if t.by_addr.level(a, now) >= ADDR_BURST {
+            let in_flight = t.in_flight.get(a).copied().unwrap_or(0);
+            if t.by_addr.level(a, now) >= ADDR_BURST || in_flight >= ADDR_IN_FLIGHT {
                 return Err(LoginError::ThrottledAddress(*a));
             }
         }
@@ -223,9 +241,7 @@ impl Logins {
             }
         }
         if let Some(a) = &addr {
-            if t.by_addr.add(a, now, 2 * ADDR_BURST) == ADDR_BURST {
-                tracing::warn!(client = %a, limit = ADDR_BURST, "password failure limit reached for this address: further logins from it are refused before checking until older failures age out");
-            }
+            *t.in_flight.entry(*a).or_insert(0) += 1;
         }
         if t.by_account.add(&account, now, 2 * ACCOUNT_BURST) == ACCOUNT_BURST {
             tracing::warn!(account = %account, limit = ACCOUNT_BURST, "password failure limit reached for this account: logins from addresses that have not used it are refused before checking for a while");
@@ -342,7 +358,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn parallel_attempts_from_one_address_count_while_in_flight() {
+    async fn parallel_attempts_from_one_address_are_capped_in_flight() {
         let (_d, l) = setup();
         let ip: IpAddr = "192.0.2.9".parse().unwrap();
         let mut tasks = Vec::new();
@@ -360,7 +376,41 @@ mod tests {
                 Ok(Some(_)) => panic!("accepted"),
             }
         }
-        assert_eq!(checked, ADDR_BURST as usize);
+        // Guesses stop once the failures reach the limit; what was already
+        // in flight (at most ADDR_IN_FLIGHT) is checked.
+        assert!(
+            checked >= ADDR_BURST as usize && checked < (ADDR_BURST + ADDR_IN_FLIGHT) as usize,
+            "{checked}"
+        );
+        assert!(matches!(
+            l.check(Some(ip), "alice@example.org", "alice-pw").await,
+            Err(LoginError::ThrottledAddress(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn parallel_right_passwords_after_some_failures_all_log_in() {
+        let (_d, l) = setup();
+        let ip: IpAddr = "192.0.2.10".parse().unwrap();
+        for _ in 0..ADDR_BURST / 2 {
+            assert_eq!(
+                l.check(Some(ip), "bob@example.org", "wrong").await.unwrap(),
+                None
+            );
+        }
+        let mut tasks = Vec::new();
+        for _ in 0..ADDR_BURST {
+            let l = l.clone();
+            tasks.push(tokio::spawn(async move {
+                l.check(Some(ip), "alice@example.org", "alice-pw").await
+            }));
+        }
+        for t in tasks {
+            assert_eq!(
+                t.await.unwrap().unwrap().as_deref(),
+                Some("alice@example.org")
+            );
+        }
     }
 
     #[tokio::test]

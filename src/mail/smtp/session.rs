@@ -493,7 +493,7 @@ impl Session<'_> {
                 self.reply(r(221, "2.0.0 Bye"));
                 self.quit = true;
             }
-            Command::Vrfy => self.reply(r(252, "2.5.0 Cannot verify the user; send mail and see")),
+            Command::Vrfy => self.reply(r(252, "2.0.0 Cannot verify the user; send mail and see")),
             Command::Help => self.reply(r(214, "2.0.0 See RFC 5321")),
             Command::StartTls if self.tls_active => self.error(r(503, "5.5.1 TLS already active")),
             Command::StartTls => self.error(r(502, "5.5.1 STARTTLS not available here")),
