@@ -53,6 +53,10 @@ enum Cmd {
         /// Listen address overriding the first listener's `bind`.
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Once every listener is bound, write a JSON document listing each
+        /// one with its actual address here (atomically; docs/operations.md).
+        #[arg(long, value_name = "PATH")]
+        ready_file: Option<PathBuf>,
     },
     /// Validate the configuration and every file it names; print each problem as file:line: reason.
     Check {
@@ -82,6 +86,7 @@ fn main() -> ExitCode {
             config,
             data_dir,
             listen,
+            ready_file,
         } => {
             frontdoor::serve::init_logging(fmt, &cli.log_level);
             let embedded = config.is_none();
@@ -127,7 +132,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            match rt.block_on(frontdoor::serve::serve(cfg)) {
+            match rt.block_on(frontdoor::serve::serve_with(cfg, ready_file.as_deref())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("frontdoor: {e}");
