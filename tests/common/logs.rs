@@ -122,7 +122,7 @@ impl Log {
 }
 
 /// `e[key]` as text: strings as they are, other values in JSON ("" if absent).
-pub fn s(e: &Value, key: &str) -> String {
+pub fn str_field(e: &Value, key: &str) -> String {
     match e.get(key) {
         Some(Value::String(v)) => v.clone(),
         Some(Value::Null) | None => String::new(),
@@ -131,7 +131,7 @@ pub fn s(e: &Value, key: &str) -> String {
 }
 
 /// `e[key]` as a number (0 if absent or not a number).
-pub fn n(e: &Value, key: &str) -> u64 {
+pub fn num_field(e: &Value, key: &str) -> u64 {
     e.get(key).and_then(Value::as_u64).unwrap_or(0)
 }
 
@@ -142,7 +142,12 @@ pub fn is_close(e: &Value) -> bool {
 
 /// `e.level == level` (`INFO`, `WARN`, `ERROR`).
 pub fn at(e: &Value, level: &str) -> bool {
-    s(e, "level") == level
+    str_field(e, "level") == level
+}
+
+/// `e` is a close line with `reason_code == code`.
+pub fn closed_with(e: &Value, code: &str) -> bool {
+    is_close(e) && str_field(e, "reason_code") == code
 }
 
 /// No event is a panic report (a panic prints to stderr as text).

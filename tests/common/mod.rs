@@ -24,7 +24,7 @@ use std::time::Duration;
 pub use capture::{CaptureBackend, Captured, Expect};
 pub use certs::{make_key, write_cert, ClientCert, Key};
 pub use launch::{Launch, MailAddr, Process, BIN};
-pub use logs::Log;
+pub use logs::{at, closed_with, is_close, no_panic, num_field, str_field, Log};
 pub use poll::{poll_until, poll_until_async, poll_until_with};
 pub use tls::{client_config, connect, connect_with, read_line, AnyServerCert, Tls};
 
@@ -93,6 +93,11 @@ impl Frontdoor {
         self.process.log.text()
     }
 
+    /// The JSON log, read as events.
+    pub fn events(&self) -> &Log {
+        &self.process.log
+    }
+
     /// Wait (bounded) for an event `pred` accepts.
     pub async fn wait_event(
         &self,
@@ -100,6 +105,11 @@ impl Frontdoor {
         pred: impl Fn(&serde_json::Value) -> bool,
     ) -> Option<serde_json::Value> {
         self.process.log.wait_event(within, pred).await
+    }
+
+    /// Events so far that `pred` accepts.
+    pub fn count(&self, pred: impl Fn(&serde_json::Value) -> bool) -> usize {
+        self.process.log.count(pred)
     }
 
     /// Wait until the log, rendered as text, contains `needle` (bounded).
