@@ -3,7 +3,6 @@
 
 mod common;
 
-
 use common::*;
 use sha2::{Digest, Sha256};
 

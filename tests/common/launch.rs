@@ -25,6 +25,7 @@ pub const READY_WITHIN: Duration = Duration::from_secs(30);
 pub struct Launch {
     cmd: Command,
     within: Duration,
+    log_format: &'static str,
 }
 
 impl Launch {
@@ -49,6 +50,7 @@ impl Launch {
         Self {
             cmd,
             within: READY_WITHIN,
+            log_format: "json",
         }
     }
 
@@ -67,6 +69,12 @@ impl Launch {
         self
     }
 
+    /// Log as text instead of JSON: only for tests of the text format itself.
+    pub fn text_log(mut self) -> Self {
+        self.log_format = "text";
+        self
+    }
+
     /// Wait at most `d` for the ready file.
     pub fn within(mut self, d: Duration) -> Self {
         self.within = d;
@@ -81,7 +89,7 @@ impl Launch {
         let mut child = self
             .cmd
             .arg("--log-format")
-            .arg("json")
+            .arg(self.log_format)
             .arg("--ready-file")
             .arg(&ready_path)
             .stdin(Stdio::null())
