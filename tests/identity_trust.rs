@@ -22,10 +22,10 @@ use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use frontdoor::proxy_protocol::{encode_v2_at, unix_millis_now, ConnInfo, IdentityTlvs};
 use common::{closed_with, str_field, T};
+use frontdoor::proxy_protocol::{encode_v2_at, unix_millis_now, ConnInfo, IdentityTlvs};
 use imap_common::*;
 
 fn free_port() -> u16 {
@@ -409,7 +409,9 @@ fn a_key_moved_to_another_account_loses_its_session() {
     let _ = py.wait();
     let closed = stack
         .log()
-        .wait_event_sync(T, |e| closed_with(e, "stopped") && str_field(e, "key") == "alice-phone")
+        .wait_event_sync(T, |e| {
+            closed_with(e, "stopped") && str_field(e, "key") == "alice-phone"
+        })
         .unwrap_or_else(|| panic!("{}", stack.logs()));
     assert!(
         str_field(&closed, "reason").contains("client key's identity changed in the registry"),

@@ -12,7 +12,7 @@ mod imap_common;
 
 use std::time::Duration;
 
-use common::{num_field, str_field};
+use common::str_field;
 use imap_common::*;
 
 const PY: &str = r#"

@@ -146,6 +146,7 @@ async fn a_newline_in_a_passthrough_sni_gives_one_log_line_and_reaches_no_backen
     let ids: std::collections::BTreeSet<_> = logs
         .lines()
         .filter(|l| close_line(l))
+        // log-text-ok: the text format's `id=` field.
         .filter_map(|l| field(l, "id"))
         .collect();
     assert_eq!(ids.len(), 4, "one close line per connection: {ids:?}");

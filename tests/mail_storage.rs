@@ -12,7 +12,7 @@ mod imap_common;
 
 use std::time::Duration;
 
-use common::{num_field, str_field};
+use common::num_field;
 use imap_common::*;
 
 const PY: &str = r#"
@@ -122,9 +122,7 @@ fn delete_after_expunges_old_messages_under_an_open_session() {
     assert!(lines[2].starts_with("GONE True"), "{out}\n{}", s.logs());
     assert_eq!(lines[3], "EXISTS 0", "{out}");
     assert!(
-        s.log()
-            .event(|e| num_field(e, "removed") >= 1)
-            .is_some(),
+        s.log().event(|e| num_field(e, "removed") >= 1).is_some(),
         "{}",
         s.logs()
     );

@@ -6,7 +6,6 @@ mod common;
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use common::*;
 use frontdoor::proxy_protocol as pp;
@@ -74,7 +73,8 @@ async fn header_from_a_listed_source_gives_the_real_client() {
     );
     assert_eq!(src_of(&imap), real);
     assert!(
-        fd.wait_event(T, |e| is_close(e) && str_field(e, "client") == "203.0.113.7:4242")
+        fd.wait_event(T, |e| is_close(e)
+            && str_field(e, "client") == "203.0.113.7:4242")
             .await
             .is_some(),
         "{}",
@@ -159,9 +159,8 @@ async fn two_instances_behind_haproxy_tcp_mode_see_the_original_client() {
         assert_eq!(read_line(&mut s).await.unwrap(), "imap ready\r\n");
         assert_eq!(src_of(&imap), me);
     }
-    let from_client = |e: &serde_json::Value| {
-        is_close(e) && str_field(e, "client").starts_with("127.0.0.3:")
-    };
+    let from_client =
+        |e: &serde_json::Value| is_close(e) && str_field(e, "client").starts_with("127.0.0.3:");
     assert!(
         fd1.wait_event(T, from_client).await.is_some(),
         "instance 1 served: {}",

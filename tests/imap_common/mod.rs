@@ -14,6 +14,7 @@ use crate::common::{self, poll_until, Launch, Log, Process};
 
 pub use crate::common::BIN;
 
+#[allow(unused_imports)]
 pub use crate::common::{make_key, Key};
 
 /// Everything running for one test: one `frontdoor serve` process with the

@@ -328,7 +328,12 @@ impl MailStack {
                     greets(&mut s, prefix)
                 })
         });
-        assert!(up, "{what} did not start on {}\n{}", p.display(), self.logs());
+        assert!(
+            up,
+            "{what} did not start on {}\n{}",
+            p.display(),
+            self.logs()
+        );
     }
 
     fn wait_path(&self, p: &Path, what: &str) {
@@ -400,7 +405,9 @@ fn stop(child: &mut Option<Child>) {
     let _ = Command::new("kill")
         .args(["-TERM", &c.id().to_string()])
         .status();
-    if poll_until(Duration::from_secs(10), || matches!(c.try_wait(), Ok(Some(_)))) {
+    if poll_until(Duration::from_secs(10), || {
+        matches!(c.try_wait(), Ok(Some(_)))
+    }) {
         return;
     }
     let _ = c.kill();
