@@ -85,6 +85,10 @@ impl Launch {
     /// when the process exits first or the deadline passes.
     pub fn start(mut self) -> Process {
         let dir = tempfile::tempdir().unwrap();
+        // Writable by a binary the caller runs under another uid (`setpriv`),
+        // sticky like /tmp.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
         let ready_path = dir.path().join("ready.json");
         let mut child = self
             .cmd
