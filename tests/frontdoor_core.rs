@@ -678,3 +678,83 @@ async fn builtin_status_page_over_http1_with_curl() {
     );
     assert!(connect(fd.addrs[0], &["h2"], "localhost").await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_file_lists_every_listener_with_its_real_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let imap = CaptureBackend::start("imap", Expect::V2).await;
+    let cfg = format!(
+        "listeners:\n  - bind: \"127.0.0.1:0\"\n  - bind: \"127.0.0.1:0\"\n    route: imap\nroutes:\n  imap: {{ alpn: [imap], backend: \"{}\" }}\nmetrics: {{ listen: \"127.0.0.1:0\" }}\nmail:\n  domains: [example.org]\n  data_dir: data\n  submission: {{ listen: \"127.0.0.1:0\" }}\n  imap: {{ listen: \"unix:imap.sock\" }}\n",
+        imap.addr
+    );
+    let p = d.join("f.yaml");
+    std::fs::write(&p, cfg).unwrap();
+    let fd = Frontdoor::start(&p, 2);
+    let ready = &fd.ready;
+    assert_eq!(ready.pid, fd.child.id());
+    let kinds: Vec<(String, String)> = ready
+        .listeners
+        .iter()
+        .map(|e| (format!("{:?}", e.kind), e.name.clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("Frontdoor", "0"),
+            ("Frontdoor", "1"),
+            ("Metrics", "metrics"),
+            ("Mail", "submission"),
+            ("Mail", "imap"),
+        ]
+        .map(|(k, n)| (k.to_string(), n.to_string())),
+        "{ready:?}"
+    );
+    // Port 0 resolved: every TCP listener is there at the port it names.
+    let mut tcp = fd.addrs.clone();
+    tcp.push(fd.metrics_addr().unwrap());
+    tcp.push(fd.mail("submission").unwrap().tcp());
+    for a in &tcp {
+        assert_ne!(a.port(), 0, "{ready:?}");
+        TcpStream::connect(a).await.unwrap();
+    }
+    assert_eq!(
+        greeting(fd.addrs[1], &["imap"], "localhost").await,
+        "imap ready\r\n"
+    );
+    // The Unix socket by its absolute path, accepting.
+    let Some(MailAddr::Unix(sock)) = fd.mail("imap") else {
+        panic!("{ready:?}")
+    };
+    assert_eq!(sock, d.join("imap.sock"));
+    tokio::net::UnixStream::connect(&sock).await.unwrap();
+    // Written whole, under its final name only.
+    let files: Vec<_> = std::fs::read_dir(fd.ready_file().parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(files, ["ready.json"]);
+}
+
+#[test]
+fn an_unwritable_ready_file_stops_the_start_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("f.yaml");
+    std::fs::write(
+        &p,
+        "listeners:\n  - bind: \"127.0.0.1:0\"\nroutes:\n  imap: { alpn: [imap], backend: \"127.0.0.1:9\" }\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(Frontdoor::bin())
+        .args(["serve", "--config"])
+        .arg(&p)
+        .args(["--ready-file", "/nonexistent-dir/ready.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot write the ready file /nonexistent-dir/ready.json"),
+        "{err}"
+    );
+}

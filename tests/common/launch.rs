@@ -134,6 +134,7 @@ impl Launch {
             child,
             ready,
             log,
+            ready_path,
             _ready_dir: dir,
         }
     }
@@ -144,10 +145,16 @@ pub struct Process {
     pub child: Child,
     pub ready: Ready,
     pub log: Log,
+    ready_path: PathBuf,
     _ready_dir: tempfile::TempDir,
 }
 
 impl Process {
+    /// Where the process wrote its ready file.
+    pub fn ready_file(&self) -> &Path {
+        &self.ready_path
+    }
+
     /// The front door's listeners, in `listeners:` order.
     pub fn frontdoor_addrs(&self) -> Vec<SocketAddr> {
         addrs_of(&self.ready, Kind::Frontdoor)
