@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod net;
 pub mod proxy_protocol;
 pub mod proxy_read;
+pub mod ready;
 pub mod registry;
 pub mod serve;
 pub mod throttle;

@@ -61,6 +61,10 @@ enum Cmd {
         /// Listen address overriding the first listener's `bind`.
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Once every listener is bound, write a JSON document listing each
+        /// one with its actual address here (atomically; docs/operations.md).
+        #[arg(long, value_name = "PATH")]
+        ready_file: Option<PathBuf>,
     },
     /// Validate the configuration and every file it names; print each problem as file:line: reason.
     Check {
@@ -95,6 +99,7 @@ fn main() -> ExitCode {
             chatmail,
             data_dir,
             listen,
+            ready_file,
         } => {
             let embedded = config.is_none();
             let default_listen = || {
@@ -158,7 +163,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            match rt.block_on(frontdoor::serve::serve(cfg)) {
+            match rt.block_on(frontdoor::serve::serve_with(cfg, ready_file.as_deref())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("frontdoor: {e}");

@@ -60,7 +60,14 @@ pub fn check(path: &Path) -> Result<Config, Problems> {
 }
 
 /// Run the front door until SIGTERM/SIGINT; SIGHUP reloads certificates and registry.
-pub async fn serve(mut cfg: Config) -> Result<(), String> {
+pub async fn serve(cfg: Config) -> Result<(), String> {
+    serve_with(cfg, None).await
+}
+
+/// [`serve`], writing the readiness document ([`crate::ready`]) to
+/// `ready_file` once every listener is bound and the signal handlers are
+/// installed.
+pub async fn serve_with(mut cfg: Config, ready_file: Option<&Path>) -> Result<(), String> {
     // Front door and bundled servers in one process share a generated
     // identity secret: the front door signs, the servers check.
     crate::mail::prepare_identity_secret(&mut cfg).map_err(|e| e.to_string())?;
@@ -111,6 +118,14 @@ pub async fn serve(mut cfg: Config) -> Result<(), String> {
         }
         stop.cancel();
     });
+    if let Some(path) = ready_file {
+        let mut ready = crate::ready::Ready::new();
+        ready.frontdoor(&fd.local_addrs(), fd.metrics_addr());
+        if let Some(m) = &mail {
+            ready.mail(m);
+        }
+        ready.write(path).map_err(|e| e.to_string())?;
+    }
     fd.run(shutdown).await;
     if let Some(m) = mail {
         m.wait(grace).await;

@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -130,14 +130,13 @@ async fn start_pebble(dir: &Path, tls_port: u16) -> Pebble {
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", listen)).await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "pebble did not listen on 127.0.0.1:{listen} within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert!(
+        poll_until_with(Duration::from_secs(30), || async move {
+            TcpStream::connect(("127.0.0.1", listen)).await.is_ok()
+        })
+        .await,
+        "pebble did not listen on 127.0.0.1:{listen} within 30 s"
+    );
     Pebble {
         _dns: dns_proc,
         _ca: ca_proc,
@@ -271,16 +270,16 @@ async fn pebble_issues_by_tls_alpn_01_and_the_certificate_is_served_without_rest
     assert_eq!(read_line(&mut early).await.unwrap(), "web ready\r\n");
 
     assert!(
-        fd.wait_log(
-            "ACME certificate issued and now served",
-            Duration::from_secs(90)
-        )
-        .await,
+        fd.wait_event(Duration::from_secs(90), issued)
+            .await
+            .is_some(),
         "no certificate within 90 s; log:\n{}",
         fd.logs()
     );
     assert!(
-        fd.logs().contains("ACME tls-alpn-01 validation answered"),
+        fd.events()
+            .event(|e| closed_with(e, "acme_answered"))
+            .is_some(),
         "pebble's validator never completed a handshake: {}",
         fd.logs()
     );
@@ -300,12 +299,7 @@ async fn pebble_issues_by_tls_alpn_01_and_the_certificate_is_served_without_rest
     assert_eq!(read_line(&mut early).await.unwrap(), "still here\r\n");
 
     // The metrics say so too.
-    let maddr = fd
-        .logs()
-        .lines()
-        .find(|l| l.contains("metrics listening"))
-        .and_then(|l| field(l, "addr"))
-        .expect("metrics listener");
+    let maddr = fd.metrics_addr().expect("metrics listener").to_string();
     let metrics = http_get(&maddr, "/metrics").await;
     assert!(
         metrics.contains("frontdoor_acme_orders_total{result=\"ok\"} 1\n"),
@@ -349,10 +343,20 @@ async fn pebble_issues_by_tls_alpn_01_and_the_certificate_is_served_without_rest
     assert_eq!(read_line(&mut s).await.unwrap(), "web ready\r\n");
     assert_eq!(served_chain(fd.addrs[0], DOMAIN).await, chain);
     assert!(
-        !fd.logs().contains("ordering a certificate"),
+        fd.events().event(ordering).is_none(),
         "a valid stored certificate is not ordered again: {}",
         fd.logs()
     );
+}
+
+/// The event of a certificate put in force (it names its expiry).
+fn issued(e: &serde_json::Value) -> bool {
+    at(e, "INFO") && e.get("not_after").is_some() && e.get("domains").is_some()
+}
+
+/// The event of an order starting (it names the directory).
+fn ordering(e: &serde_json::Value) -> bool {
+    at(e, "INFO") && e.get("directory").is_some() && e.get("domains").is_some()
 }
 
 #[test]
@@ -416,11 +420,9 @@ async fn a_stored_certificate_near_expiry_is_served_then_renewed() {
         old.der().as_ref()
     );
     assert!(
-        fd.wait_log(
-            "ACME certificate issued and now served",
-            Duration::from_secs(90)
-        )
-        .await,
+        fd.wait_event(Duration::from_secs(90), issued)
+            .await
+            .is_some(),
         "no renewal within 90 s; log:\n{}",
         fd.logs()
     );

@@ -178,7 +178,9 @@ async fn proxy_v2_header_read_by_an_independent_decoder() {
     // The connection id in the header is the one in the log line.
     drop(c);
     assert!(
-        s.fd.wait_log(&format!("id={id}"), T).await,
+        s.fd.wait_event(T, |e| is_close(e) && str_field(e, "id") == id)
+            .await
+            .is_some(),
         "{}",
         s.fd.logs()
     );
@@ -235,15 +237,14 @@ async fn sixteen_mib_each_way_intact_and_half_close() {
     writer.await.unwrap();
     assert_eq!(back.len(), N);
     assert!(back == data, "echoed bytes differ");
-    assert!(
-        s.fd.wait_log(&format!("bytes_up={N}"), T).await,
-        "{}",
-        s.fd.logs()
+    let close =
+        s.fd.wait_event(T, |e| is_close(e) && num_field(e, "bytes_up") == N as u64)
+            .await
+            .unwrap_or_else(|| panic!("{}", s.fd.logs()));
+    assert_eq!(
+        num_field(&close, "bytes_down"),
+        (N + "imap ready\r\n".len()) as u64
     );
-    assert!(s
-        .fd
-        .logs()
-        .contains(&format!("bytes_down={}", N + "imap ready\r\n".len())));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,9 +275,23 @@ timeouts: {{ connect: 2s }}
     let mut c = connect(fd.addrs[0], &["smtp"], "localhost").await.unwrap();
     let line = read_line(&mut c).await.unwrap();
     assert!(line.starts_with("421 4.3.2 "), "{line}");
-    assert!(fd.wait_log(&format!("backend={dead}"), T).await);
-    assert!(fd.logs().contains("backend unreachable"), "{}", fd.logs());
-    assert!(fd.wait_log("nothing.sock", T).await, "{}", fd.logs());
+    let dead = dead.to_string();
+    let unreachable = |e: &serde_json::Value| closed_with(e, "backend_unreachable");
+    assert!(
+        fd.wait_event(T, |e| unreachable(e) && str_field(e, "backend") == dead)
+            .await
+            .is_some(),
+        "{}",
+        fd.logs()
+    );
+    assert!(
+        fd.wait_event(T, |e| unreachable(e)
+            && str_field(e, "backend").ends_with("nothing.sock"))
+            .await
+            .is_some(),
+        "{}",
+        fd.logs()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -333,8 +348,12 @@ async fn garbage_and_stalled_handshakes_are_dropped_while_others_work() {
         waited > Duration::from_millis(1200) && waited < Duration::from_secs(5),
         "{waited:?}"
     );
-    assert!(s.fd.wait_log("handshake timeout", T).await);
-    assert!(!s.fd.logs().contains("panicked"));
+    assert!(s
+        .fd
+        .wait_event(T, |e| closed_with(e, "handshake_timeout"))
+        .await
+        .is_some());
+    assert!(no_panic(s.fd.events()), "{}", s.fd.logs());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -378,24 +397,22 @@ async fn max_connections_closes_the_excess() {
         connect(fd.addrs[0], &["imap"], "localhost").await.is_err(),
         "fourth is refused"
     );
-    assert!(fd.wait_log("connection limit reached", T).await);
+    assert!(fd
+        .wait_event(T, |e| at(e, "WARN") && num_field(e, "max_connections") == 3)
+        .await
+        .is_some());
     held.pop();
-    // A slot frees up: served again (bounded retries while the close lands).
-    let mut ok = false;
-    for _ in 0..20 {
-        if let Ok(mut c) = connect(fd.addrs[0], &["imap"], "localhost").await {
-            if read_line(&mut c)
-                .await
-                .map(|l| l == "imap ready\r\n")
-                .unwrap_or(false)
-            {
-                ok = true;
-                break;
+    // A slot frees up: served again (retried while the close lands).
+    let a = fd.addrs[0];
+    assert!(
+        poll_until_with(T, || async move {
+            match connect(a, &["imap"], "localhost").await {
+                Ok(mut c) => read_line(&mut c).await.is_ok_and(|l| l == "imap ready\r\n"),
+                Err(_) => false,
             }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ok);
+        })
+        .await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -405,23 +422,36 @@ async fn sigterm_drains_open_connections_then_exits() {
     let mut c = connect(a, &["imap"], "localhost").await.unwrap();
     assert_eq!(read_line(&mut c).await.unwrap(), "imap ready\r\n");
     s.fd.signal("TERM");
-    assert!(s.fd.wait_log("draining", T).await);
-    // New connections are refused; the open one still relays during the grace period.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(TcpStream::connect(a).await.is_err());
+    // The drain starts: its event carries the open count and the grace.
+    let drain =
+        s.fd.wait_event(T, |e| e.get("grace_secs").is_some())
+            .await
+            .unwrap_or_else(|| panic!("{}", s.fd.logs()));
+    assert_eq!(num_field(&drain, "open"), 1);
+    // New connections are refused once the listeners close; the open one
+    // still relays during the grace period.
+    assert!(poll_until_with(T, || async move { TcpStream::connect(a).await.is_err() }).await);
     c.write_all(b"still here\r\n").await.unwrap();
     assert_eq!(read_line(&mut c).await.unwrap(), "still here\r\n");
     // After the grace period it is closed and the process exits 0.
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(st) = s.fd.child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert!(status.success());
-    assert!(s.fd.logs().contains("drain grace period over"));
+    let mut status = None;
+    let child = &mut s.fd.child;
+    assert!(
+        poll_until_async(T, || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        })
+        .await
+    );
+    assert!(status.unwrap().success());
+    // The grace period ran out with the connection still open: forced.
+    assert!(
+        s.fd.events()
+            .event(|e| at(e, "WARN") && num_field(e, "open") == 1)
+            .is_some(),
+        "{}",
+        s.fd.logs()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -433,7 +463,11 @@ async fn sighup_reloads_certificates_and_refuses_a_bad_one() {
     std::fs::copy(&c2, dir.join("server.crt")).unwrap();
     std::fs::copy(&k2, dir.join("server.key")).unwrap();
     s.fd.signal("HUP");
-    assert!(s.fd.wait_log("certificates reloaded", T).await);
+    assert!(s
+        .fd
+        .wait_event(T, |e| num_field(e, "certificates") == 1)
+        .await
+        .is_some());
     let names = |c: &tokio_rustls::client::TlsStream<TcpStream>| {
         let der = c.get_ref().1.peer_certificates().unwrap()[0].to_vec();
         String::from_utf8_lossy(&der).contains("next.example.org")
@@ -446,7 +480,14 @@ async fn sighup_reloads_certificates_and_refuses_a_bad_one() {
     let (_, k3) = write_cert(dir, "other", &["other.example.org"]);
     std::fs::copy(&k3, dir.join("server.key")).unwrap();
     s.fd.signal("HUP");
-    assert!(s.fd.wait_log("certificate reload refused", T).await);
+    assert!(
+        s.fd.wait_event(T, |e| at(e, "ERROR")
+            && str_field(e, "error").contains("server.key"))
+            .await
+            .is_some(),
+        "{}",
+        s.fd.logs()
+    );
     let c = connect(s.fd.addrs[0], &["imap"], "localhost")
         .await
         .unwrap();
@@ -554,40 +595,13 @@ async fn ipv6_client_addresses_reach_the_backend_and_json_logs() {
     );
     let p = dir.path().join("f.yaml");
     std::fs::write(&p, cfg).unwrap();
-    // JSON logs: the harness reads `addr` from them too.
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = Kill(
-        std::process::Command::new(Frontdoor::bin())
-            .args(["--log-format", "json", "serve", "--config"])
-            .arg(&p)
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = child.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for l in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(l);
-        }
-    });
-    // Every line is JSON; the one that says "listening" has the address.
-    let v = (0..20)
-        .map(|_| rx.recv_timeout(T).expect("a log line"))
-        .map(|l| serde_json::from_str::<serde_json::Value>(&l).expect("a JSON log line"))
-        .find(|v| v["message"] == "listening")
-        .expect("a listening line");
-    let addr: SocketAddr = v["addr"].as_str().unwrap().parse().unwrap();
+    let fd = Frontdoor::start(&p, 1);
+    let addr = fd.addrs[0];
+    // Every line is JSON, and the listener's event names its address.
+    assert!(fd
+        .wait_event(T, |e| str_field(e, "addr") == addr.to_string())
+        .await
+        .is_some());
     assert!(addr.is_ipv6());
     let mut c = connect(addr, &["imap"], "localhost").await.unwrap();
     let me = c.get_ref().0.local_addr().unwrap();
@@ -605,16 +619,22 @@ async fn ipv6_client_addresses_reach_the_backend_and_json_logs() {
         other => panic!("expected IPv6, got {other:?}"),
     }
     drop(c);
-    let deadline = std::time::Instant::now() + T;
-    let closed = std::iter::from_fn(|| {
-        rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
-            .ok()
-    })
-    .find(|l| l.contains("connection closed"))
-    .expect("a close line");
-    let v: serde_json::Value = serde_json::from_str(&closed).unwrap();
+    let v = fd
+        .wait_event(T, is_close)
+        .await
+        .unwrap_or_else(|| panic!("a close line:\n{}", fd.logs()));
     assert_eq!(v["route"], "imap");
     assert_eq!(v["bytes_down"], 12);
+    assert_eq!(str_field(&v, "client"), me.to_string());
+    // Every line of the log is a JSON object.
+    let lines = fd.log.lock().unwrap().clone();
+    assert!(
+        lines
+            .iter()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v.is_object())),
+        "{}",
+        fd.logs()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -657,4 +677,84 @@ async fn builtin_status_page_over_http1_with_curl() {
         "HTTP/1.1 404 Not Found\r\n"
     );
     assert!(connect(fd.addrs[0], &["h2"], "localhost").await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_file_lists_every_listener_with_its_real_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let imap = CaptureBackend::start("imap", Expect::V2).await;
+    let cfg = format!(
+        "listeners:\n  - bind: \"127.0.0.1:0\"\n  - bind: \"127.0.0.1:0\"\n    route: imap\nroutes:\n  imap: {{ alpn: [imap], backend: \"{}\" }}\nmetrics: {{ listen: \"127.0.0.1:0\" }}\nmail:\n  domains: [example.org]\n  data_dir: data\n  submission: {{ listen: \"127.0.0.1:0\" }}\n  imap: {{ listen: \"unix:imap.sock\" }}\n",
+        imap.addr
+    );
+    let p = d.join("f.yaml");
+    std::fs::write(&p, cfg).unwrap();
+    let fd = Frontdoor::start(&p, 2);
+    let ready = &fd.ready;
+    assert_eq!(ready.pid, fd.child.id());
+    let kinds: Vec<(String, String)> = ready
+        .listeners
+        .iter()
+        .map(|e| (format!("{:?}", e.kind), e.name.clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("Frontdoor", "0"),
+            ("Frontdoor", "1"),
+            ("Metrics", "metrics"),
+            ("Mail", "submission"),
+            ("Mail", "imap"),
+        ]
+        .map(|(k, n)| (k.to_string(), n.to_string())),
+        "{ready:?}"
+    );
+    // Port 0 resolved: every TCP listener is there at the port it names.
+    let mut tcp = fd.addrs.clone();
+    tcp.push(fd.metrics_addr().unwrap());
+    tcp.push(fd.mail("submission").unwrap().tcp());
+    for a in &tcp {
+        assert_ne!(a.port(), 0, "{ready:?}");
+        TcpStream::connect(a).await.unwrap();
+    }
+    assert_eq!(
+        greeting(fd.addrs[1], &["imap"], "localhost").await,
+        "imap ready\r\n"
+    );
+    // The Unix socket by its absolute path, accepting.
+    let Some(MailAddr::Unix(sock)) = fd.mail("imap") else {
+        panic!("{ready:?}")
+    };
+    assert_eq!(sock, d.join("imap.sock"));
+    tokio::net::UnixStream::connect(&sock).await.unwrap();
+    // Written whole, under its final name only.
+    let files: Vec<_> = std::fs::read_dir(fd.ready_file().parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(files, ["ready.json"]);
+}
+
+#[test]
+fn an_unwritable_ready_file_stops_the_start_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("f.yaml");
+    std::fs::write(
+        &p,
+        "listeners:\n  - bind: \"127.0.0.1:0\"\nroutes:\n  imap: { alpn: [imap], backend: \"127.0.0.1:9\" }\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(Frontdoor::bin())
+        .args(["serve", "--config"])
+        .arg(&p)
+        .args(["--ready-file", "/nonexistent-dir/ready.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot write the ready file /nonexistent-dir/ready.json"),
+        "{err}"
+    );
 }

@@ -22,8 +22,9 @@ use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::{closed_with, str_field, T};
 use frontdoor::proxy_protocol::{encode_v2_at, unix_millis_now, ConnInfo, IdentityTlvs};
 use imap_common::*;
 
@@ -76,15 +77,11 @@ fn tcp_greeting(port: u16, header: &[u8]) -> Option<String> {
     first_line(s, header)
 }
 
-fn wait_log(stack: &Stack, needle: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if stack.logs().contains(needle) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    false
+/// Wait (bounded) for a refusal of the mail servers with `refused == why`.
+fn refused(stack: &Stack, why: &str) -> Option<serde_json::Value> {
+    stack
+        .log()
+        .wait_event_sync(Duration::from_secs(5), |e| str_field(e, "refused") == why)
 }
 
 const PREAUTH_VIA_FRONTDOOR: &str = r#"
@@ -144,7 +141,7 @@ fn tcp_mail_listener_honours_only_a_fresh_signed_header() {
         (
             "no HMAC",
             header(Some("alice@example.org"), None, now),
-            "without a valid HMAC",
+            "bad_hmac",
         ),
         (
             "a wrong secret",
@@ -153,12 +150,12 @@ fn tcp_mail_listener_honours_only_a_fresh_signed_header() {
                 Some(b"guessed-secret-0123456789"),
                 now,
             ),
-            "without a valid HMAC",
+            "bad_hmac",
         ),
         (
             "a header made 60 s ago",
             header(Some("alice@example.org"), Some(secret), now - 60_000),
-            "freshness window",
+            "stale",
         ),
     ] {
         assert_eq!(
@@ -167,7 +164,7 @@ fn tcp_mail_listener_honours_only_a_fresh_signed_header() {
             "{what}: must get no greeting"
         );
         assert!(
-            wait_log(&stack, log),
+            refused(&stack, log).is_some(),
             "{what}: log says why\n{}",
             stack.logs()
         );
@@ -183,7 +180,7 @@ fn tcp_mail_listener_honours_only_a_fresh_signed_header() {
     let g = tcp_greeting(imap_port, &valid).expect("a valid header is greeted");
     assert!(g.starts_with("* PREAUTH"), "{g}");
     assert_eq!(tcp_greeting(imap_port, &valid), None, "a replayed header");
-    assert!(wait_log(&stack, "replayed"), "{}", stack.logs());
+    assert!(refused(&stack, "replayed").is_some(), "{}", stack.logs());
     // Anonymous headers need no MAC and still work.
     let g = tcp_greeting(imap_port, &header(None, None, now)).expect("anonymous is greeted");
     assert!(g.starts_with("* OK"), "{g}");
@@ -303,7 +300,8 @@ fn unix_socket_takes_headers_only_from_the_front_doors_uid() {
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
     let out = as_nobody(UNIX_FORGER, &[path, &hex]);
     assert!(out.contains("GREETING <closed>"), "{out}");
-    assert!(wait_log(&stack, "from uid 65534"), "{}", stack.logs());
+    let uid = refused(&stack, "untrusted_uid").unwrap_or_else(|| panic!("{}", stack.logs()));
+    assert!(str_field(&uid, "error").contains("uid 65534"), "{uid}");
     let anon = header(None, None, unix_millis_now());
     let anon_hex: String = anon.iter().map(|b| format!("{b:02x}")).collect();
     let out = as_nobody(UNIX_FORGER, &[path, &anon_hex]);
@@ -409,11 +407,14 @@ fn a_key_moved_to_another_account_loses_its_session() {
         "{again}"
     );
     let _ = py.wait();
+    let closed = stack
+        .log()
+        .wait_event_sync(T, |e| {
+            closed_with(e, "stopped") && str_field(e, "key") == "alice-phone"
+        })
+        .unwrap_or_else(|| panic!("{}", stack.logs()));
     assert!(
-        stack
-            .logs()
-            .contains("client key's identity changed in the registry"),
-        "{}",
-        stack.logs()
+        str_field(&closed, "reason").contains("client key's identity changed in the registry"),
+        "{closed}"
     );
 }

@@ -3,6 +3,8 @@
 //! (`/proc/self/statm`), the figure printed. The bound is loose, to catch a
 //! per-session buffer that outlives its data, not to benchmark.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +18,20 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
 const SESSIONS: usize = 2000;
+
+/// Resident memory once two readings in a row agree (bounded): freed
+/// buffers and allocator caches have settled.
+async fn settled_rss() -> u64 {
+    let mut last = rss_bytes();
+    common::poll_until_async(Duration::from_secs(2), || {
+        let now = rss_bytes();
+        let same = now == last;
+        last = now;
+        same
+    })
+    .await;
+    last
+}
 
 fn rss_bytes() -> u64 {
     let s = std::fs::read_to_string("/proc/self/statm").unwrap();
@@ -77,13 +93,11 @@ async fn idle_sessions_are_cheap() {
     for _ in 0..50 {
         clients.push(open(ctx.clone(), peer.clone()).await);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let before = rss_bytes();
+    let before = settled_rss().await;
     for _ in 0..SESSIONS {
         clients.push(open(ctx.clone(), peer.clone()).await);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let after = rss_bytes();
+    let after = settled_rss().await;
     let per = after.saturating_sub(before) / SESSIONS as u64;
     println!("resident memory per idle IMAP session (in IDLE): {per} bytes ({SESSIONS} sessions)");
     assert!(per < 32 * 1024, "{per} bytes per idle session");

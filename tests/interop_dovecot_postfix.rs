@@ -430,15 +430,15 @@ async fn xclient_prelude_against_real_postfix() {
         "{}",
         stack.postfix_log()
     );
-    let deadline = std::time::Instant::now() + LOG_WAIT;
-    while !stack.inbox_files("bob@example.org").iter().any(|f| {
-        std::fs::read_to_string(f)
-            .unwrap_or_default()
-            .contains(&tok)
-    }) {
-        assert!(std::time::Instant::now() < deadline, "{}", stack.logs());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let delivered = common::poll_until_async(LOG_WAIT, || {
+        stack.inbox_files("bob@example.org").iter().any(|f| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .contains(&tok)
+        })
+    })
+    .await;
+    assert!(delivered, "{}", stack.logs());
 
     // Without a login only the address moves: the session must still AUTH.
     let mut s = TcpStream::connect(stack.submission_xclient).await.unwrap();

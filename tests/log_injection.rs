@@ -94,7 +94,9 @@ async fn a_newline_in_a_passthrough_sni_gives_one_log_line_and_reaches_no_backen
     );
     let p = dir.path().join("f.yaml");
     std::fs::write(&p, cfg).unwrap();
-    let mut fd = Frontdoor::start(&p, 1);
+    // The text format is what is under test here: a client's bytes must
+    // not start a line of it (JSON escapes by construction).
+    let mut fd = Frontdoor::launch(Launch::new(["serve", "--config"]).arg(&p).text_log(), 1);
     let addr = fd.addrs[0];
     let evil = format!("www.example.org\n{FORGED}");
 
@@ -121,11 +123,9 @@ async fn a_newline_in_a_passthrough_sni_gives_one_log_line_and_reaches_no_backen
     drop(s);
 
     // One close line per connection, 4 in all, and the last is the good one.
-    let deadline = std::time::Instant::now() + T;
+    // log-text-ok: the lines of the text format are what is under test.
     let closed = |fd: &Frontdoor| fd.logs().lines().filter(|l| close_line(l)).count();
-    while closed(&fd) < 4 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    poll_until_async(T, || closed(&fd) >= 4).await;
     let logs = fd.logs();
     // The forged text never starts a line, and no line holds it unescaped.
     for l in logs.lines() {
@@ -137,13 +137,16 @@ async fn a_newline_in_a_passthrough_sni_gives_one_log_line_and_reaches_no_backen
         // rustls' answer to a server name that is not a DNS name.
         assert_eq!(alert, Some(47), "{what}: illegal_parameter");
     }
+    // log-text-ok: the lines of the text format are what is under test.
     let refused = logs
         .lines()
         .filter(|l| close_line(l) && l.contains("ServerNameMustContainOneHostName"))
         .count();
+    // log-text-ok: the lines of the text format are what is under test.
     let ids: std::collections::BTreeSet<_> = logs
         .lines()
         .filter(|l| close_line(l))
+        // log-text-ok: the text format's `id=` field.
         .filter_map(|l| field(l, "id"))
         .collect();
     assert_eq!(ids.len(), 4, "one close line per connection: {ids:?}");

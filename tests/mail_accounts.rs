@@ -3,6 +3,7 @@
 //! frontdoor.yaml; and a password set by the CLI works at once for SMTP AUTH
 //! on a running server (no restart).
 
+mod common;
 mod mail_common;
 use std::io::Write;
 use std::process::{Command, Stdio};

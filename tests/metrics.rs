@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use sha2::{Digest, Sha256};
 
@@ -56,13 +54,7 @@ async fn counters_move_for_scripted_connections() {
     let p = dir.path().join("f.yaml");
     std::fs::write(&p, cfg).unwrap();
     let fd = Frontdoor::start(&p, 1);
-    assert!(fd.wait_log("metrics listening", T).await);
-    let maddr = fd
-        .logs()
-        .lines()
-        .find(|l| l.contains("metrics listening"))
-        .and_then(|l| field(l, "addr"))
-        .unwrap();
+    let maddr = fd.metrics_addr().expect("a metrics listener").to_string();
     let a = fd.addrs[0];
 
     let before = scrape(&maddr);
@@ -110,9 +102,24 @@ async fn counters_move_for_scripted_connections() {
     {
         let _ = read_line(&mut c).await;
     }
-    // Give the connection tasks a moment to log and count their close.
-    assert!(fd.wait_log("reason=\"handshake failed", T).await);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Seven connections, seven close lines (each counted before its line);
+    // the open gauge drops just after the line.
+    assert!(
+        poll_until_async(T, || fd.count(is_close) >= 7).await,
+        "{}",
+        fd.logs()
+    );
+    let open = "frontdoor_connections_open{route=\"imap\",alpn=\"imap\"}";
+    assert!(poll_until(T, || value(&scrape(&maddr), open) == 0.0));
+    // The two failed handshakes, each with its reason.
+    for code in ["no_application_protocol", "client_certificate_refused"] {
+        assert_eq!(
+            fd.count(|e| closed_with(e, code)),
+            1,
+            "{code}\n{}",
+            fd.logs()
+        );
+    }
 
     let m = scrape(&maddr);
     assert_eq!(
@@ -191,10 +198,21 @@ async fn counters_move_for_scripted_connections() {
     // A registry reload is counted, a refused one too.
     std::fs::write(dir.path().join("keys.yaml"), "keys: []\n").unwrap();
     fd.signal("HUP");
-    assert!(fd.wait_log("registry reloaded", T).await);
+    let registry = |e: &serde_json::Value| e.get("registry").is_some();
+    assert!(fd
+        .wait_event(T, |e| registry(e)
+            && at(e, "INFO")
+            && e.get("keys") == Some(&0.into()))
+        .await
+        .is_some());
     std::fs::write(dir.path().join("keys.yaml"), "keys: [oops\n").unwrap();
     fd.signal("HUP");
-    assert!(fd.wait_log("registry not reloaded", T).await);
+    assert!(fd
+        .wait_event(T, |e| registry(e)
+            && at(e, "WARN")
+            && e.get("kept").is_some())
+        .await
+        .is_some());
     let m = scrape(&maddr);
     assert!(
         value(&m, "frontdoor_registry_reloads_total{result=\"ok\"}") >= 1.0,

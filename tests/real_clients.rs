@@ -100,15 +100,20 @@ async fn openssl_s_client_alpn_imap() {
             .spawn()
             .expect("openssl runs");
         let mut stdin = child.stdin.take().unwrap();
+        let seen = Log::collect(child.stdout.take().unwrap());
         stdin.write_all(b"a1 LOGOUT\r\n").unwrap();
-        // Let the echo come back before closing our side.
-        std::thread::sleep(std::time::Duration::from_millis(700));
+        // Close our side once the echo is back (s_client prints it).
+        let echoed = poll_until(T, || seen.text().contains("a1 LOGOUT"));
         drop(stdin);
-        child.wait_with_output().unwrap()
+        let _ = child.wait();
+        // The reader thread takes the rest once openssl has exited.
+        poll_until(T, || seen.text().contains("imap ready"));
+        assert!(echoed, "no echo: {}", seen.text());
+        seen.text()
     })
     .await
     .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = out;
     assert!(stdout.contains("ALPN protocol: imap"), "{stdout}");
     assert!(stdout.contains("imap ready"), "{stdout}");
     assert!(stdout.contains("a1 LOGOUT"), "{stdout}");

@@ -1,6 +1,7 @@
 //! LMTP delivery (per-recipient replies) and remote mail handed to the
 //! smarthost, through the real `frontdoor mail serve`.
 
+mod common;
 mod mail_common;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;

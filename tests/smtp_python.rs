@@ -4,6 +4,7 @@
 //! (an EHLO name that is not one printable word included).
 //! Needs `python3` (a test that cannot run it fails, it does not skip).
 
+mod common;
 mod mail_common;
 use std::process::Command;
 

@@ -2,6 +2,7 @@
 //! header the front door would send: identity semantics, AUTH, each refusal
 //! with its code, bad input, and delivery into the store.
 
+mod common;
 mod mail_common;
 use mail_common::*;
 

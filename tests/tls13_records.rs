@@ -38,6 +38,13 @@ fn start_frontdoor(dir: &std::path::Path, backend: SocketAddr) -> Frontdoor {
     Frontdoor::start(&p, 1)
 }
 
+/// The close line whose reason names `why`, waited for (bounded).
+async fn close_for(fd: &Frontdoor, why: &str) -> serde_json::Value {
+    fd.wait_event(T, |e| is_close(e) && str_field(e, "reason").contains(why))
+        .await
+        .unwrap_or_else(|| panic!("no close line with {why:?}:\n{}", fd.logs()))
+}
+
 /// A deterministic byte pattern, so any loss, duplicate or reorder shows.
 fn pattern(n: usize, seed: u32) -> Vec<u8> {
     let mut x = seed.wrapping_mul(2_654_435_761).max(1);
@@ -196,6 +203,7 @@ impl SClient {
                 "openssl did not print {needle:?} within {T:?}\nstdout:\n{out}\nstderr:\n{}",
                 self.err()
             );
+            // sleep-ok: the interval of a poll bounded by `deadline`.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -209,6 +217,7 @@ impl SClient {
                 "openssl did not print {needle:?} {n} times within {T:?}\nstderr:\n{}",
                 self.err()
             );
+            // sleep-ok: the interval of a poll bounded by `deadline`.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -399,16 +408,7 @@ async fn hostile(
         "client error: {e}"
     );
     assert!(rest.is_empty(), "data after bad input: {rest:?}");
-    assert!(
-        fd.wait_log(why, T).await,
-        "no log line with {why:?}:\n{}",
-        fd.logs()
-    );
-    let closed = fd
-        .logs()
-        .lines()
-        .any(|l| l.contains("connection closed") && l.contains(why));
-    assert!(closed, "no `connection closed` line with {why:?}");
+    close_for(&fd, why).await;
     assert!(fd.child.try_wait().unwrap().is_none(), "frontdoor exited");
     assert_echoes(&mut bystander, "b1 NOOP still here\r\n").await;
     let mut fresh = good_connection(fd.addrs[0]).await;
@@ -648,6 +648,8 @@ fn pipelined(
     let writer = std::thread::spawn(move || {
         for (i, p) in parts.iter().enumerate() {
             if i > 0 {
+                // sleep-ok: spaces the parts so that the server reads them
+                // apart; the split delivery is what is under test.
                 std::thread::sleep(Duration::from_millis(100));
             }
             w.write_all(p).unwrap();
@@ -816,9 +818,20 @@ async fn thousands_of_tiny_records_each_echoed_in_turn() {
 /// A backend that skips the PROXY header, reads to EOF, reports the bytes
 /// read on `tx`, answers `got N`, then closes.
 async fn counting_backend() -> (SocketAddr, tokio::sync::oneshot::Receiver<Vec<u8>>) {
+    let (addr, _, rx) = watching_backend().await;
+    (addr, rx)
+}
+
+/// [`counting_backend`] that also shows what it has so far, as it comes.
+async fn watching_backend() -> (
+    SocketAddr,
+    tokio::sync::watch::Receiver<Vec<u8>>,
+    tokio::sync::oneshot::Receiver<Vec<u8>>,
+) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel();
+    let (wtx, wrx) = tokio::sync::watch::channel(Vec::new());
     tokio::spawn(async move {
         let Ok((mut s, _)) = l.accept().await else {
             return;
@@ -828,14 +841,21 @@ async fn counting_backend() -> (SocketAddr, tokio::sync::oneshot::Receiver<Vec<u
         let mut skip = vec![0u8; u16::from_be_bytes([h[14], h[15]]) as usize];
         s.read_exact(&mut skip).await.unwrap();
         let mut all = Vec::new();
-        let _ = s.read_to_end(&mut all).await;
+        let mut buf = [0u8; 16 * 1024];
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+            wtx.send_replace(all.clone());
+        }
         let _ = s
             .write_all(format!("got {}\r\n", all.len()).as_bytes())
             .await;
         let _ = tx.send(all);
         let _ = s.shutdown().await;
     });
-    (addr, rx)
+    (addr, wrx, rx)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -865,13 +885,18 @@ async fn client_close_notify_is_end_of_stream_for_the_backend() {
 async fn records_after_close_notify_are_ignored() {
     // RFC 8446 §6.1: data received after a closure alert is ignored.
     let dir = tempfile::tempdir().unwrap();
-    let (baddr, seen) = counting_backend().await;
+    let (baddr, mut progress, seen) = watching_backend().await;
     let fd = start_frontdoor(dir.path(), baddr);
     let mut s = connect(fd.addrs[0], &["imap"], "localhost").await.unwrap();
     s.write_all(b"before\r\n").await.unwrap();
     s.flush().await.unwrap();
-    // Wait until the server has handed over to its own record layer.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The backend has the first line: the server has read application
+    // data, so a TLS 1.3 connection is in its own record layer now (the
+    // close line below proves it was).
+    tokio::time::timeout(T, progress.wait_for(|b| b.len() >= b"before\r\n".len()))
+        .await
+        .expect("the backend got the first line")
+        .unwrap();
     let c = s.get_mut().1;
     let mut raw = sealed(c, b"last\r\n");
     c.send_close_notify();
@@ -886,6 +911,12 @@ async fn records_after_close_notify_are_ignored() {
         .expect("the backend saw EOF")
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&got), "before\r\nlast\r\n");
+    // Not rustls: the records after close_notify reached record13.
+    let close = fd
+        .wait_event(T, is_close)
+        .await
+        .unwrap_or_else(|| panic!("no close line:\n{}", fd.logs()));
+    assert_eq!(str_field(&close, "records"), "record13", "{close}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1213,11 +1244,7 @@ async fn refused(records: Vec<Vec<u8>>, alert: u8, why: &str) {
     let mut h = Hand::connect(fd.addrs[0]).await;
     h.send(&records).await;
     assert_eq!(h.alert().await, alert, "alert for {why:?}");
-    assert!(
-        fd.wait_log(why, T).await,
-        "no log line with {why:?}:\n{}",
-        fd.logs()
-    );
+    close_for(&fd, why).await;
     assert!(fd.child.try_wait().unwrap().is_none(), "frontdoor exited");
     assert_echoes(&mut bystander, "b1 NOOP still here\r\n").await;
 }
@@ -1295,11 +1322,7 @@ async fn record_shorter_than_a_tag_is_decode_error() {
     r.extend_from_slice(&[7u8; 16]);
     h.tcp.write_all(&r).await.unwrap();
     assert_eq!(h.alert().await, 50);
-    assert!(
-        fd.wait_log("TLS record too short", T).await,
-        "{}",
-        fd.logs()
-    );
+    close_for(&fd, "TLS record too short").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1312,11 +1335,7 @@ async fn fatal_alert_from_the_client_ends_the_connection_with_a_log_line() {
     // handshake_failure, fatal: no answer is owed, the connection ends.
     h.send(&[inner(&[2, 40], 21, 0)]).await;
     assert!(h.next().await.is_none(), "nothing after the client's alert");
-    assert!(
-        fd.wait_log("peer sent TLS alert 40", T).await,
-        "{}",
-        fd.logs()
-    );
+    close_for(&fd, "peer sent TLS alert 40").await;
     assert!(fd.child.try_wait().unwrap().is_none(), "frontdoor exited");
     assert_echoes(&mut bystander, "b1 NOOP still here\r\n").await;
 }
@@ -1478,17 +1497,9 @@ async fn flooded(flood: impl FnOnce(&mut Hand) -> Vec<u8>, why: &str) {
     let bytes = flood(&mut h);
     let _ = h.tcp.write_all(&bytes).await;
     assert_eq!(h.alert().await, 10, "unexpected_message for {why:?}");
-    assert!(
-        fd.wait_log(why, T).await,
-        "no log line with {why:?}:\n{}",
-        fd.logs()
-    );
-    let closed = fd
-        .logs()
-        .lines()
-        .filter(|l| l.contains("connection closed") && l.contains(why))
-        .count();
-    assert_eq!(closed, 1, "`connection closed` lines with {why:?}");
+    close_for(&fd, why).await;
+    let closed = fd.count(|e| is_close(e) && str_field(e, "reason").contains(why));
+    assert_eq!(closed, 1, "close lines with {why:?}");
     assert!(fd.child.try_wait().unwrap().is_none(), "frontdoor exited");
     assert_echoes(&mut bystander, "b1 NOOP still here\r\n").await;
     let mut fresh = good_connection(fd.addrs[0]).await;
@@ -1566,10 +1577,15 @@ async fn as_many_as_allowed_with_data_between_them_are_relayed() {
         other => panic!("expected close_notify, got {other:?}\n{}", fd.logs()),
     }
     assert!(h.next().await.is_none());
+    // A clean close: no limit on records without data was hit.
+    let close = fd
+        .wait_event(T, is_close)
+        .await
+        .unwrap_or_else(|| panic!("no close line:\n{}", fd.logs()));
+    assert_eq!(str_field(&close, "reason_code"), "closed", "{close}");
     assert!(
-        !fd.logs().contains("without application data"),
-        "{}",
-        fd.logs()
+        !str_field(&close, "reason").contains("without application data"),
+        "{close}"
     );
 }
 
@@ -1622,5 +1638,11 @@ async fn records_without_data_do_not_reset_the_idle_timer() {
         closed_after >= Duration::from_millis(900),
         "closed after {closed_after:?}"
     );
-    assert!(fd.wait_log("idle timeout", T).await, "{}", fd.logs());
+    assert!(
+        fd.wait_event(T, |e| closed_with(e, "idle_timeout"))
+            .await
+            .is_some(),
+        "{}",
+        fd.logs()
+    );
 }

@@ -50,8 +50,10 @@ async fn dribbler(to: SocketAddr, chunk: usize) -> SocketAddr {
                 if sw.write_all(piece).await.is_err() {
                     return;
                 }
-                // A pause now and then, so the pieces arrive as separate reads.
+                // A pause now and then, so the pieces arrive as separate
+                // reads (the fragmentation is under test).
                 if i % 8 == 7 {
+                    // sleep-ok: the pause above.
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
             }

@@ -6,7 +6,6 @@ mod common;
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use common::*;
 use frontdoor::proxy_protocol as pp;
@@ -74,7 +73,10 @@ async fn header_from_a_listed_source_gives_the_real_client() {
     );
     assert_eq!(src_of(&imap), real);
     assert!(
-        fd.wait_log("client=203.0.113.7:4242", T).await,
+        fd.wait_event(T, |e| is_close(e)
+            && str_field(e, "client") == "203.0.113.7:4242")
+            .await
+            .is_some(),
         "{}",
         fd.logs()
     );
@@ -138,15 +140,10 @@ async fn two_instances_behind_haproxy_tcp_mode_see_the_original_client() {
         .spawn()
         .expect("haproxy is installed (CI installs it)");
     // Wait for HAProxy to listen (bounded).
-    let mut up = false;
-    for _ in 0..50 {
-        if TcpStream::connect(front).await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(up, "haproxy did not start");
+    assert!(
+        poll_until_with(T, || async move { TcpStream::connect(front).await.is_ok() }).await,
+        "haproxy did not start"
+    );
     imap.seen.lock().unwrap().clear();
     for _ in 0..4 {
         // Connect from 127.0.0.3 so the original client differs from HAProxy's address.
@@ -162,13 +159,15 @@ async fn two_instances_behind_haproxy_tcp_mode_see_the_original_client() {
         assert_eq!(read_line(&mut s).await.unwrap(), "imap ready\r\n");
         assert_eq!(src_of(&imap), me);
     }
+    let from_client =
+        |e: &serde_json::Value| is_close(e) && str_field(e, "client").starts_with("127.0.0.3:");
     assert!(
-        fd1.wait_log("client=127.0.0.3", T).await,
+        fd1.wait_event(T, from_client).await.is_some(),
         "instance 1 served: {}",
         fd1.logs()
     );
     assert!(
-        fd2.wait_log("client=127.0.0.3", T).await,
+        fd2.wait_event(T, from_client).await.is_some(),
         "instance 2 served: {}",
         fd2.logs()
     );
@@ -246,12 +245,7 @@ async fn passthrough_route_delivers_the_untouched_tls_stream() {
     cc.write_tls(&mut hello).unwrap();
     let mut raw = TcpStream::connect(fd.addrs[0]).await.unwrap();
     raw.write_all(&hello).await.unwrap();
-    for _ in 0..50 {
-        if !first.lock().unwrap().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    poll_until_async(T, || !first.lock().unwrap().is_empty()).await;
     assert_eq!(
         *first.lock().unwrap(),
         hello,

@@ -24,6 +24,10 @@ pub enum MailCmd {
         /// The YAML configuration file.
         #[arg(long, short)]
         config: PathBuf,
+        /// Once every listener is bound, write a JSON document listing each
+        /// one with its actual address here (atomically; docs/operations.md).
+        #[arg(long, value_name = "PATH")]
+        ready_file: Option<PathBuf>,
     },
 }
 
@@ -76,7 +80,7 @@ fn load_mail(path: &Path) -> Result<(Config, MailConfig), LoadMailError> {
 /// global `--log-format`/`--log-level` flags say).
 pub fn run_mail(cmd: MailCmd) -> ExitCode {
     match cmd {
-        MailCmd::Serve { config } => {
+        MailCmd::Serve { config, ready_file } => {
             let (cfg, mail) = match load_mail(&config) {
                 Ok(x) => x,
                 Err(e) => {
@@ -133,7 +137,18 @@ pub fn run_mail(cmd: MailCmd) -> ExitCode {
                         println!("{name} listening on {a}");
                     }
                 }
-                wait_for_signal().await;
+                // Handlers first, so a signal sent as soon as the ready
+                // file appears is never the default (fatal) one.
+                let signals = Signals::install();
+                if let Some(path) = &ready_file {
+                    let mut ready = frontdoor::ready::Ready::new();
+                    ready.mail(&servers);
+                    if let Err(e) = ready.write(path) {
+                        eprintln!("{e}");
+                        return ExitCode::from(1);
+                    }
+                }
+                signals.wait().await;
                 tracing::info!("shutting down");
                 shutdown.cancel();
                 servers.wait(cfg.timeouts.shutdown_grace).await;
@@ -143,17 +158,34 @@ pub fn run_mail(cmd: MailCmd) -> ExitCode {
     }
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+/// SIGTERM and SIGINT, their handlers installed on creation.
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        Self {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
+        }
+    }
+
+    /// Until either arrives (a handler that could not be installed never fires).
+    async fn wait(mut self) {
+        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
             }
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+        tokio::select! {
+            _ = recv(&mut self.term) => {}
+            _ = recv(&mut self.int) => {}
         }
     }
 }

@@ -64,6 +64,8 @@ struct CloseLog<'a> {
     key: Option<String>,
     up: u64,
     down: u64,
+    /// Who carried the TLS records: `record13`, `rustls`, `-` (none relayed).
+    records: &'static str,
 }
 
 impl CloseLog<'_> {
@@ -71,6 +73,7 @@ impl CloseLog<'_> {
         // SNI and ALPN came from the client: both are validated where they
         // are parsed (a DNS name, a value we offered), and escaped here all
         // the same. `reason` is a string field, which tracing escapes.
+        let reason_code = reason.label();
         let reason = reason.to_string();
         let reason = reason.as_str();
         tracing::info!(
@@ -86,7 +89,9 @@ impl CloseLog<'_> {
             bytes_up = self.up,
             bytes_down = self.down,
             duration_ms = self.started.elapsed().as_millis() as u64,
+            records = self.records,
             reason,
+            reason_code = reason_code,
             "connection closed"
         );
     }
@@ -163,6 +168,7 @@ impl Relaying<'_> {
         let out = relay::relay(&mut c.tls, &mut c.be, cfg.timeouts.idle, stop).await;
         self.log.up = out.up;
         self.log.down = out.down;
+        self.log.records = c.tls.record_layer();
         for (direction, n) in [("up", out.up), ("down", out.down)] {
             shared
                 .metrics
@@ -206,6 +212,7 @@ async fn setup<'a>(
         key: None,
         up: 0,
         down: 0,
+        records: "-",
     };
     match set_up(
         shared, id, listener, tls_config, tcp, client, ip_slot, &mut log,

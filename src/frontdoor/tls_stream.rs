@@ -253,6 +253,16 @@ impl<T: Transport> TlsStream<T> {
         self.conn.as_ref()
     }
 
+    /// Who carries this connection's records now: `record13` once a TLS 1.3
+    /// connection was handed over, else `rustls` (the close line says which).
+    pub fn record_layer(&self) -> &'static str {
+        if self.own.is_some() {
+            "record13"
+        } else {
+            "rustls"
+        }
+    }
+
     /// Once the handshake is over and nothing of rustls' is left to send,
     /// hand a TLS 1.3 connection's records over to `record13`.
     fn switch_to_own(&mut self) -> io::Result<()> {

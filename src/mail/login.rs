@@ -265,7 +265,13 @@ impl Logins {
         let mut admitted = match self.admit(client, user) {
             Ok(a) => a,
             Err(e) => {
-                tracing::info!(client = ?client, "login throttled: {e}");
+                let refused_by = match &e {
+                    LoginError::ThrottledAddress(_) => "address",
+                    LoginError::ThrottledAccount(_) => "account",
+                    LoginError::Busy => "busy",
+                    _ => "other",
+                };
+                tracing::info!(client = ?client, refused_by, "login throttled: {e}");
                 return Err(e);
             }
         };

@@ -292,7 +292,7 @@ pub async fn accept_peer(
             match peer::read_proxy_header(conn, source, trust, PROXY_HEADER_TIMEOUT).await {
                 Ok(p) => Some(p),
                 Err(e) => {
-                    tracing::warn!(source = ?source, "connection refused: {e}");
+                    tracing::warn!(source = ?source, refused = e.label(), error = %e, "connection refused: {e}");
                     None
                 }
             }
@@ -300,7 +300,7 @@ pub async fn accept_peer(
         // LMTP on a Unix socket is guarded by the socket's mode (the MTA's
         // uid is not the front door's); over TCP by `trusted_proxies`.
         Intro::TrustedDirect if matches!(source, Source::Tcp(_)) && !trust.trusts(source) => {
-            tracing::warn!(source = ?source, "connection refused: source not in trusted_proxies");
+            tracing::warn!(source = ?source, refused = "untrusted", "connection refused: source not in trusted_proxies");
             None
         }
         _ => Some(PeerInfo::direct(source)),

@@ -178,6 +178,24 @@ pub enum ProxyError {
     Io(std::io::Error),
 }
 
+impl ProxyError {
+    /// A short name from a fixed set, for the log's `refused` field.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Untrusted(_) => "untrusted",
+            Self::UntrustedUid(_) => "untrusted_uid",
+            Self::UnauthenticatedIdentity => "unauthenticated_identity",
+            Self::Stale(_) => "stale",
+            Self::Replayed => "replayed",
+            Self::Timeout(_) => "timeout",
+            Self::Bad(_) => "bad_header",
+            Self::BadHmac => "bad_hmac",
+            Self::Eof => "eof",
+            Self::Io(_) => "io_error",
+        }
+    }
+}
+
 /// Read the PROXY header from a connection from `source`, within `deadline`.
 ///
 /// Refuses an untrusted source without reading, a missing or malformed

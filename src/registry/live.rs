@@ -60,7 +60,7 @@ impl RegistryHandle {
         let first_seen = look(path);
         let bytes = read_registry_file(path).map_err(|f| Problems(vec![f.problem]))?;
         let reg = Registry::parse_bytes(path, &bytes)?;
-        tracing::info!(registry = %path.display(), "registry loaded, {} keys", reg.len());
+        tracing::info!(registry = %path.display(), keys = reg.len(), "registry loaded, {} keys", reg.len());
         let (tx, _) = watch::channel(Arc::new(reg));
         Ok(Self {
             inner: Arc::new(Inner {
@@ -150,7 +150,7 @@ impl Inner {
         }
         match Registry::parse_bytes(&self.path, bytes) {
             Ok(reg) => {
-                tracing::info!(registry = %self.path.display(), "registry reloaded, {} keys", reg.len());
+                tracing::info!(registry = %self.path.display(), keys = reg.len(), "registry reloaded, {} keys", reg.len());
                 self.tx.send_replace(Arc::new(reg));
                 self.reloads_ok
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -170,6 +170,8 @@ impl Inner {
         for p in &problems.0 {
             tracing::warn!(
                 registry = %self.path.display(),
+                kept,
+                problem = %p,
                 "registry not reloaded, keeping the last good one ({kept} keys): {p}"
             );
         }

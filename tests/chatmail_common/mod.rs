@@ -1,14 +1,12 @@
 //! Helpers for the chatmail-mode tests: a stack in chatmail mode with LMTP
-//! and the inbound MX, the addresses of its mail listeners from its log,
+//! and the inbound MX, the addresses of its mail listeners (its ready file),
 //! OpenPGP messages made with GnuPG at test time (re-framed in the new
 //! packet format, `reframe.py`), and the message shapes Delta Chat sends.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use crate::common;
 use crate::imap_common::Stack;
 
 /// The re-framing script (old-format OpenPGP packet headers to new ones).
@@ -28,22 +26,16 @@ pub fn chatmail_stack(chatmail: &str) -> Stack {
     Stack::start_with(&[], dir, &extra)
 }
 
-/// The address a named mail listener (`inbound`, `lmtp`) logged.
+/// The address of a named mail listener (`inbound`, `lmtp`), as the ready
+/// file gives it (`ip:port` or `unix:/path`).
 pub fn mail_listener(s: &Stack, name: &str) -> String {
-    let want = format!("listener=\"{name}\"");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let logs = s.logs();
-        let found = logs
-            .lines()
-            .filter(|l| l.contains(&want) && l.contains("listening"))
-            .find_map(|l| common::field(l, "addr"));
-        if let Some(a) = found {
-            return a.trim_matches('"').to_owned();
-        }
-        assert!(Instant::now() < deadline, "no {name} listener:\n{logs}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    s.process
+        .ready
+        .listeners
+        .iter()
+        .find(|e| e.name == name)
+        .map(|e| e.addr.clone())
+        .unwrap_or_else(|| panic!("no {name} listener: {:?}", s.process.ready))
 }
 
 /// A GnuPG home with a generated key for `uid` (ed25519 + cv25519).

@@ -5,70 +5,27 @@
 //! made at test time and pinned in the registry.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use base64::Engine;
-use sha2::{Digest, Sha256};
+use crate::common::{self, poll_until, Launch, Log, Process};
 
-use crate::common;
+pub use crate::common::BIN;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_frontdoor");
-
-/// A client key: PEM files `<name>.crt`/`<name>.key` in the test dir.
-pub struct Key {
-    pub name: String,
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub fingerprint: String,
-}
-
-pub fn make_key(dir: &Path, name: &str) -> Key {
-    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    // The certificate's own CN is chosen by the client and means nothing.
-    p.distinguished_name
-        .push(rcgen::DnType::CommonName, "mallory@example.org");
-    let cert = p.self_signed(&kp).unwrap();
-    let fp = format!(
-        "sha256:{}",
-        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(kp.public_key_der()))
-    );
-    let (c, k) = (
-        dir.join(format!("{name}.crt")),
-        dir.join(format!("{name}.key")),
-    );
-    std::fs::write(&c, cert.pem()).unwrap();
-    std::fs::write(&k, kp.serialize_pem()).unwrap();
-    Key {
-        name: name.into(),
-        cert: c,
-        key: k,
-        fingerprint: fp,
-    }
-}
+#[allow(unused_imports)]
+pub use crate::common::{make_key, Key};
 
 /// Everything running for one test: one `frontdoor serve` process with the
 /// front door and the bundled mail servers (on Unix sockets) in it.
 pub struct Stack {
     pub dir: tempfile::TempDir,
-    pub child: Child,
-    pub log: Arc<Mutex<Vec<String>>>,
+    pub process: Process,
     /// Front door listener with ALPN routing (imap, smtp).
     pub port: u16,
     /// Front door listener that always routes to IMAP (no ALPN needed).
     pub imaps_port: u16,
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Stack {
@@ -76,8 +33,14 @@ impl Stack {
         self.dir.path()
     }
 
+    /// The raw log (JSON lines), for failure messages.
     pub fn logs(&self) -> String {
-        self.log.lock().unwrap().join("\n")
+        self.process.log.text()
+    }
+
+    /// The process's JSON log.
+    pub fn log(&self) -> &Log {
+        &self.process.log
     }
 
     /// Run `frontdoor accounts ARGS --config` with `stdin`.
@@ -155,51 +118,16 @@ impl Stack {
         for a in ["alice", "bob", "carol"] {
             Self::accounts(d, &["add", &format!("{a}@example.org")], &format!("{a}-pw"));
         }
-        let mut child = Command::new(BIN)
-            .args(["serve", "--config"])
+        let process = Launch::new(["serve", "--config"])
             .arg(d.join("frontdoor.yaml"))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let l2 = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                // Front door listeners are numbered; mail ones are named.
-                if line.contains("listening listener=") && !line.contains("listener=\"") {
-                    if let Some(a) = common::field(&line, "addr") {
-                        let _ = tx.send(a);
-                    }
-                }
-                l2.lock().unwrap().push(line);
-            }
-        });
-        let mut addrs: Vec<SocketAddr> = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while addrs.len() < 2 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(a) => addrs.push(a.parse().unwrap()),
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!(
-                        "frontdoor did not start:\n{}",
-                        log.lock().unwrap().join("\n")
-                    );
-                }
-            }
-        }
+            .start();
+        let addrs = process.frontdoor_addrs();
+        assert_eq!(addrs.len(), 2, "{:?}", process.ready);
         Stack {
             port: addrs[0].port(),
             imaps_port: addrs[1].port(),
             dir,
-            child,
-            log,
+            process,
         }
     }
 }
@@ -214,16 +142,8 @@ pub fn python(script: &str, args: &[&str], timeout: Duration) -> (bool, String, 
         .stderr(Stdio::piped())
         .spawn()
         .expect("python3 is needed for this test");
-    let deadline = Instant::now() + timeout;
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if !poll_until(timeout, || child.try_wait().unwrap().is_some()) {
+        let _ = child.kill();
     }
     let out = child.wait_with_output().unwrap();
     (

@@ -25,7 +25,9 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::common::poll_until;
 
 pub const APT: &str = "DEBIAN_FRONTEND=noninteractive apt-get install -y dovecot-imapd dovecot-lmtpd postfix python3 (preseed: echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections)";
 pub const DOVECOT: &str = "/usr/sbin/dovecot";
@@ -318,59 +320,38 @@ impl MailStack {
 
     /// Poll the UNIX-domain socket `p` until it greets with `prefix`.
     fn wait_unix_greeting(&self, p: &Path, prefix: &str, what: &str) {
-        let deadline = Instant::now() + STARTUP;
-        loop {
-            if let Ok(mut s) = std::os::unix::net::UnixStream::connect(p) {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut buf = [0u8; 256];
-                if let Ok(n) = s.read(&mut buf) {
-                    if String::from_utf8_lossy(&buf[..n]).starts_with(prefix) {
-                        return;
-                    }
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what} did not start on {}\n{}",
-                p.display(),
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let up = poll_until(STARTUP, || {
+            std::os::unix::net::UnixStream::connect(p)
+                .ok()
+                .is_some_and(|mut s| {
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                    greets(&mut s, prefix)
+                })
+        });
+        assert!(
+            up,
+            "{what} did not start on {}\n{}",
+            p.display(),
+            self.logs()
+        );
     }
 
     fn wait_path(&self, p: &Path, what: &str) {
-        let deadline = Instant::now() + STARTUP;
-        while !p.exists() {
-            assert!(
-                Instant::now() < deadline,
-                "{what} did not appear\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let up = poll_until(STARTUP, || p.exists());
+        assert!(up, "{what} did not appear\n{}", self.logs());
     }
 
     /// Poll `addr` until it greets with `prefix` (bounded by `STARTUP`).
     fn wait_greeting(&self, addr: SocketAddr, prefix: &str, what: &str) {
-        let deadline = Instant::now() + STARTUP;
-        loop {
-            if let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut buf = [0u8; 256];
-                if let Ok(n) = s.read(&mut buf) {
-                    if String::from_utf8_lossy(&buf[..n]).starts_with(prefix) {
-                        return;
-                    }
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what} did not start on {addr}\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let up = poll_until(STARTUP, || {
+            TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+                .ok()
+                .is_some_and(|mut s| {
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                    greets(&mut s, prefix)
+                })
+        });
+        assert!(up, "{what} did not start on {addr}\n{}", self.logs());
     }
 
     pub fn dovecot_log(&self) -> String {
@@ -393,15 +374,9 @@ impl MailStack {
     }
 
     /// Wait (bounded) until `log()` contains `needle`; true if it did.
+    /// (Dovecot and Postfix write text logs; frontdoor's are read as events.)
     pub fn wait_log(&self, log: fn(&Self) -> String, needle: &str, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if log(self).contains(needle) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        false
+        poll_until(within, || log(self).contains(needle))
     }
 
     /// Files of `user`'s INBOX (`new/` and `cur/`), for delivery checks.
@@ -418,18 +393,22 @@ impl MailStack {
     }
 }
 
+/// The stream's first bytes start with `prefix` (read bounded by 5 s).
+fn greets(s: &mut impl Read, prefix: &str) -> bool {
+    let mut buf = [0u8; 256];
+    matches!(s.read(&mut buf), Ok(n) if String::from_utf8_lossy(&buf[..n]).starts_with(prefix))
+}
+
 fn stop(child: &mut Option<Child>) {
     let Some(mut c) = child.take() else { return };
     // SIGTERM lets each master stop its own children.
     let _ = Command::new("kill")
         .args(["-TERM", &c.id().to_string()])
         .status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = c.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if poll_until(Duration::from_secs(10), || {
+        matches!(c.try_wait(), Ok(Some(_)))
+    }) {
+        return;
     }
     let _ = c.kill();
     let _ = c.wait();

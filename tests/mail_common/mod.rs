@@ -1,16 +1,19 @@
 //! Test harness shared by the mail/SMTP integration tests: writes a config,
-//! starts the real `frontdoor mail serve`, speaks SMTP with a PROXY v2 header.
+//! starts the real `frontdoor mail serve` (the kit's launcher, `crate::common`),
+//! speaks SMTP with a PROXY v2 header.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use frontdoor::proxy_protocol::{encode_v2, ConnInfo, IdentityTlvs};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_frontdoor");
+use crate::common::{Launch, Process};
+
+pub use crate::common::BIN;
 /// The identity secret the default server checks (TCP listeners honour an
 /// identity only with an HMAC made with it).
 pub const SECRET_TEXT: &str = "test-identity-secret-0123456789";
@@ -44,7 +47,7 @@ impl Default for Opts {
 
 pub struct Server {
     pub dir: tempfile::TempDir,
-    pub child: Option<Child>,
+    pub process: Option<Process>,
     pub submission: SocketAddr,
     pub lmtp: SocketAddr,
     pub inbound: Option<SocketAddr>,
@@ -93,7 +96,7 @@ impl Server {
         std::fs::write(dir.path().join("frontdoor.yaml"), yaml).unwrap();
         let mut s = Server {
             dir,
-            child: None,
+            process: None,
             submission: "0.0.0.0:0".parse().unwrap(),
             lmtp: "0.0.0.0:0".parse().unwrap(),
             inbound: None,
@@ -132,44 +135,35 @@ impl Server {
         out
     }
 
-    /// Start (or restart) the server and learn its ports from stdout.
+    /// Start (or restart) the server and learn its ports from its ready file.
     pub fn start(&mut self) {
-        let mut child = Command::new(BIN)
-            .args(["mail", "serve", "--config"])
+        let p = Launch::new(["mail", "serve", "--config"])
             .arg(self.config())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(out).lines();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let (mut sub, mut lmtp) = (None, None);
-        self.inbound = None;
-        while sub.is_none() || lmtp.is_none() || (self.want_inbound && self.inbound.is_none()) {
-            assert!(Instant::now() < deadline, "server did not start");
-            let Some(Ok(l)) = lines.next() else {
-                panic!("server exited before listening: {:?}", child.try_wait());
-            };
-            if let Some(a) = l.strip_prefix("submission listening on ") {
-                sub = Some(a.parse().unwrap());
-            }
-            if let Some(a) = l.strip_prefix("lmtp listening on ") {
-                lmtp = Some(a.parse().unwrap());
-            }
-            if let Some(a) = l.strip_prefix("inbound listening on ") {
-                self.inbound = Some(a.parse().unwrap());
-            }
-        }
-        self.submission = sub.unwrap();
-        self.lmtp = lmtp.unwrap();
-        self.child = Some(child);
+            .start();
+        let tcp = |name| p.mail(name).map(|a| a.tcp());
+        self.submission = tcp("submission").expect("a submission listener");
+        self.lmtp = tcp("lmtp").expect("an lmtp listener");
+        self.inbound = tcp("inbound");
+        assert_eq!(self.inbound.is_some(), self.want_inbound, "{:?}", p.ready);
+        self.process = Some(p);
+    }
+
+    /// The raw log (JSON lines), for failure messages.
+    pub fn logs(&self) -> String {
+        self.process
+            .as_ref()
+            .map(|p| p.log.text())
+            .unwrap_or_default()
+    }
+
+    /// The running process (its JSON log, its pid).
+    pub fn process(&self) -> &Process {
+        self.process.as_ref().expect("the server is running")
     }
 
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(mut p) = self.process.take() {
+            p.kill();
         }
     }
 
