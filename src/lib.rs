@@ -22,5 +22,6 @@ pub mod proxy_protocol;
 pub mod proxy_read;
 pub mod registry;
 pub mod serve;
+pub mod smtp_reply;
 pub mod throttle;
 pub mod tls;
