@@ -53,42 +53,7 @@ pub enum StartError {
     Registry(String),
 }
 
-/// Logs at most once per interval, counting what it swallowed.
-pub struct RateLimitedLog {
-    last: AtomicU64,
-    suppressed: AtomicU64,
-    interval_ms: u64,
-}
-
-impl RateLimitedLog {
-    pub const fn new(interval_ms: u64) -> Self {
-        Self {
-            last: AtomicU64::new(0),
-            suppressed: AtomicU64::new(0),
-            interval_ms,
-        }
-    }
-
-    /// `Some(n)` when the caller should log now (n = events swallowed since).
-    pub fn allow(&self) -> Option<u64> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        let last = self.last.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= self.interval_ms
-            && self
-                .last
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            Some(self.suppressed.swap(0, Ordering::Relaxed))
-        } else {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-            None
-        }
-    }
-}
+pub use crate::accept::RateLimitedLog;
 
 /// Counters read while serving (the status page, the drain).
 #[derive(Default, Debug)]
@@ -112,7 +77,6 @@ pub struct Shared {
     next_id: AtomicU64,
     id_prefix: String,
     pub over_limit_log: RateLimitedLog,
-    pub accept_err_log: RateLimitedLog,
     /// Open connections per client address.
     pub per_ip: Arc<per_ip::PerIp>,
     pub over_ip_limit_log: RateLimitedLog,
@@ -302,7 +266,6 @@ impl Frontdoor {
                 next_id: AtomicU64::new(1),
                 id_prefix: base36(start),
                 over_limit_log: RateLimitedLog::new(1000),
-                accept_err_log: RateLimitedLog::new(1000),
                 per_ip,
                 over_ip_limit_log: RateLimitedLog::new(1000),
             }),
@@ -449,6 +412,9 @@ fn client_socket_options(listener: &TcpListener) {
     let _ = s.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(KEEPALIVE));
 }
 
+/// Accept on one listener (through the one accept loop, [`crate::accept`])
+/// until `stop`: each connection takes a permit of `limits.max_connections`
+/// and a slot of its client address, or is closed at once.
 async fn accept_loop(
     shared: Arc<Shared>,
     l: BoundListener,
@@ -456,35 +422,7 @@ async fn accept_loop(
     tracker: TaskTracker,
     stop: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(10);
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.cancelled() => return,
-            r = l.socket.accept() => r,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(x) => {
-                backoff = Duration::from_millis(10);
-                x
-            }
-            Err(e) => {
-                // EMFILE/ENFILE/ENOBUFS/ENOMEM: the listener stays readable, so
-                // retrying at once would spin a core. Back off, up to 1 s.
-                let resource =
-                    matches!(e.raw_os_error(), Some(23) | Some(24) | Some(105) | Some(12));
-                if let Some(n) = shared.accept_err_log.allow() {
-                    tracing::warn!(listener = l.index, error = %e, suppressed = n, backoff_ms = backoff.as_millis() as u64, "accept failed");
-                }
-                if resource {
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
-                continue;
-            }
-        };
+    crate::accept::run(l.index, &l.socket, &stop, |tcp, peer| {
         let permit = match limit.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
@@ -497,7 +435,7 @@ async fn accept_loop(
                     );
                 }
                 drop(tcp);
-                continue;
+                return;
             }
         };
         // Behind an upstream balancer the address that counts is the one
@@ -513,7 +451,7 @@ async fn accept_loop(
                 Some(s) => Some(s),
                 None => {
                     drop(tcp);
-                    continue;
+                    return;
                 }
             }
         };
@@ -523,5 +461,6 @@ async fn accept_loop(
         tracker.spawn(async move {
             conn::handle(shared, index, tls_config, tcp, peer, (permit, slot)).await;
         });
-    }
+    })
+    .await;
 }
