@@ -182,7 +182,14 @@ fn fuzz_finding_raw_byte_before_empty_records_is_known() {
     assert_eq!(empties.len(), 3);
     for v in all_suites(empties) {
         assert!(
-            matches!(v, Verdict::Agreed { failed: false, closed: false, .. }),
+            matches!(
+                v,
+                Verdict::Agreed {
+                    failed: false,
+                    closed: false,
+                    ..
+                }
+            ),
             "{v:?}"
         );
     }

@@ -38,19 +38,38 @@ use crate::auth::Auth;
 use crate::config::{Config, Listener};
 use crate::tls::{self, CertStore, SniResolver};
 
+/// Why the front door could not start. The operator's to fix (a listen
+/// address, certificate files, the registry or secret), or the system's
+/// (the address is in use, TLS setup failed).
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// A listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The address as configured.
         addr: SocketAddr,
+        /// What the system said.
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Certificates(String),
+    /// A certificate (files, the generated one, ACME's stored ones) is unusable.
+    #[error(transparent)]
+    Certificates(#[from] tls::certs::CertError),
+    /// Certificate files are unusable: every problem found, one per line.
+    #[error("{}", lines(.0))]
+    CertificateFiles(Vec<tls::certs::CertError>),
+    /// rustls refused the TLS configuration.
     #[error("TLS setup: {0}")]
     Tls(#[from] rustls::Error),
-    #[error("{0}")]
-    Registry(String),
+    /// Client authentication could not start (registry, identity secret).
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
+}
+
+fn lines(errs: &[tls::certs::CertError]) -> String {
+    errs.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub use crate::accept::RateLimitedLog;
@@ -177,44 +196,28 @@ impl Frontdoor {
                 "no tls.certificates configured: serving a freshly generated SELF-SIGNED certificate for 'localhost'. Clients will not trust it; configure real certificates for production"
             );
             let names: Vec<String> = SELF_SIGNED_NAMES.iter().map(|s| s.to_string()).collect();
-            let (c, k) = tls::certs::self_signed(&names)
-                .map_err(|e| StartError::Certificates(e.to_string()))?;
+            let (c, k) = tls::certs::self_signed(&names)?;
             let loaded = tls::certs::from_pem(
                 c.as_bytes(),
                 k.as_bytes(),
                 "generated".as_ref(),
                 "generated".as_ref(),
-            )
-            .map_err(|e| StartError::Certificates(e.to_string()))?;
+            )?;
             vec![loaded]
         } else if config.certificates.is_empty() {
             Vec::new()
         } else {
             CertStore::load(&config.certificates)
-                .map_err(|errs| {
-                    StartError::Certificates(
-                        errs.iter()
-                            .map(|e| e.to_string())
-                            .collect::<Vec<_>>()
-                            .join("\n"),
-                    )
-                })?
+                .map_err(StartError::CertificateFiles)?
                 .into_certs()
         };
         let managed = match &config.acme {
-            Some(a) => {
-                crate::acme::initial(a).map_err(|e| StartError::Certificates(e.to_string()))?
-            }
+            Some(a) => crate::acme::initial(a)?,
             None => Vec::new(),
         };
-        let resolver = Arc::new(
-            SniResolver::with_managed(files, managed)
-                .map_err(|e| StartError::Certificates(e.to_string()))?,
-        );
+        let resolver = Arc::new(SniResolver::with_managed(files, managed)?);
         let auth = match &config.client_auth {
-            Some(ca) => Some(Arc::new(
-                Auth::open(ca).map_err(|e| StartError::Registry(e.to_string()))?,
-            )),
+            Some(ca) => Some(Arc::new(Auth::open(ca)?)),
             None => None,
         };
         let mut listeners = Vec::new();
