@@ -15,6 +15,8 @@
 //! - the loop ends when its stop token fires, also during a back-off; what
 //!   happens to an accepted connection (limits, spawning) is the caller's.
 
+#![warn(missing_docs)]
+
 use std::fmt::Display;
 use std::future::Future;
 use std::io;

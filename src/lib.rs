@@ -5,6 +5,7 @@
 //! a backend behind a PROXY v2 header. `main.rs` only wires the CLI to this
 //! library, so tests and examples use the same API.
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod accept;

@@ -14,6 +14,8 @@
 //! Deadlines belong to the callers (one for the whole XCLIENT prelude, one
 //! per step of a smarthost hand-over), which wrap [`read_reply`] in theirs.
 
+#![warn(missing_docs)]
+
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Longest reply line accepted, line end included (RFC 5321 §4.5.3.1.5 says

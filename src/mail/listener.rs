@@ -5,6 +5,8 @@
 //! (through the one accept loop, [`crate::accept`]). Sessions are limited
 //! to [`MAX_SESSIONS`] per listener and tracked for the drain.
 
+#![warn(missing_docs)]
+
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +41,9 @@ pub use crate::net::Stream as Conn;
 /// A bound listener.
 #[derive(Debug)]
 pub enum Listener {
+    /// A TCP socket.
     Tcp(TcpListener),
+    /// A Unix socket.
     Unix(UnixListener),
 }
 

@@ -34,6 +34,8 @@
 //! (the values handed out), `error` ([`StoreError`]), [`journal`] (the
 //! record format).
 
+#![warn(missing_docs)]
+
 mod durable;
 mod error;
 pub mod journal;
