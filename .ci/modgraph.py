@@ -25,9 +25,11 @@ for dp,dn,fn in os.walk(root):
             for m in re.finditer(r'\b([a-z_]+)::',s):
                 if m.group(1) in mailsubs: g[a].add('mail::'+m.group(1))
         elif a.startswith('mail::'):
-            pat = r'super::super::([a-z_0-9]+)' if depth==3 else r'(?<!super::)super::([a-z_0-9]+)'
-            for m in re.finditer(pat,s):
-                y=m.group(1)
+            # `super::` k times from a module `depth` deep names a module
+            # `depth - k` deep: inside `mail::X` itself it is no edge.
+            for m in re.finditer(r'(?<![a-z_:])((?:super::)+)([a-z_0-9]+)',s):
+                k=m.group(1).count('super::'); y=m.group(2)
+                if depth-k>1: continue
                 b='mail::'+y if y in mailsubs else 'mail'
                 if b!=a: g[a].add(b)
 for a in sorted(g): print(f'{a} -> {", ".join(sorted(g[a]))}')

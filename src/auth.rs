@@ -26,7 +26,7 @@ use crate::config::{ClientAuth, UnknownKey};
 use crate::diagnostics::{Problem, Problems};
 use crate::registry::{check_key_acceptable, fingerprint_spki, Fingerprint, RegistryHandle};
 use crate::throttle::{AddrKey, FailureTable};
-use crate::tls::client_key::{spki_of, KeyPolicy, PinnedKeyVerifier};
+use crate::tls::client_key::{spki_of, KeyPolicy, KeyRefusal, PinnedKeyVerifier};
 
 /// A pinned key's identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,11 +76,11 @@ impl std::fmt::Debug for RegistryHandle {
 }
 
 impl KeyPolicy for HandshakePolicy {
-    fn check(&self, spki: &[u8]) -> Result<(), String> {
+    fn check(&self, spki: &[u8]) -> Result<(), KeyRefusal> {
         let fp = fingerprint_spki(spki);
         if let Err(e) = check_key_acceptable(spki) {
             tracing::warn!(fingerprint = %fp, error = %e, "client key refused: not an acceptable key type or size");
-            return Err(e.to_string());
+            return Err(KeyRefusal::Unacceptable(e));
         }
         if self.registry.current().lookup(&fp).is_some() {
             return Ok(());
@@ -89,7 +89,7 @@ impl KeyPolicy for HandshakePolicy {
             UnknownKey::Anonymous => Ok(()),
             UnknownKey::Reject => {
                 tracing::warn!(fingerprint = %fp, "client key not in the registry: handshake refused (add it with `frontdoor keys add`)");
-                Err(format!("unknown key {fp}"))
+                Err(KeyRefusal::Unknown(fp))
             }
         }
     }
@@ -104,10 +104,20 @@ pub struct Auth {
     _watcher: tokio::task::JoinHandle<()>,
 }
 
-fn read_secret(path: &Path) -> Result<Arc<[u8]>, String> {
-    crate::identity_secret::read(path)
-        .map(Arc::from)
-        .map_err(|e| e.to_string())
+/// Why client authentication could not start. The operator's to fix: the
+/// registry or the identity secret as configured.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The registry file is missing or invalid (every problem, with its line).
+    #[error("{0}")]
+    Registry(Problems),
+    /// The identity secret is missing, too short or readable by others.
+    #[error(transparent)]
+    Secret(#[from] crate::identity_secret::SecretError),
+}
+
+fn read_secret(path: &Path) -> Result<Arc<[u8]>, crate::identity_secret::SecretError> {
+    crate::identity_secret::read(path).map(Arc::from)
 }
 
 impl Auth {
@@ -122,7 +132,7 @@ impl Auth {
                 problems.push(Problem {
                     file: s.clone(),
                     line: None,
-                    message: e,
+                    message: e.to_string(),
                 });
             }
         }
@@ -135,8 +145,8 @@ impl Auth {
 
     /// Load the registry (it must be valid) and start watching it.
     /// Must run inside a tokio runtime.
-    pub fn open(cfg: &ClientAuth) -> Result<Self, String> {
-        let registry = RegistryHandle::open(&cfg.registry).map_err(|p| p.to_string())?;
+    pub fn open(cfg: &ClientAuth) -> Result<Self, AuthError> {
+        let registry = RegistryHandle::open(&cfg.registry).map_err(AuthError::Registry)?;
         let secret = cfg
             .identity_secret
             .as_deref()

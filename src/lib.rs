@@ -5,8 +5,10 @@
 //! a backend behind a PROXY v2 header. `main.rs` only wires the CLI to this
 //! library, so tests and examples use the same API.
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod accept;
 pub mod acme;
 pub mod auth;
 pub mod config;
@@ -23,6 +25,7 @@ pub mod proxy_read;
 pub mod ready;
 pub mod registry;
 pub mod serve;
+pub mod smtp_reply;
 pub mod throttle;
 pub mod tls;
 pub mod web;

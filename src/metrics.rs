@@ -13,7 +13,6 @@
 
 use std::collections::HashSet;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -257,17 +256,7 @@ pub async fn serve<S: ScrapeSource>(
     source: std::sync::Arc<S>,
     stop: CancellationToken,
 ) {
-    loop {
-        let (mut s, _) = tokio::select! {
-            _ = stop.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
+    crate::accept::run("metrics", &listener, &stop, |mut s, _| {
         let source = source.clone();
         tokio::spawn(async move {
             let Ok(head) = read_head(&mut s).await else {
@@ -287,5 +276,6 @@ pub async fn serve<S: ScrapeSource>(
             let _ = s.write_all(resp.as_bytes()).await;
             let _ = s.shutdown().await;
         });
-    }
+    })
+    .await;
 }

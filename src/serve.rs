@@ -59,26 +59,45 @@ pub fn check(path: &Path) -> Result<Config, Problems> {
     }
 }
 
+/// Why `serve` could not run. The operator's or the system's to fix; each
+/// variant's source says which part failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The identity secret shared with the bundled servers.
+    #[error(transparent)]
+    Secret(crate::mail::MailError),
+    /// The front door (listeners, certificates, registry).
+    #[error(transparent)]
+    Frontdoor(#[from] crate::frontdoor::StartError),
+    /// The bundled mail servers.
+    #[error("bundled mail servers: {0}")]
+    Mail(crate::mail::MailError),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    /// The readiness document could not be written (`--ready-file`).
+    #[error(transparent)]
+    Ready(crate::ready::ReadyError),
+}
+
 /// Run the front door until SIGTERM/SIGINT; SIGHUP reloads certificates and registry.
-pub async fn serve(cfg: Config) -> Result<(), String> {
+pub async fn serve(cfg: Config) -> Result<(), ServeError> {
     serve_with(cfg, None).await
 }
 
 /// [`serve`], writing the readiness document ([`crate::ready`]) to
 /// `ready_file` once every listener is bound and the signal handlers are
 /// installed.
-pub async fn serve_with(mut cfg: Config, ready_file: Option<&Path>) -> Result<(), String> {
+pub async fn serve_with(mut cfg: Config, ready_file: Option<&Path>) -> Result<(), ServeError> {
     // Front door and bundled servers in one process share a generated
     // identity secret: the front door signs, the servers check.
-    crate::mail::prepare_identity_secret(&mut cfg).map_err(|e| e.to_string())?;
+    crate::mail::prepare_identity_secret(&mut cfg).map_err(ServeError::Secret)?;
     let shutdown = CancellationToken::new();
     let grace = cfg.timeouts.shutdown_grace;
     // Bind the front door (certificates, listeners) first: the inbound MX's
     // STARTTLS serves the same certificates. It accepts only in `run`, after
     // the bundled mail servers' sockets exist.
-    let fd = Frontdoor::bind(cfg.clone())
-        .await
-        .map_err(|e| e.to_string())?;
+    let fd = Frontdoor::bind(cfg.clone()).await?;
     let shared = fd.shared();
     let mail = match &cfg.mail {
         Some(m) => {
@@ -89,7 +108,7 @@ pub async fn serve_with(mut cfg: Config, ready_file: Option<&Path>) -> Result<()
                 }
                 Err(e) => Err(e),
             };
-            Some(started.map_err(|e| format!("bundled mail servers: {e}"))?)
+            Some(started.map_err(ServeError::Mail)?)
         }
         None => None,
     };
@@ -97,14 +116,11 @@ pub async fn serve_with(mut cfg: Config, ready_file: Option<&Path>) -> Result<()
     // Install the handlers before the listeners announce themselves, so a
     // signal sent right after "listening" is never the default (fatal) one.
     use tokio::signal::unix::{signal, SignalKind};
-    let (mut hup, mut term, mut int) = match (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(h), Ok(t), Ok(i)) => (h, t, i),
-        _ => return Err("cannot install signal handlers".into()),
-    };
+    let (mut hup, mut term, mut int) = (
+        signal(SignalKind::hangup()).map_err(ServeError::Signals)?,
+        signal(SignalKind::terminate()).map_err(ServeError::Signals)?,
+        signal(SignalKind::interrupt()).map_err(ServeError::Signals)?,
+    );
     let signals = tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -124,7 +140,7 @@ pub async fn serve_with(mut cfg: Config, ready_file: Option<&Path>) -> Result<()
         if let Some(m) = &mail {
             ready.mail(m);
         }
-        ready.write(path).map_err(|e| e.to_string())?;
+        ready.write(path).map_err(ServeError::Ready)?;
     }
     fd.run(shutdown).await;
     if let Some(m) = mail {

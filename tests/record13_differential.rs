@@ -163,6 +163,38 @@ fn known_differences_still_hold() {
     }
 }
 
+/// The record13 fuzz target's one finding: an unprotected 0x17 byte, then
+/// empty application data records. Empty application data is allowed
+/// (RFC 8446 §5.1) and both accept it; the byte shifts the next header,
+/// whose version 0x1703 record13 ignores (§5.1) and rustls refuses. The
+/// harness names that difference instead of failing.
+#[test]
+fn fuzz_finding_raw_byte_before_empty_records_is_known() {
+    let input = include_bytes!("../fuzz/corpus/record13/finding-raw-byte-shifts-framing");
+    let (suite, ops) = records::generate(&mut records::Input(input));
+    assert!(matches!(ops[0].0, Op::Raw(ref b) if b[..] == [0x17]));
+    match differential(suite, &ops) {
+        Verdict::Known { at: 1, why } => assert!(why.contains("0x1703"), "{why}"),
+        v => panic!("expected the shifted-header difference at op 1: {v:?}"),
+    }
+    // Without the byte the same empty records agree, and nothing fails.
+    let empties: Vec<_> = ops.into_iter().skip(1).map(|(op, ..)| op).collect();
+    assert_eq!(empties.len(), 3);
+    for v in all_suites(empties) {
+        assert!(
+            matches!(
+                v,
+                Verdict::Agreed {
+                    failed: false,
+                    closed: false,
+                    ..
+                }
+            ),
+            "{v:?}"
+        );
+    }
+}
+
 #[test]
 fn random_streams_agree() {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;

@@ -1,10 +1,11 @@
-//! Arbitrary bytes as what an SMTP backend answers to the front door's
-//! XCLIENT prelude, through `xclient::parse_reply`: a complete reply is
-//! exactly the bytes it claims, parses again the same from those bytes
-//! alone, and the same reply is found when the bytes arrive in pieces.
+//! Arbitrary bytes as what an SMTP server answers to the front door's
+//! XCLIENT prelude or to the smarthost relay, through the one reply parser
+//! `smtp_reply::parse_reply`: a complete reply is exactly the bytes it
+//! claims, parses again the same from those bytes alone, and the same reply
+//! is found when the bytes arrive in pieces.
 #![no_main]
 
-use frontdoor::frontdoor::xclient::{parse_reply, Parsed};
+use frontdoor::smtp_reply::{parse_reply, Parsed};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

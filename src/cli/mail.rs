@@ -190,14 +190,14 @@ impl Signals {
     }
 }
 
-fn accounts_for(args: &AccountsArgs) -> Result<Accounts, String> {
+fn accounts_for(args: &AccountsArgs) -> anyhow::Result<Accounts> {
     let mail = match (&args.config, &args.data_dir) {
-        (Some(c), _) => load_mail(c).map_err(|e| e.to_string())?.1,
+        (Some(c), _) => load_mail(c)?.1,
         (None, d) => {
             let dir = d.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
             let cfg = dir.join("frontdoor.yaml");
             if cfg.exists() {
-                load_mail(&cfg).map_err(|e| e.to_string())?.1
+                load_mail(&cfg)?.1
             } else {
                 MailConfig::with_data_dir(dir)
             }
@@ -206,34 +206,32 @@ fn accounts_for(args: &AccountsArgs) -> Result<Accounts, String> {
     Ok(Accounts::from_config(&mail))
 }
 
-fn read_or_generate_password() -> Result<(String, bool), String> {
+fn read_or_generate_password() -> anyhow::Result<(String, bool)> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
-        return generate_password()
-            .map(|p| (p, true))
-            .map_err(|e| e.to_string());
+        return Ok((generate_password()?, true));
     }
     let mut s = String::new();
     stdin
         .lock()
         .take(4096)
         .read_to_string(&mut s)
-        .map_err(|e| format!("reading the password from stdin: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("reading the password from stdin: {e}"))?;
     let p = s.lines().next().unwrap_or("").to_owned();
     if p.is_empty() {
-        return Err("empty password on stdin".into());
+        anyhow::bail!("empty password on stdin");
     }
     Ok((p, false))
 }
 
 /// `frontdoor accounts …`
 pub fn run_accounts(args: AccountsArgs) -> ExitCode {
-    let res = (|| -> Result<(), String> {
+    let res = (|| -> anyhow::Result<()> {
         let accounts = accounts_for(&args)?;
         match &args.cmd {
             AccountsCmd::Add { address } => {
                 let (pw, generated) = read_or_generate_password()?;
-                let a = accounts.add(address, &pw).map_err(|e| e.to_string())?;
+                let a = accounts.add(address, &pw)?;
                 if generated {
                     println!("created {a} with password: {pw}");
                 } else {
@@ -245,19 +243,17 @@ pub fn run_accounts(args: AccountsArgs) -> ExitCode {
                 ));
             }
             AccountsCmd::List => {
-                for a in accounts.list().map_err(|e| e.to_string())? {
+                for a in accounts.list()? {
                     println!("{a}");
                 }
             }
             AccountsCmd::Remove { address } => {
-                accounts.remove(address).map_err(|e| e.to_string())?;
+                accounts.remove(address)?;
                 println!("removed {address}");
             }
             AccountsCmd::Passwd { address } => {
                 let (pw, generated) = read_or_generate_password()?;
-                accounts
-                    .set_password(address, &pw)
-                    .map_err(|e| e.to_string())?;
+                accounts.set_password(address, &pw)?;
                 if generated {
                     println!("new password for {address}: {pw}");
                 } else {

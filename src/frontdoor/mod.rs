@@ -38,57 +38,41 @@ use crate::auth::Auth;
 use crate::config::{Config, Listener};
 use crate::tls::{self, CertStore, SniResolver};
 
+/// Why the front door could not start. The operator's to fix (a listen
+/// address, certificate files, the registry or secret), or the system's
+/// (the address is in use, TLS setup failed).
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// A listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The address as configured.
         addr: SocketAddr,
+        /// What the system said.
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Certificates(String),
+    /// A certificate (files, the generated one, ACME's stored ones) is unusable.
+    #[error(transparent)]
+    Certificates(#[from] tls::certs::CertError),
+    /// Certificate files are unusable: every problem found, one per line.
+    #[error("{}", lines(.0))]
+    CertificateFiles(Vec<tls::certs::CertError>),
+    /// rustls refused the TLS configuration.
     #[error("TLS setup: {0}")]
     Tls(#[from] rustls::Error),
-    #[error("{0}")]
-    Registry(String),
+    /// Client authentication could not start (registry, identity secret).
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
 }
 
-/// Logs at most once per interval, counting what it swallowed.
-pub struct RateLimitedLog {
-    last: AtomicU64,
-    suppressed: AtomicU64,
-    interval_ms: u64,
+fn lines(errs: &[tls::certs::CertError]) -> String {
+    errs.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
-impl RateLimitedLog {
-    pub const fn new(interval_ms: u64) -> Self {
-        Self {
-            last: AtomicU64::new(0),
-            suppressed: AtomicU64::new(0),
-            interval_ms,
-        }
-    }
-
-    /// `Some(n)` when the caller should log now (n = events swallowed since).
-    pub fn allow(&self) -> Option<u64> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        let last = self.last.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= self.interval_ms
-            && self
-                .last
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            Some(self.suppressed.swap(0, Ordering::Relaxed))
-        } else {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-            None
-        }
-    }
-}
+pub use crate::accept::RateLimitedLog;
 
 /// Counters read while serving (the status page, the drain).
 #[derive(Default, Debug)]
@@ -112,7 +96,6 @@ pub struct Shared {
     next_id: AtomicU64,
     id_prefix: String,
     pub over_limit_log: RateLimitedLog,
-    pub accept_err_log: RateLimitedLog,
     /// Open connections per client address.
     pub per_ip: Arc<per_ip::PerIp>,
     pub over_ip_limit_log: RateLimitedLog,
@@ -215,44 +198,28 @@ impl Frontdoor {
                 "no tls.certificates configured: serving a freshly generated SELF-SIGNED certificate for 'localhost'. Clients will not trust it; configure real certificates for production"
             );
             let names: Vec<String> = SELF_SIGNED_NAMES.iter().map(|s| s.to_string()).collect();
-            let (c, k) = tls::certs::self_signed(&names)
-                .map_err(|e| StartError::Certificates(e.to_string()))?;
+            let (c, k) = tls::certs::self_signed(&names)?;
             let loaded = tls::certs::from_pem(
                 c.as_bytes(),
                 k.as_bytes(),
                 "generated".as_ref(),
                 "generated".as_ref(),
-            )
-            .map_err(|e| StartError::Certificates(e.to_string()))?;
+            )?;
             vec![loaded]
         } else if config.certificates.is_empty() {
             Vec::new()
         } else {
             CertStore::load(&config.certificates)
-                .map_err(|errs| {
-                    StartError::Certificates(
-                        errs.iter()
-                            .map(|e| e.to_string())
-                            .collect::<Vec<_>>()
-                            .join("\n"),
-                    )
-                })?
+                .map_err(StartError::CertificateFiles)?
                 .into_certs()
         };
         let managed = match &config.acme {
-            Some(a) => {
-                crate::acme::initial(a).map_err(|e| StartError::Certificates(e.to_string()))?
-            }
+            Some(a) => crate::acme::initial(a)?,
             None => Vec::new(),
         };
-        let resolver = Arc::new(
-            SniResolver::with_managed(files, managed)
-                .map_err(|e| StartError::Certificates(e.to_string()))?,
-        );
+        let resolver = Arc::new(SniResolver::with_managed(files, managed)?);
         let auth = match &config.client_auth {
-            Some(ca) => Some(Arc::new(
-                Auth::open(ca).map_err(|e| StartError::Registry(e.to_string()))?,
-            )),
+            Some(ca) => Some(Arc::new(Auth::open(ca)?)),
             None => None,
         };
         let mut listeners = Vec::new();
@@ -317,7 +284,6 @@ impl Frontdoor {
                 next_id: AtomicU64::new(1),
                 id_prefix: base36(start),
                 over_limit_log: RateLimitedLog::new(1000),
-                accept_err_log: RateLimitedLog::new(1000),
                 per_ip,
                 over_ip_limit_log: RateLimitedLog::new(1000),
                 web,
@@ -465,6 +431,9 @@ fn client_socket_options(listener: &TcpListener) {
     let _ = s.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(KEEPALIVE));
 }
 
+/// Accept on one listener (through the one accept loop, [`crate::accept`])
+/// until `stop`: each connection takes a permit of `limits.max_connections`
+/// and a slot of its client address, or is closed at once.
 async fn accept_loop(
     shared: Arc<Shared>,
     l: BoundListener,
@@ -472,35 +441,7 @@ async fn accept_loop(
     tracker: TaskTracker,
     stop: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(10);
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.cancelled() => return,
-            r = l.socket.accept() => r,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(x) => {
-                backoff = Duration::from_millis(10);
-                x
-            }
-            Err(e) => {
-                // EMFILE/ENFILE/ENOBUFS/ENOMEM: the listener stays readable, so
-                // retrying at once would spin a core. Back off, up to 1 s.
-                let resource =
-                    matches!(e.raw_os_error(), Some(23) | Some(24) | Some(105) | Some(12));
-                if let Some(n) = shared.accept_err_log.allow() {
-                    tracing::warn!(listener = l.index, error = %e, suppressed = n, backoff_ms = backoff.as_millis() as u64, "accept failed");
-                }
-                if resource {
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
-                continue;
-            }
-        };
+    crate::accept::run(l.index, &l.socket, &stop, |tcp, peer| {
         let permit = match limit.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
@@ -513,7 +454,7 @@ async fn accept_loop(
                     );
                 }
                 drop(tcp);
-                continue;
+                return;
             }
         };
         // Behind an upstream balancer the address that counts is the one
@@ -529,7 +470,7 @@ async fn accept_loop(
                 Some(s) => Some(s),
                 None => {
                     drop(tcp);
-                    continue;
+                    return;
                 }
             }
         };
@@ -539,5 +480,6 @@ async fn accept_loop(
         tracker.spawn(async move {
             conn::handle(shared, index, tls_config, tcp, peer, (permit, slot)).await;
         });
-    }
+    })
+    .await;
 }

@@ -22,8 +22,9 @@
 //! so the re-check refuses that client's own XCLIENT too.
 //!
 //! Invariants:
-//! - the reply parser is pure ([`parse_reply`]) with an explicit "need more
-//!   bytes" result and hard limits ([`MAX_LINE`], [`MAX_REPLY`]);
+//! - replies are parsed and read by the one SMTP reply client
+//!   ([`crate::smtp_reply`]: pure parser, explicit "need more bytes" result,
+//!   hard limits);
 //! - Postfix sends nothing after its reply to `XCLIENT` until spoken to, so
 //!   any byte read beyond that reply is an error, never relayed;
 //! - the whole prelude runs under one deadline;
@@ -34,12 +35,9 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-/// Longest reply line accepted (RFC 5321 §4.5.3.1.5 says 512 octets).
-pub const MAX_LINE: usize = 1024;
-/// Longest multi-line reply accepted (an EHLO reply is a few hundred bytes).
-pub const MAX_REPLY: usize = 8192;
+use crate::smtp_reply::{self, ReadError, Reply, ReplyError};
 /// Longest login sent; Postfix limits a whole command line to 2048 bytes by
 /// default (`line_length_limit`), and addresses are at most 254 octets.
 pub const MAX_LOGIN: usize = 255;
@@ -87,7 +85,9 @@ pub enum XclientError {
     #[error("backend closed the connection during the {0}")]
     Closed(Stage),
     #[error("backend sent a malformed SMTP reply during the {stage}: {detail}")]
-    Malformed { stage: Stage, detail: String },
+    Malformed { stage: Stage, detail: ReplyError },
+    #[error("backend sent bytes after its greeting before EHLO")]
+    EarlyTalker,
     #[error("backend refused the {stage}: {reply}")]
     Refused { stage: Stage, reply: String },
     #[error("backend does not offer XCLIENT to the front door (is its address in Postfix's smtpd_authorized_xclient_hosts?)")]
@@ -115,99 +115,6 @@ impl XclientError {
                 reply,
             } if reply.starts_with("550") => Fault::Configuration,
             _ => Fault::Backend,
-        }
-    }
-}
-
-/// One complete SMTP reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub code: u16,
-    /// The text of each line, without code, separator and line end.
-    pub lines: Vec<String>,
-    /// The reply exactly as received, line ends included.
-    pub raw: Vec<u8>,
-}
-
-impl Reply {
-    /// The first line as sent, for error messages.
-    fn summary(&self) -> String {
-        let first = self.lines.first().map(String::as_str).unwrap_or("");
-        format!("{} {}", self.code, first)
-    }
-}
-
-/// Result of feeding bytes to [`parse_reply`].
-#[derive(Debug, PartialEq, Eq)]
-pub enum Parsed {
-    /// A whole reply, and how many bytes of the input it used.
-    Complete(Reply, usize),
-    /// The reply is not finished yet: read more and call again.
-    Incomplete,
-}
-
-/// Parse one SMTP reply (RFC 5321 §4.2: `ddd-text` lines, then `ddd text`)
-/// from the start of `buf`. Pure; the caller owns the buffer.
-pub fn parse_reply(buf: &[u8]) -> Result<Parsed, String> {
-    let mut pos = 0;
-    let mut code: Option<u16> = None;
-    let mut lines = Vec::new();
-    loop {
-        let rest = &buf[pos..];
-        let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
-            if rest.len() > MAX_LINE {
-                return Err(format!("reply line longer than {MAX_LINE} bytes"));
-            }
-            if buf.len() > MAX_REPLY {
-                return Err(format!("reply longer than {MAX_REPLY} bytes"));
-            }
-            return Ok(Parsed::Incomplete);
-        };
-        if nl + 1 > MAX_LINE {
-            return Err(format!("reply line longer than {MAX_LINE} bytes"));
-        }
-        let line = &rest[..nl];
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        pos += nl + 1;
-        if pos > MAX_REPLY {
-            return Err(format!("reply longer than {MAX_REPLY} bytes"));
-        }
-        if line.len() < 3 || !line[..3].iter().all(u8::is_ascii_digit) {
-            return Err(format!(
-                "not a reply line: {:?}",
-                String::from_utf8_lossy(line)
-            ));
-        }
-        let this_code = line[..3]
-            .iter()
-            .fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
-        if *code.get_or_insert(this_code) != this_code {
-            return Err(format!(
-                "reply code changed within one reply: {:?}",
-                String::from_utf8_lossy(line)
-            ));
-        }
-        let (last, text) = match line.get(3) {
-            None => (true, &[][..]),
-            Some(b' ') => (true, &line[4..]),
-            Some(b'-') => (false, &line[4..]),
-            Some(_) => {
-                return Err(format!(
-                    "not a reply line: {:?}",
-                    String::from_utf8_lossy(line)
-                ));
-            }
-        };
-        lines.push(String::from_utf8_lossy(text).into_owned());
-        if last {
-            return Ok(Parsed::Complete(
-                Reply {
-                    code: this_code,
-                    lines,
-                    raw: buf[..pos].to_vec(),
-                },
-                pos,
-            ));
         }
     }
 }
@@ -297,22 +204,13 @@ async fn read_reply<S: AsyncRead + Unpin>(
     buf: &mut Vec<u8>,
     stage: Stage,
 ) -> Result<Reply, XclientError> {
-    let mut chunk = [0u8; 1024];
-    loop {
-        match parse_reply(buf) {
-            Ok(Parsed::Complete(reply, used)) => {
-                buf.drain(..used);
-                return Ok(reply);
-            }
-            Ok(Parsed::Incomplete) => {}
-            Err(detail) => return Err(XclientError::Malformed { stage, detail }),
-        }
-        let n = backend.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(XclientError::Closed(stage));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
+    smtp_reply::read_reply(backend, buf)
+        .await
+        .map_err(|e| match e {
+            ReadError::Io(e) => XclientError::Io(e),
+            ReadError::Closed => XclientError::Closed(stage),
+            ReadError::Malformed(detail) => XclientError::Malformed { stage, detail },
+        })
 }
 
 fn expect(reply: Reply, code: u16, stage: Stage) -> Result<Reply, XclientError> {
@@ -382,10 +280,7 @@ async fn prelude<S: AsyncRead + AsyncWrite + Unpin>(
     if !buf.is_empty() {
         // An honest server waits for EHLO; anything else is a broken or
         // hostile backend (or a pre-greeting "early talker" mix-up).
-        return Err(XclientError::Malformed {
-            stage: Stage::Greeting,
-            detail: "bytes after the greeting before EHLO".into(),
-        });
+        return Err(XclientError::EarlyTalker);
     }
     backend
         .write_all(format!("EHLO {helo_name}\r\n").as_bytes())
@@ -414,7 +309,7 @@ async fn prelude<S: AsyncRead + AsyncWrite + Unpin>(
 mod tests {
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
-    use tokio::io::{duplex, AsyncBufReadExt, BufReader};
+    use tokio::io::{duplex, AsyncBufReadExt, AsyncReadExt, BufReader};
 
     const GREETING: &[u8] = b"220 mail.example.org ESMTP Postfix\r\n";
     const EHLO_REPLY: &[u8] = b"250-mail.example.org\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n\
@@ -724,29 +619,5 @@ mod tests {
             xclient_command(Some("alice@example.org"), c).unwrap(),
             "XCLIENT LOGIN=alice@example.org NAME=[UNAVAILABLE] ADDR=[UNAVAILABLE] PORT=40000\r\n"
         );
-    }
-
-    #[test]
-    fn reply_parser_limits_and_incomplete() {
-        assert_eq!(parse_reply(b"220 hel").unwrap(), Parsed::Incomplete);
-        assert_eq!(
-            parse_reply(b"250-a\r\n250-b\r\n").unwrap(),
-            Parsed::Incomplete
-        );
-        let Parsed::Complete(r, used) = parse_reply(b"250-a\r\n250 b\r\nXX").unwrap() else {
-            panic!("incomplete")
-        };
-        assert_eq!((r.code, used), (250, 14));
-        assert_eq!(r.lines, vec!["a", "b"]);
-        assert!(parse_reply(b"250-a\r\n251 b\r\n").is_err());
-        assert!(parse_reply(b"25x ok\r\n").is_err());
-        assert!(parse_reply(&vec![b'2'; MAX_LINE + 1]).is_err());
-        let many = b"250-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n".repeat(200);
-        assert!(parse_reply(&many).is_err());
-        // Bare code line is a complete last line.
-        assert!(matches!(
-            parse_reply(b"220\r\n").unwrap(),
-            Parsed::Complete(_, 5)
-        ));
     }
 }

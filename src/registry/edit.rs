@@ -49,6 +49,25 @@ pub enum EditError {
     Unsupported { path: String, reason: String },
 }
 
+/// Why a registry file's layout cannot be edited line by line (the file is
+/// valid; it is written in a shape these edits do not handle, so the
+/// operator edits it by hand).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Layout {
+    /// No line holds `keys:`.
+    #[error("cannot find the keys: line")]
+    NoKeysLine,
+    /// `keys:` holds something other than a list.
+    #[error("keys: is written as {0:?}, not as a list")]
+    NotAList(String),
+    /// `keys: [ … ]` rather than a block list.
+    #[error("keys: is written as a flow list [ … ], not as a block list of `- name:` items")]
+    FlowList,
+    /// The first item of `keys:` has no line of its own.
+    #[error("cannot find the first key")]
+    NoFirstKey,
+}
+
 fn io_err<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(std::io::Error) -> EditError + 'a {
     move |err| EditError::Io {
         path: path.display().to_string(),
@@ -92,9 +111,9 @@ pub fn add_entry(path: &Path, entry: &KeyEntry) -> Result<(), EditError> {
             });
         }
         let new_text = appended(existing.as_ref().map(|(t, _)| t.as_str()), &old, entry).map_err(
-            |reason| EditError::Unsupported {
+            |layout| EditError::Unsupported {
                 path: shown.clone(),
-                reason,
+                reason: layout.to_string(),
             },
         )?;
         let new = Registry::parse(path, &new_text).map_err(|problems| EditError::Unsupported {
@@ -145,9 +164,9 @@ pub fn remove_entry(path: &Path, name_or_fingerprint: &str) -> Result<KeyEntry, 
             .position(|e| *e == entry)
             .ok_or_else(not_found)?;
         let new_text =
-            removed(&text, index, old.len()).map_err(|reason| EditError::Unsupported {
+            removed(&text, index, old.len()).map_err(|layout| EditError::Unsupported {
                 path: shown.clone(),
-                reason,
+                reason: layout.to_string(),
             })?;
         let new = Registry::parse(path, &new_text).map_err(|problems| EditError::Unsupported {
             path: shown.clone(),
@@ -343,7 +362,7 @@ pub(crate) fn appended(
     existing: Option<&str>,
     old: &Registry,
     entry: &KeyEntry,
-) -> Result<String, String> {
+) -> Result<String, Layout> {
     let Some(text) = existing else {
         return Ok(format!(
             "{NEW_FILE_HEADER}keys:\n{}",
@@ -365,11 +384,8 @@ pub(crate) fn appended(
     if old.is_empty() {
         // `keys:`, `keys: []`, `keys: ~`: make the line a bare `keys:` and
         // start a block list under it.
-        let line = lines
-            .get(keys_line - 1)
-            .ok_or("the keys: line is missing")?
-            .clone();
-        let at = value_start(&line).ok_or("cannot find the keys: line")?;
+        let line = lines.get(keys_line - 1).ok_or(Layout::NoKeysLine)?.clone();
+        let at = value_start(&line).ok_or(Layout::NoKeysLine)?;
         let (value, comment) = split_comment(&line[at..]);
         let value = value.trim();
         let squeezed: String = value.chars().filter(|c| !c.is_whitespace()).collect();
@@ -377,7 +393,7 @@ pub(crate) fn appended(
             squeezed.as_str(),
             "" | "[]" | "~" | "null" | "Null" | "NULL"
         ) {
-            return Err(format!("keys: is written as {value:?}, not as a list"));
+            return Err(Layout::NotAList(value.to_owned()));
         }
         let comment = comment.trim_end();
         let head = &line[..at];
@@ -389,10 +405,10 @@ pub(crate) fn appended(
         lines.push(entry_text(entry, NEW_LIST_INDENT));
         return Ok(lines.concat());
     }
-    let first = map.line("keys[0]").ok_or("cannot find the first key")?;
+    let first = map.line("keys[0]").ok_or(Layout::NoFirstKey)?;
     let dash = dash_line(&lines, first)
         .filter(|l| *l > keys_line)
-        .ok_or("keys: is written as a flow list [ … ], not as a block list of `- name:` items")?;
+        .ok_or(Layout::FlowList)?;
     let indent = lines[dash - 1].len() - lines[dash - 1].trim_start_matches(' ').len();
     lines.push(entry_text(entry, indent));
     Ok(lines.concat())
@@ -421,19 +437,18 @@ fn is_blank_or_comment(line: &str) -> bool {
 /// The file without the lines of item `index` of `keys:` (of `len` items):
 /// from its `-` line to its last line that is not blank or a comment.
 /// Comments above it and after it stay.
-pub(crate) fn removed(text: &str, index: usize, len: usize) -> Result<String, String> {
+pub(crate) fn removed(text: &str, index: usize, len: usize) -> Result<String, Layout> {
     let lines: Vec<String> = text.split_inclusive('\n').map(str::to_owned).collect();
     let map = SourceMap::new(text);
-    let keys_line = map.line("keys").ok_or("cannot find keys:")?;
-    let flow = "keys: is written as a flow list [ … ], not as a block list of `- name:` items";
-    let item_start = |i: usize| -> Result<usize, String> {
+    let keys_line = map.line("keys").ok_or(Layout::NoKeysLine)?;
+    let item_start = |i: usize| -> Result<usize, Layout> {
         let l = map
             .line(&SourceMap::item("keys", i))
             .filter(|l| *l > keys_line)
-            .ok_or(flow)?;
+            .ok_or(Layout::FlowList)?;
         dash_line(&lines, l)
             .filter(|d| *d > keys_line)
-            .ok_or_else(|| flow.to_owned())
+            .ok_or(Layout::FlowList)
     };
     let start = item_start(index)?;
     let limit = if index + 1 < len {

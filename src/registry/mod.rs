@@ -117,14 +117,14 @@ impl Registry {
 
     /// Build from entries already known to be valid; errors name the first
     /// duplicate. (Tests and programs that make registries in memory.)
-    pub fn from_entries(entries: Vec<KeyEntry>) -> Result<Registry, String> {
+    pub fn from_entries(entries: Vec<KeyEntry>) -> Result<Registry, DuplicateEntry> {
         let mut r = Registry::default();
         for e in entries {
             if r.by_name.contains_key(&e.name) {
-                return Err(format!("duplicate name {:?}", e.name));
+                return Err(DuplicateEntry::Name(e.name));
             }
             if r.by_fingerprint.contains_key(&e.fingerprint) {
-                return Err(format!("duplicate fingerprint {}", e.fingerprint));
+                return Err(DuplicateEntry::Fingerprint(e.fingerprint));
             }
             r.push(e);
         }
@@ -400,38 +400,69 @@ pub(crate) fn read_registry_file(path: &Path) -> Result<Vec<u8>, ReadFailure> {
         )
     };
     // Look before opening: opening a FIFO would block.
-    check_metadata(&std::fs::metadata(path).map_err(io)?, path).map_err(|m| fail(false, m))?;
+    let refused = |r: FileRefusal| fail(false, r.to_string());
+    check_metadata(&std::fs::metadata(path).map_err(io)?, path).map_err(refused)?;
     let f = std::fs::File::open(path).map_err(io)?;
-    check_metadata(&f.metadata().map_err(io)?, path).map_err(|m| fail(false, m))?;
+    check_metadata(&f.metadata().map_err(io)?, path).map_err(refused)?;
     let mut buf = Vec::new();
     f.take(MAX_REGISTRY_FILE + 1)
         .read_to_end(&mut buf)
         .map_err(io)?;
     if buf.len() as u64 > MAX_REGISTRY_FILE {
-        return Err(fail(false, too_large(buf.len() as u64)));
+        return Err(refused(FileRefusal::TooLarge(buf.len() as u64)));
     }
     Ok(buf)
 }
 
-fn too_large(len: u64) -> String {
-    format!("the file is {len} bytes or more; a registry may have at most {MAX_REGISTRY_FILE} bytes (1 MiB): is this the right file?")
+/// Why a registry file is not read. The operator's to fix: the file as it
+/// stands on disk.
+#[derive(Debug, thiserror::Error)]
+pub enum FileRefusal {
+    /// A directory, FIFO, device or socket.
+    #[error("not a regular file")]
+    NotAFile,
+    /// Writable by anyone on the machine.
+    #[error(
+        "the file is world-writable (mode {mode:04o}): anyone on this machine could pin a key; \
+         run `chmod o-w {}`",
+        path.display()
+    )]
+    WorldWritable {
+        /// The file's permission bits.
+        mode: u32,
+        /// The file.
+        path: std::path::PathBuf,
+    },
+    /// Longer than [`MAX_REGISTRY_FILE`].
+    #[error("the file is {0} bytes or more; a registry may have at most {MAX_REGISTRY_FILE} bytes (1 MiB): is this the right file?")]
+    TooLarge(u64),
 }
 
-fn check_metadata(md: &std::fs::Metadata, path: &Path) -> Result<(), String> {
+/// Two entries of an in-memory registry that clash (the caller's fault).
+#[derive(Debug, thiserror::Error)]
+pub enum DuplicateEntry {
+    /// Two entries with one name.
+    #[error("duplicate name {0:?}")]
+    Name(String),
+    /// Two entries with one key.
+    #[error("duplicate fingerprint {0}")]
+    Fingerprint(Fingerprint),
+}
+
+fn check_metadata(md: &std::fs::Metadata, path: &Path) -> Result<(), FileRefusal> {
     use std::os::unix::fs::PermissionsExt;
     if !md.is_file() {
-        return Err("not a regular file".into());
+        return Err(FileRefusal::NotAFile);
     }
     let mode = md.permissions().mode() & 0o7777;
     if mode & 0o002 != 0 {
-        return Err(format!(
-            "the file is world-writable (mode {mode:04o}): anyone on this machine could pin a key; \
-             run `chmod o-w {}`",
-            path.display()
-        ));
+        return Err(FileRefusal::WorldWritable {
+            mode,
+            path: path.to_owned(),
+        });
     }
     if md.len() > MAX_REGISTRY_FILE {
-        return Err(too_large(md.len()));
+        return Err(FileRefusal::TooLarge(md.len()));
     }
     Ok(())
 }

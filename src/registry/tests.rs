@@ -328,8 +328,9 @@ fn append_refuses_flow_lists() {
     );
     let r = parse(&t).unwrap();
     let e = appended(Some(&t), &r, &entry("dave", 9)).unwrap_err();
+    assert_eq!(e, super::edit::Layout::FlowList);
     assert_eq!(
-        e,
+        e.to_string(),
         "keys: is written as a flow list [ … ], not as a block list of `- name:` items"
     );
 }

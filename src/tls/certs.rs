@@ -37,8 +37,11 @@ pub enum CertError {
     BadKey { path: PathBuf, reason: String },
     #[error("{key}: this private key does not match the certificate {cert}")]
     Mismatch { cert: PathBuf, key: PathBuf },
-    #[error("{path}: cannot parse certificate: {reason}")]
-    Parse { path: PathBuf, reason: String },
+    #[error("{path}: cannot parse certificate: {source}")]
+    Parse {
+        path: PathBuf,
+        source: x509_parser::nom::Err<x509_parser::error::X509Error>,
+    },
     #[error("no certificates configured")]
     Empty,
     #[error("{path}: refusing a world-writable file (anyone could replace it): chmod o-w {path}")]
@@ -118,9 +121,9 @@ pub fn from_pem(
         path: key_path.to_owned(),
         reason: e.to_string(),
     })?;
-    let meta = cert_meta(&chain[0]).map_err(|reason| CertError::Parse {
+    let meta = cert_meta(&chain[0]).map_err(|source| CertError::Parse {
         path: cert_path.to_owned(),
-        reason,
+        source,
     })?;
     let ck = CertifiedKey::new(chain, signing);
     ck.keys_match().map_err(|_| CertError::Mismatch {
@@ -133,9 +136,11 @@ pub fn from_pem(
     })
 }
 
-fn cert_meta(der: &CertificateDer<'_>) -> Result<CertMeta, String> {
+fn cert_meta(
+    der: &CertificateDer<'_>,
+) -> Result<CertMeta, x509_parser::nom::Err<x509_parser::error::X509Error>> {
     use x509_parser::prelude::*;
-    let (_, cert) = X509Certificate::from_der(der.as_ref()).map_err(|e| e.to_string())?;
+    let (_, cert) = X509Certificate::from_der(der.as_ref())?;
     let mut names = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for n in &san.value.general_names {

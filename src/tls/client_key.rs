@@ -26,11 +26,23 @@ use rustls::pki_types::{CertificateDer, SubjectPublicKeyInfoDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
 
+/// Why a presented key may not complete the handshake. Always the client's
+/// fault: it presented the key.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyRefusal {
+    /// A kind or size of key frontdoor does not accept.
+    #[error("not an acceptable key type or size: {0}")]
+    Unacceptable(#[from] crate::registry::KeyError),
+    /// A key the registry does not hold, on a listener that requires one.
+    #[error("unknown key {0}")]
+    Unknown(crate::registry::Fingerprint),
+}
+
 /// Decides whether a presented key may complete the handshake.
 pub trait KeyPolicy: Send + Sync + fmt::Debug {
-    /// `Ok` lets the handshake continue; `Err(reason)` fails it with the
-    /// `bad_certificate` alert. `reason` is for the log.
-    fn check(&self, spki: &[u8]) -> Result<(), String>;
+    /// `Ok` lets the handshake continue; `Err` fails it with the
+    /// `bad_certificate` alert, and is for the log.
+    fn check(&self, spki: &[u8]) -> Result<(), KeyRefusal>;
 }
 
 /// Extract the DER SubjectPublicKeyInfo of a certificate, ignoring the rest.

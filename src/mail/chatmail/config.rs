@@ -176,12 +176,12 @@ pub enum Inadmissible {
     PasswordTooShort { min: usize },
 }
 
-fn days_or_duration(s: &str) -> Result<Duration, String> {
+fn days_or_duration(s: &str) -> Result<Duration, humantime::DurationError> {
     let t = s.trim();
     if let Ok(days) = t.parse::<u64>() {
         return Ok(Duration::from_secs(days.saturating_mul(86_400)));
     }
-    humantime::parse_duration(t).map_err(|e| e.to_string())
+    humantime::parse_duration(t)
 }
 
 /// Validate the raw section; problems go to `r` at `mail.chatmail.*` paths.

@@ -1,5 +1,5 @@
 //! The IMAP listener of the bundled mail servers: binds nothing itself
-//! ([`crate::mail::start`] binds `mail.imap.listen`), it only runs the accept
+//! (`mail::start` binds `mail.imap.listen`), it only runs the accept
 //! loop that reads the PROXY header (required, trusted sources only, as for
 //! submission) and hands each connection to [`session::serve`].
 
@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::session::{self, ImapContext};
+use crate::mail::listener::{spawn_accept_loop, Intro, Listener};
 use crate::mail::peer::TrustPolicy;
-use crate::mail::{spawn_accept_loop, Intro, Listener};
 
 /// Accept IMAP sessions on `listener` until `shutdown`.
 pub fn spawn(

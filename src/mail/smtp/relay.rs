@@ -2,14 +2,15 @@
 //! (`mail.relay`): EHLO, MAIL, RCPT…, DATA, QUIT over plain TCP on a trusted
 //! network. Every step has a deadline; any non-2xx/3xx reply fails the whole
 //! hand-over (temporary or permanent as the smarthost said), so the sender
-//! gets the truth before its `250`.
+//! gets the truth before its `250`. Replies are read by the one SMTP reply
+//! client, [`crate::smtp_reply`].
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::parser::parse_reply;
+use crate::smtp_reply::read_reply;
 
 /// Deadline for each step of the conversation.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -31,25 +32,11 @@ struct Conn {
 
 impl Conn {
     async fn reply(&mut self) -> Result<(u16, String), RelayError> {
-        loop {
-            match parse_reply(&self.buf).map_err(RelayError::Temporary)? {
-                Some((code, lines, used)) => {
-                    self.buf.drain(..used);
-                    return Ok((code, lines.join(" ")));
-                }
-                None => {
-                    let mut chunk = [0u8; 4096];
-                    let n = tokio::time::timeout(STEP_TIMEOUT, self.s.read(&mut chunk))
-                        .await
-                        .map_err(|_| RelayError::Temporary("timeout".into()))?
-                        .map_err(|e| RelayError::Temporary(e.to_string()))?;
-                    if n == 0 {
-                        return Err(RelayError::Temporary("connection closed".into()));
-                    }
-                    self.buf.extend_from_slice(&chunk[..n]);
-                }
-            }
-        }
+        let reply = tokio::time::timeout(STEP_TIMEOUT, read_reply(&mut self.s, &mut self.buf))
+            .await
+            .map_err(|_| RelayError::Temporary("timeout".into()))?
+            .map_err(|e| RelayError::Temporary(e.to_string()))?;
+        Ok((reply.code, reply.lines.join(" ")))
     }
 
     async fn send(&mut self, data: &[u8]) -> Result<(), RelayError> {
