@@ -8,7 +8,7 @@ joins A by SecureJoin and writes back. Prints one line per fact:
 
   VERSION <core version>
   CONFIGURED <A|B> <addr>
-  INFO <A|B> <key> <value>     (is_chatmail, used_transport_settings, ...)
+  INFO <A|B> <key> <value>     (used_transport_settings, imap_server_comment)
   RECEIVED <B|A> <encrypted 0/1> <text>
   SECUREJOIN done
 
@@ -39,7 +39,7 @@ watchdog.start()
 
 def info(name, acc):
     i = acc.get_info()
-    for key in ("is_chatmail", "used_transport_settings", "imap_server_comment"):
+    for key in ("used_transport_settings", "imap_server_comment"):
         value = " ".join(str(i.get(key, "")).split())
         print("INFO", name, key, value, flush=True)
 
@@ -63,7 +63,7 @@ with Rpc(accounts_dir=acc_dir) as rpc:
         acc = dc.add_account()
         t0 = time.time()
         acc.add_transport_from_qr(qr)
-        addr = acc.get_config("addr")
+        addr = acc.get_config("configured_addr")
         print("CONFIGURED", name, addr, flush=True)
         print(f"{name} configured in {time.time() - t0:.1f}s", file=sys.stderr, flush=True)
         info(name, acc)
@@ -80,7 +80,7 @@ with Rpc(accounts_dir=acc_dir) as rpc:
     a.wait_for_securejoin_inviter_success()
     b.wait_for_securejoin_joiner_success()
     print("SECUREJOIN done", flush=True)
-    a_on_b = b.get_contact_by_addr(a.get_config("addr"))
+    a_on_b = b.get_contact_by_addr(a.get_config("configured_addr"))
     a_on_b.create_chat().send_text("hello from B after securejoin")
     enc, text = receive("A", a)
     print("RECEIVED", "A", enc, text, flush=True)
