@@ -63,15 +63,15 @@ pub fn print_with_qr(uri: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
-fn mail_of(config: &Path) -> Result<MailConfig, String> {
-    let cfg = frontdoor::config::Config::load(config).map_err(|e| e.to_string())?;
+fn mail_of(config: &Path) -> anyhow::Result<MailConfig> {
+    let cfg = frontdoor::config::Config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
     cfg.mail
-        .ok_or_else(|| format!("{}: no mail: section", config.display()))
+        .ok_or_else(|| anyhow::anyhow!("{}: no mail: section", config.display()))
 }
 
 /// `frontdoor chatmail …`
 pub fn run(args: ChatmailArgs) -> ExitCode {
-    let res = (|| -> Result<(), String> {
+    let res = (|| -> anyhow::Result<()> {
         match args.cmd {
             ChatmailCmd::Invite {
                 config,
@@ -85,15 +85,15 @@ pub fn run(args: ChatmailArgs) -> ExitCode {
                 });
                 let mail = mail_of(&config)?;
                 let Some(chatmail) = &mail.chatmail else {
-                    return Err(format!(
+                    anyhow::bail!(
                         "{}: not a chatmail relay (no mail.chatmail section)",
                         config.display()
-                    ));
+                    );
                 };
                 let domain = mail
                     .domains
                     .first()
-                    .ok_or_else(|| format!("{}: no mail domain", config.display()))?;
+                    .ok_or_else(|| anyhow::anyhow!("{}: no mail domain", config.display()))?;
                 let form = if short {
                     InviteForm::Domain
                 } else {
@@ -111,7 +111,7 @@ pub fn run(args: ChatmailArgs) -> ExitCode {
     match res {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("{e:#}");
             ExitCode::from(1)
         }
     }
