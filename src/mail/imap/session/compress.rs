@@ -40,6 +40,8 @@ pub const COMPRESSOR_REST: Duration = Duration::from_secs(10);
 const LEVEL: u32 = 6;
 /// Compressed bytes read from the client at a time.
 const RAW_READ: usize = 4096;
+/// The first read after a rest.
+const RESTING_READ: usize = 512;
 /// Bound on compressor rounds for one write (each round adds output space;
 /// deflate output is at most a little larger than its input).
 const MAX_ROUNDS: usize = 1 << 16;
@@ -118,8 +120,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     pub(super) fn rest(&mut self) {
         if let Some(d) = self.deflate.as_mut() {
             d.compress = None;
-            if d.raw_out.capacity() > KEEP_BUFFER {
-                d.raw_out = Vec::new();
+            d.raw_out = Vec::new();
+            if d.raw_pos >= d.raw_in.len() {
+                d.raw_in = Vec::new();
+                d.raw_pos = 0;
             }
         }
     }
@@ -154,7 +158,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             if d.raw_in.is_empty() && d.raw_in.capacity() > KEEP_BUFFER {
                 d.raw_in = Vec::new();
             }
-            d.raw_in.reserve(RAW_READ);
+            // Small while resting: the read may wait for hours.
+            d.raw_in.reserve(if d.raw_in.capacity() == 0 {
+                RESTING_READ
+            } else {
+                RAW_READ
+            });
             let n = io.read_buf(&mut d.raw_in).await?;
             if n == 0 {
                 return Ok(0);
