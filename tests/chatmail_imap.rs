@@ -9,12 +9,9 @@
 mod common;
 mod imap_common;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::{num_field, str_field};
 use imap_common::*;
 use serde_json::Value;
 
@@ -187,8 +184,7 @@ fn turn_entry_only_when_turn_is_configured() {
 /// Start the binary again on the stack's config and data (same listeners,
 /// new ports); the IMAP (fixed-route) port.
 fn restart(s: &mut Stack) -> (common::Frontdoor, u16) {
-    let _ = s.child.kill();
-    let _ = s.child.wait();
+    s.process.kill();
     let fd = common::Frontdoor::start(&s.path().join("frontdoor.yaml"), 2);
     let port = fd.addrs[1].port();
     (fd, port)
@@ -280,91 +276,20 @@ fn compress_deflate_with_a_raw_zlib_client() {
     assert!(v("done").contains(" OK "), "{r}");
     assert!(v("logout").contains(" OK "), "{r}");
     // The session's closing line counts what compression saved.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let closed = loop {
-        let logs = s.logs();
-        if let Some(l) = logs.lines().find(|l| {
-            l.contains("session closed")
-                && common::field(l, "compress").as_deref() == Some("DEFLATE")
-        }) {
-            break l.to_owned();
-        }
-        assert!(Instant::now() < deadline, "no closing line:\n{logs}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let plain: u64 = common::field(&closed, "deflate_plain_out")
-        .unwrap()
-        .parse()
-        .unwrap();
-    let wire: u64 = common::field(&closed, "deflate_wire_out")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let closed = s
+        .log()
+        .wait_event_sync(common::T, |e| {
+            str_field(e, "message") == "session closed" && str_field(e, "compress") == "DEFLATE"
+        })
+        .unwrap_or_else(|| panic!("no closing line:\n{}", s.logs()));
+    let plain = num_field(&closed, "deflate_plain_out");
+    let wire = num_field(&closed, "deflate_wire_out");
     assert!(plain > 4800 && wire * 3 < plain, "{closed}");
-}
-
-/// The binary with `--log-format json` on `config`: its front door
-/// listeners and its log lines, parsed.
-struct JsonFrontdoor {
-    child: std::process::Child,
-    addrs: Vec<SocketAddr>,
-    log: Arc<Mutex<Vec<Value>>>,
-}
-
-impl Drop for JsonFrontdoor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl JsonFrontdoor {
-    fn start(config: &std::path::Path, listeners: usize) -> Self {
-        let mut child = Command::new(common::Frontdoor::bin())
-            .args(["--log-format", "json", "serve", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let l2 = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let Ok(v) = serde_json::from_str::<Value>(&line) else {
-                    continue;
-                };
-                if v["target"] == "frontdoor::frontdoor" && v["message"] == "listening" {
-                    if let Some(a) = v["addr"].as_str() {
-                        let _ = tx.send(a.to_owned());
-                    }
-                }
-                l2.lock().unwrap().push(v);
-            }
-        });
-        let mut addrs = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while addrs.len() < listeners {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(a) => addrs.push(a.parse().unwrap()),
-                Err(_) => panic!("frontdoor did not start: {:?}", log.lock().unwrap()),
-            }
-        }
-        Self { child, addrs, log }
-    }
 }
 
 #[test]
 fn deltachat_with_compress_exchanges_a_message() {
-    let mut s = chatmail_stack(true);
-    let _ = s.child.kill();
-    let _ = s.child.wait();
-    let fd = JsonFrontdoor::start(&s.path().join("frontdoor.yaml"), 2);
+    let s = chatmail_stack(true);
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/deltachat/two_accounts.py"
@@ -374,7 +299,7 @@ fn deltachat_with_compress_exchanges_a_message() {
     let (ok, out, err) = python(
         &script,
         &[
-            &fd.addrs[0].port().to_string(),
+            &s.port.to_string(),
             "alice@example.org",
             "alice-pw",
             "bob@example.org",
@@ -384,16 +309,11 @@ fn deltachat_with_compress_exchanges_a_message() {
         ],
         Duration::from_secs(120),
     );
-    let logs = || {
-        fd.log
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|v| v.to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    assert!(ok, "stdout:\n{out}\nstderr:\n{err}\nfrontdoor:\n{}", logs());
+    assert!(
+        ok,
+        "stdout:\n{out}\nstderr:\n{err}\nfrontdoor:\n{}",
+        s.logs()
+    );
     eprintln!("{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
@@ -405,28 +325,24 @@ fn deltachat_with_compress_exchanges_a_message() {
         ],
         "stderr:\n{err}"
     );
-    // Both accounts' IMAP sessions turned compression on (polled: the log
-    // reader thread may lag behind the process).
-    let on = |v: &Value| -> Option<String> {
-        let is = v.get("message")?.as_str()? == "compression on"
-            && v.get("compress")?.as_str()? == "DEFLATE";
-        is.then(|| v.get("account")?.as_str().map(str::to_owned))?
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let on = loop {
-        let on: Vec<String> = fd.log.lock().unwrap().iter().filter_map(on).collect();
-        let both = ["alice@example.org", "bob@example.org"]
-            .iter()
-            .all(|a| on.iter().any(|x| x == a));
-        if both {
-            break on;
+    // Both accounts' IMAP sessions turned compression on (the JSON log's
+    // `compression on` events with `compress` and `account`).
+    let on = |a: &'static str| {
+        move |e: &Value| {
+            str_field(e, "message") == "compression on"
+                && str_field(e, "compress") == "DEFLATE"
+                && str_field(e, "account") == a
         }
-        assert!(
-            Instant::now() < deadline,
-            "COMPRESS not on for both: {on:?}\n{}",
-            logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
     };
-    println!("COMPRESS=DEFLATE sessions of Delta Chat: {}", on.len());
+    for a in ["alice@example.org", "bob@example.org"] {
+        assert!(
+            s.log().wait_event_sync(common::T, on(a)).is_some(),
+            "no COMPRESS for {a}:\n{}",
+            s.logs()
+        );
+    }
+    let n = s
+        .log()
+        .count(|e| str_field(e, "message") == "compression on");
+    println!("COMPRESS=DEFLATE sessions of Delta Chat: {n}");
 }

@@ -2,10 +2,12 @@
 //! value checks, the server's shared entries (what chatmail-metadata serves
 //! to Delta Chat), and each account's private entries, kept on disk.
 //!
-//! Layout: `<data_dir>/metadata/<account>.json`, one file per account with
-//! any private entry, the account name escaped into a file name; replaced
-//! atomically (temp file, fsync, rename, directory fsync) under this
-//! process's lock, so an `OK` to SETMETADATA survives a restart.
+//! Layout: `<data_dir>/mailboxes/<account>/metadata.json` (the account's
+//! directory, [`account_dir`], where chatmail keeps its `metadata.json` too,
+//! so deleting the account removes it), present while the account has any
+//! private entry; replaced atomically (temp file, fsync, rename, directory
+//! fsync) under this process's lock, so an `OK` to SETMETADATA survives a
+//! restart.
 //!
 //! `/private/devicetoken` keeps a set of tokens, as chatmail-metadata does
 //! (one per device of the account; each SETMETADATA adds one, `NIL` clears
@@ -28,6 +30,7 @@ use std::sync::Mutex;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+use crate::mail::chatmail::account_flags::account_dir;
 use crate::mail::chatmail::ChatmailConfig;
 use crate::mail::store::canonical_mailbox;
 
@@ -217,7 +220,7 @@ impl AccountFile {
 /// The private entries of every account, on disk.
 #[derive(Debug)]
 pub struct MetadataStore {
-    dir: PathBuf,
+    data_dir: PathBuf,
     /// Orders read-modify-write cycles of this process.
     lock: Mutex<()>,
 }
@@ -227,32 +230,24 @@ pub struct MetadataStore {
 pub type Change = (String, Option<String>);
 
 impl MetadataStore {
-    /// Entries under `<data_dir>/metadata/`.
+    /// Entries in the account directories under `data_dir`.
     pub fn new(data_dir: &Path) -> Self {
         Self {
-            dir: data_dir.join("metadata"),
+            data_dir: data_dir.to_owned(),
             lock: Mutex::new(()),
         }
     }
 
-    fn file(&self, account: &str) -> PathBuf {
-        let mut name = String::with_capacity(account.len() + 5);
-        for b in account.bytes() {
-            if b.is_ascii_alphanumeric()
-                || (b"@-_+".contains(&b))
-                || (b == b'.' && !name.is_empty())
-            {
-                name.push(char::from(b));
-            } else {
-                name.push_str(&format!("%{b:02x}"));
-            }
-        }
-        name.push_str(".json");
-        self.dir.join(name)
+    fn file(&self, account: &str) -> Result<PathBuf, MetadataError> {
+        account_dir(&self.data_dir, account)
+            .map(|d| d.join("metadata.json"))
+            .ok_or_else(|| {
+                MetadataError::Corrupt(format!("account name {account:?} is no address"))
+            })
     }
 
     fn read(&self, account: &str) -> Result<AccountFile, MetadataError> {
-        match fs::read(self.file(account)) {
+        match fs::read(self.file(account)?) {
             Ok(b) => serde_json::from_slice(&b).map_err(|e| MetadataError::Corrupt(e.to_string())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(AccountFile::default()),
             Err(e) => Err(e.into()),
@@ -260,14 +255,16 @@ impl MetadataStore {
     }
 
     fn write(&self, account: &str, data: &AccountFile) -> Result<(), MetadataError> {
-        fs::create_dir_all(&self.dir)?;
-        let path = self.file(account);
+        let path = self.file(account)?;
+        let dir = path.parent().unwrap_or(&self.data_dir).to_owned();
         if data.entries.is_empty() && data.devicetokens.is_empty() {
             return match fs::remove_file(&path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
-                _ => Ok(File::open(&self.dir)?.sync_all()?),
+                Ok(()) => Ok(File::open(&dir)?.sync_all()?),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e.into()),
             };
         }
+        fs::create_dir_all(&dir)?;
         let text = serde_json::to_vec(data).map_err(|e| MetadataError::Corrupt(e.to_string()))?;
         let tmp = path.with_extension("json.tmp");
         let mut t = File::create(&tmp)?;
@@ -275,7 +272,7 @@ impl MetadataStore {
         t.sync_all()?;
         drop(t);
         fs::rename(&tmp, &path)?;
-        File::open(&self.dir)?.sync_all()?;
+        File::open(&dir)?.sync_all()?;
         Ok(())
     }
 
@@ -389,12 +386,6 @@ impl MetadataStore {
             }
         }
         self.write(account, &data)
-    }
-
-    /// Forget every entry of `account` (when the account is deleted).
-    pub fn remove_account(&self, account: &str) -> Result<(), MetadataError> {
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.write(account, &AccountFile::default())
     }
 }
 
@@ -517,34 +508,49 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = MetadataStore::new(dir.path());
         for i in 0..MAX_ENTRIES {
-            s.set("a", "", &[(format!("/private/e{i}"), Some("v".into()))], 0)
-                .unwrap();
+            s.set(
+                "a@x.org",
+                "",
+                &[(format!("/private/e{i}"), Some("v".into()))],
+                0,
+            )
+            .unwrap();
         }
         assert!(matches!(
-            s.set("a", "", &[("/private/more".into(), Some("v".into()))], 0),
+            s.set(
+                "a@x.org",
+                "",
+                &[("/private/more".into(), Some("v".into()))],
+                0
+            ),
             Err(MetadataError::TooMany)
         ));
         for i in 0..MAX_TOKENS + 5 {
             s.set(
-                "a",
+                "a@x.org",
                 "",
                 &[(DEVICETOKEN.into(), Some(format!("t{i}")))],
                 i as i64,
             )
             .unwrap();
         }
-        let tokens = s.get("a", "", DEVICETOKEN, 100).unwrap().unwrap();
+        let tokens = s.get("a@x.org", "", DEVICETOKEN, 100).unwrap().unwrap();
         assert_eq!(tokens.split(' ').count(), MAX_TOKENS);
         assert!(!tokens.split(' ').any(|t| t == "t0"));
     }
 
     #[test]
-    fn file_names_are_escaped() {
-        let s = MetadataStore::new(Path::new("/d"));
-        assert_eq!(
-            s.file("a@example.org"),
-            Path::new("/d/metadata/a@example.org.json")
-        );
-        assert_eq!(s.file("../x/y"), Path::new("/d/metadata/%2e.%2fx%2fy.json"));
+    fn files_live_in_the_account_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = MetadataStore::new(dir.path());
+        let tok = |v: Option<&str>| [(DEVICETOKEN.to_owned(), v.map(str::to_owned))];
+        s.set("a@x.org", "", &tok(Some("t")), 0).unwrap();
+        let f = dir.path().join("mailboxes/a@x.org/metadata.json");
+        assert!(f.exists());
+        s.set("a@x.org", "", &tok(None), 0).unwrap();
+        assert!(!f.exists(), "no file without entries");
+        for bad in ["../x@y", "a/b@c", "noat"] {
+            assert!(s.set(bad, "", &tok(Some("t")), 0).is_err(), "{bad}");
+        }
     }
 }
