@@ -423,4 +423,34 @@ mod tests {
             Err(Inadmissible::PasswordTooShort { min: 9 })
         );
     }
+
+    fn problems(yaml: &str, base: &Path) -> Vec<String> {
+        let raw: RawChatmail = serde_yaml::from_str(yaml).unwrap();
+        let map = crate::diagnostics::SourceMap::default();
+        let file = base.join("f.yaml");
+        let mut r = Reporter::new(&file, &map);
+        validate(raw, base, &mut r);
+        r.problems.iter().map(|p| p.message.clone()).collect()
+    }
+
+    #[test]
+    fn metadata_sources_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("secret"), "north").unwrap();
+        std::fs::write(d.join("av.json"), "{\"clients\": []}").unwrap();
+        std::fs::write(d.join("bad.json"), "{nope").unwrap();
+        let ok = "iroh_relay: https://iroh.example.org/\nturn: turn.example.org:3478\nturn_secret_file: secret\nappversions: av.json\nprivacy_mail: p@example.org\n";
+        assert_eq!(problems(ok, d), Vec::<String>::new());
+        let p = problems("turn: turn.example.org:3478\n", d);
+        assert!(p.iter().any(|m| m.contains("shared secret")), "{p:?}");
+        let p = problems("turn: turn.example.org\nturn_secret_file: secret\n", d);
+        assert!(p.iter().any(|m| m.contains("host:port")), "{p:?}");
+        let p = problems("iroh_relay: \"ftp://x y\"\n", d);
+        assert!(p.iter().any(|m| m.contains("http(s) URL")), "{p:?}");
+        let p = problems("appversions: bad.json\n", d);
+        assert!(p.iter().any(|m| m.contains("JSON")), "{p:?}");
+        let p = problems("metadata_comment: \"two\\nlines\"\n", d);
+        assert!(p.iter().any(|m| m.contains("one line")), "{p:?}");
+    }
 }
