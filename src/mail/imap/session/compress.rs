@@ -34,7 +34,7 @@ use crate::mail::imap::response::{self, Code, Status as ImapStatus};
 
 /// Client silence after which the compressor is dropped (it is recreated,
 /// empty, for the next response).
-pub const COMPRESSOR_REST: Duration = Duration::from_secs(10);
+pub(super) const COMPRESSOR_REST: Duration = Duration::from_secs(10);
 /// Deflate level: 6, zlib's default and what chatmail's Dovecot uses
 /// (`imap_compress_deflate_level`).
 const LEVEL: u32 = 6;
