@@ -56,6 +56,14 @@ pub(crate) struct RawChatmail {
     imap_compress: Option<bool>,
     #[serde(default)]
     paths: Vec<RawPathRoute>,
+    #[serde(default)]
+    privacy_mail: Option<String>,
+    #[serde(default)]
+    metadata_comment: Option<String>,
+    #[serde(default)]
+    appversions: Option<PathBuf>,
+    #[serde(default)]
+    turn_secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,7 +112,9 @@ pub struct ChatmailConfig {
     pub passthrough_recipients: Vec<String>,
     /// URL given to clients in METADATA `/shared/vendor/deltachat/irohrelay`.
     pub iroh_relay: Option<String>,
-    /// TURN server given in METADATA `/shared/vendor/deltachat/turn`.
+    /// TURN server (`host:port`) given in METADATA
+    /// `/shared/vendor/deltachat/turn`, with credentials made from
+    /// [`ChatmailConfig::turn_secret_file`].
     pub turn: Option<String>,
     /// Static files served on the web route, if set.
     pub www_dir: Option<PathBuf>,
@@ -112,6 +122,18 @@ pub struct ChatmailConfig {
     pub imap_compress: bool,
     /// Paths on the web route served by separate HTTP backends.
     pub paths: Vec<PathRoute>,
+    /// Contact address given in METADATA `/shared/admin` as a `mailto:`
+    /// URI (chatmail's `privacy_mail`, Dovecot's `mail_server_admin`).
+    pub privacy_mail: Option<String>,
+    /// Text given in METADATA `/shared/comment`.
+    pub metadata_comment: Option<String>,
+    /// JSON file given (compacted) in METADATA
+    /// `/shared/vendor/deltachat/appversions`, read at each request as
+    /// chatmail-metadata does.
+    pub appversions: Option<PathBuf>,
+    /// The TURN server's shared secret (TURN REST API: coturn's
+    /// `static-auth-secret`, chatmail-turn's secret), read at each request.
+    pub turn_secret_file: Option<PathBuf>,
 }
 
 impl Default for ChatmailConfig {
@@ -132,6 +154,10 @@ impl Default for ChatmailConfig {
             www_dir: None,
             imap_compress: false,
             paths: Vec::new(),
+            privacy_mail: None,
+            metadata_comment: None,
+            appversions: None,
+            turn_secret_file: None,
         }
     }
 }
@@ -275,6 +301,66 @@ pub(crate) fn validate(raw: RawChatmail, base: &Path, r: &mut Reporter) -> Chatm
     let www_dir = raw
         .www_dir
         .map(|p| if p.is_absolute() { p } else { base.join(p) });
+    let abs = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+    let iroh_relay = raw.iroh_relay.filter(|s| !s.trim().is_empty());
+    if let Some(u) = &iroh_relay {
+        if !(u.starts_with("https://") || u.starts_with("http://")) || !printable(u) {
+            r.at(
+                "mail.chatmail.iroh_relay",
+                format!("{u:?} must be an http(s) URL without spaces"),
+            );
+        }
+    }
+    let turn = raw.turn.filter(|s| !s.trim().is_empty());
+    let turn_secret_file = raw.turn_secret_file.map(abs);
+    if let Some(t) = &turn {
+        let port_ok = t.rsplit_once(':').is_some_and(|(h, p)| {
+            !h.is_empty()
+                && printable(h)
+                && !h.contains(':')
+                && p.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        if !port_ok {
+            r.at("mail.chatmail.turn", format!("{t:?} must be host:port"));
+        }
+        match &turn_secret_file {
+            None => r.at(
+                "mail.chatmail.turn_secret_file",
+                "needed with turn: the TURN server's shared secret",
+            ),
+            Some(f) if std::fs::metadata(f).is_err() => r.at(
+                "mail.chatmail.turn_secret_file",
+                format!("cannot read {}", f.display()),
+            ),
+            Some(_) => {}
+        }
+    }
+    let appversions = raw.appversions.map(abs);
+    if let Some(f) = &appversions {
+        let ok = std::fs::read(f)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some();
+        if !ok {
+            r.at(
+                "mail.chatmail.appversions",
+                format!("{} must be a readable JSON file", f.display()),
+            );
+        }
+    }
+    for (key, v) in [
+        ("privacy_mail", &raw.privacy_mail),
+        ("metadata_comment", &raw.metadata_comment),
+    ] {
+        if v.as_deref()
+            .is_some_and(|s| s.len() > 1024 || s.chars().any(char::is_control))
+        {
+            r.at(
+                &format!("mail.chatmail.{key}"),
+                "must be one line of at most 1024 bytes",
+            );
+        }
+    }
     ChatmailConfig {
         username_min_length: min,
         username_max_length: max,
@@ -294,12 +380,21 @@ pub(crate) fn validate(raw: RawChatmail, base: &Path, r: &mut Reporter) -> Chatm
             .into_iter()
             .map(|s| s.to_ascii_lowercase())
             .collect(),
-        iroh_relay: raw.iroh_relay.filter(|s| !s.trim().is_empty()),
-        turn: raw.turn.filter(|s| !s.trim().is_empty()),
+        iroh_relay,
+        turn,
         www_dir,
         imap_compress: raw.imap_compress.unwrap_or(d.imap_compress),
         paths,
+        privacy_mail: raw.privacy_mail.filter(|s| !s.trim().is_empty()),
+        metadata_comment: raw.metadata_comment.filter(|s| !s.is_empty()),
+        appversions,
+        turn_secret_file,
     }
+}
+
+/// Printable ASCII without spaces (what a URL or host may hold here).
+fn printable(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_graphic())
 }
 
 #[cfg(test)]
@@ -327,5 +422,35 @@ mod tests {
             c.admissible("abcde1234", "short"),
             Err(Inadmissible::PasswordTooShort { min: 9 })
         );
+    }
+
+    fn problems(yaml: &str, base: &Path) -> Vec<String> {
+        let raw: RawChatmail = serde_yaml::from_str(yaml).unwrap();
+        let map = crate::diagnostics::SourceMap::default();
+        let file = base.join("f.yaml");
+        let mut r = Reporter::new(&file, &map);
+        validate(raw, base, &mut r);
+        r.problems.iter().map(|p| p.message.clone()).collect()
+    }
+
+    #[test]
+    fn metadata_sources_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("secret"), "north").unwrap();
+        std::fs::write(d.join("av.json"), "{\"clients\": []}").unwrap();
+        std::fs::write(d.join("bad.json"), "{nope").unwrap();
+        let ok = "iroh_relay: https://iroh.example.org/\nturn: turn.example.org:3478\nturn_secret_file: secret\nappversions: av.json\nprivacy_mail: p@example.org\n";
+        assert_eq!(problems(ok, d), Vec::<String>::new());
+        let p = problems("turn: turn.example.org:3478\n", d);
+        assert!(p.iter().any(|m| m.contains("shared secret")), "{p:?}");
+        let p = problems("turn: turn.example.org\nturn_secret_file: secret\n", d);
+        assert!(p.iter().any(|m| m.contains("host:port")), "{p:?}");
+        let p = problems("iroh_relay: \"ftp://x y\"\n", d);
+        assert!(p.iter().any(|m| m.contains("http(s) URL")), "{p:?}");
+        let p = problems("appversions: bad.json\n", d);
+        assert!(p.iter().any(|m| m.contains("JSON")), "{p:?}");
+        let p = problems("metadata_comment: \"two\\nlines\"\n", d);
+        assert!(p.iter().any(|m| m.contains("one line")), "{p:?}");
     }
 }

@@ -8,11 +8,13 @@
 //! [`response`] encodes. [`mime`] derives ENVELOPE, BODYSTRUCTURE and
 //! `BODY[section]` from raw message bytes; [`sequence`] maps sequence and UID
 //! sets onto a mailbox's UID list; [`search`] decides whether one message
-//! matches a SEARCH key.
+//! matches a SEARCH key. [`metadata`] keeps the METADATA entries (RFC
+//! 5464): the server's shared ones and each account's private ones on disk.
 //!
 //! Invariants: no function here panics on any input, allocates in proportion
 //! to a size the peer only claimed, or recurses deeper than its limit.
 
+pub mod metadata;
 pub mod mime;
 pub mod parser;
 pub mod response;
@@ -33,13 +35,34 @@ pub enum Offered {
     BeforeLogin,
     /// Before login, on a connection with a client key identity.
     BeforeLoginWithIdentity,
+    /// In chatmail mode (`mail.chatmail`), in every state.
+    Chatmail,
+    /// In chatmail mode with `imap_compress` on, until compression is on.
+    Compress,
+}
+
+/// What decides the capabilities of one session at one moment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Offer {
+    /// A quota is configured.
+    pub quota: bool,
+    pub logged_in: bool,
+    /// The connection has a client key identity.
+    pub identity: bool,
+    /// Chatmail mode is on.
+    pub chatmail: bool,
+    /// COMPRESS=DEFLATE may be started now.
+    pub compress: bool,
 }
 
 /// The one capability list: what the session advertises (greeting,
 /// CAPABILITY, the login reply), in this order, and what [`parser`]
-/// understands. `COMPRESS=DEFLATE` is deliberately absent (Delta Chat turns
-/// it on whenever offered, so it may only be offered once the session
-/// compresses), as is `STARTTLS` (TLS ends at the front door).
+/// understands. `COMPRESS=DEFLATE` (RFC 4978) only with `imap_compress` on
+/// (Delta Chat turns it on whenever offered, and a compressed idle session
+/// costs more: `docs/imap.md`); `XDELTAPUSH` and `XCHATMAIL` as chatmail's
+/// Dovecot advertises them (`imap_capability = +XDELTAPUSH XCHATMAIL`; Delta
+/// Chat reads them in `src/imap/client.rs`); never `STARTTLS` (TLS ends at
+/// the front door).
 pub const CAPABILITIES: &[(&str, Offered)] = &[
     ("IMAP4rev1", Offered::Always),
     ("LITERAL+", Offered::Always),
@@ -56,6 +79,9 @@ pub const CAPABILITIES: &[(&str, Offered)] = &[
     ("CONDSTORE", Offered::Always),
     ("METADATA", Offered::Always),
     ("WITHIN", Offered::Always),
+    ("COMPRESS=DEFLATE", Offered::Compress),
+    ("XDELTAPUSH", Offered::Chatmail),
+    ("XCHATMAIL", Offered::Chatmail),
     ("QUOTA", Offered::WithQuota),
     ("QUOTA=RES-STORAGE", Offered::WithQuota),
     ("SASL-IR", Offered::BeforeLogin),
@@ -64,14 +90,16 @@ pub const CAPABILITIES: &[(&str, Offered)] = &[
 ];
 
 /// The capabilities a session offers, from [`CAPABILITIES`].
-pub fn capabilities(quota: bool, logged_in: bool, identity: bool) -> Vec<&'static str> {
+pub fn capabilities(o: Offer) -> Vec<&'static str> {
     CAPABILITIES
         .iter()
         .filter(|(_, when)| match when {
             Offered::Always => true,
-            Offered::WithQuota => quota,
-            Offered::BeforeLogin => !logged_in,
-            Offered::BeforeLoginWithIdentity => !logged_in && identity,
+            Offered::WithQuota => o.quota,
+            Offered::BeforeLogin => !o.logged_in,
+            Offered::BeforeLoginWithIdentity => !o.logged_in && o.identity,
+            Offered::Chatmail => o.chatmail,
+            Offered::Compress => o.compress,
         })
         .map(|(name, _)| *name)
         .collect()
@@ -81,24 +109,50 @@ pub fn capabilities(quota: bool, logged_in: bool, identity: bool) -> Vec<&'stati
 mod tests {
     use super::*;
 
+    fn offer(quota: bool, logged_in: bool, identity: bool) -> Offer {
+        Offer {
+            quota,
+            logged_in,
+            identity,
+            ..Offer::default()
+        }
+    }
+
     #[test]
     fn capabilities_by_state() {
-        let after = capabilities(false, true, true);
+        let after = capabilities(offer(false, true, true));
         assert_eq!(after.first(), Some(&"IMAP4rev1"));
         assert!(!after
             .iter()
             .any(|c| c.starts_with("AUTH=") || *c == "QUOTA"));
-        let before = capabilities(true, false, false);
+        let before = capabilities(offer(true, false, false));
         assert_eq!(
             &before[before.len() - 4..],
             ["QUOTA", "QUOTA=RES-STORAGE", "SASL-IR", "AUTH=PLAIN"]
         );
         assert_eq!(
-            capabilities(false, false, true).last(),
+            capabilities(offer(false, false, true)).last(),
             Some(&"AUTH=EXTERNAL")
         );
         assert!(!before
             .iter()
-            .any(|c| *c == "STARTTLS" || c.starts_with("COMPRESS")));
+            .any(|c| *c == "STARTTLS" || c.starts_with("COMPRESS") || c.starts_with('X')));
+    }
+
+    #[test]
+    fn chatmail_and_compress() {
+        let o = Offer {
+            logged_in: true,
+            chatmail: true,
+            ..Offer::default()
+        };
+        let caps = capabilities(o);
+        assert!(caps.contains(&"XCHATMAIL") && caps.contains(&"XDELTAPUSH"));
+        assert!(!caps.contains(&"COMPRESS=DEFLATE"));
+        let caps = capabilities(Offer {
+            compress: true,
+            ..o
+        });
+        assert!(caps.contains(&"COMPRESS=DEFLATE"));
     }
 }

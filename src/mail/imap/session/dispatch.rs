@@ -5,10 +5,10 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::reply::{bad, no, ok, Reply};
+use super::reply::{bad, ok, Reply};
 use super::{ImapError, Session};
 use crate::mail::imap::parser::{CommandBody, ListCommand};
-use crate::mail::imap::response::{self, Code, Status};
+use crate::mail::imap::response::{self, Status};
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Run one command; `None` when it already wrote its tagged reply.
@@ -48,8 +48,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     "STARTTLS not offered: TLS ends at the front door",
                 )))
             }
-            C::Compress { .. } => {
-                return Ok(Some(no(Some(Code::Cannot), "COMPRESS not supported")))
+            C::Compress { mechanism } if self.state.account().is_some() => {
+                return self.compress(tag, &mechanism).await;
             }
             C::GetQuota { .. } | C::GetQuotaRoot { .. } if self.ctx.cfg.quota.is_none() => {
                 return Ok(Some(bad("QUOTA not offered: no quota is configured")))
@@ -107,9 +107,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             C::GetQuotaRoot { mailbox } => self.get_quota_root(account, &mailbox).await,
             C::GetQuota { root } => self.get_quota(account, &root).await,
             C::GetMetadata {
-                mailbox, entries, ..
-            } => self.get_metadata(account, &mailbox, &entries),
-            C::SetMetadata { mailbox, entries } => self.set_metadata(account, mailbox, entries),
+                mailbox,
+                entries,
+                depth,
+                max_size,
+            } => {
+                self.get_metadata(account, &mailbox, &entries, depth, max_size)
+                    .await
+            }
+            C::SetMetadata { mailbox, entries } => {
+                self.set_metadata(account, mailbox, entries).await
+            }
             C::Idle => return self.idle(tag, account).await.map(|_| None),
             // Selected state only from here.
             body => {

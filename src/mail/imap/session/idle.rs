@@ -2,7 +2,7 @@
 //! EXISTS updates after each command, and IDLE (RFC 2177), which waits for
 //! such changes, keeps the connection alive and ends on DONE or timeout.
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 use super::reply::to_flags;
@@ -103,6 +103,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 BUSY_READ
             };
             self.buf.reserve(want);
+            // IDLE is a long wait: no compressor meanwhile (compress.rs).
+            self.stream.rest();
             tokio::select! {
                 r = self.stream.read_buf(&mut self.buf) => {
                     match r {

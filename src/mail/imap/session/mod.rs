@@ -17,7 +17,9 @@
 //! `mailbox` (SELECT, EXAMINE, CREATE, DELETE, RENAME, LIST, LSUB, STATUS,
 //! SUBSCRIBE), `message` (COPY, MOVE, EXPUNGE, APPEND, SEARCH, CLOSE),
 //! `flags` (STORE), `fetch` (FETCH), `idle` (IDLE and the updates of other
-//! sessions), `quota`, `metadata`; they reach the store only through
+//! sessions), `quota`, `metadata` (RFC 5464, persistent through
+//! [`crate::mail::imap::metadata`]), `compress` (COMPRESS=DEFLATE and the
+//! session's byte stream); they reach the store only through
 //! `store::AsyncStore`.
 //!
 //! Invariants: message sequence numbers change only when this session
@@ -27,6 +29,7 @@
 //! the client has a deadline.
 
 mod auth;
+mod compress;
 mod dispatch;
 mod fetch;
 mod flags;
@@ -40,15 +43,15 @@ mod reply;
 mod state;
 mod store;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use self::reply::store_err;
 use self::state::State;
 use self::store::AsyncStore;
+use super::metadata::MetadataStore;
 use super::parser::{self, Command, CommandBody, Limits, Parsed};
 use super::response::{self, Code, Status};
 use crate::mail::accounts::Accounts;
@@ -71,8 +74,6 @@ pub const AUTH_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 pub const MAX_AUTH_FAILURES: u32 = 3;
 /// Syntax errors before the session is closed.
 pub const MAX_BAD_COMMANDS: u32 = 20;
-/// METADATA entries kept per account.
-pub const MAX_METADATA_ENTRIES: usize = 64;
 /// Output is written out once it grows past this, so a big FETCH streams.
 const OUT_HIGH_WATER: usize = 64 * 1024;
 /// Buffers larger than this are freed once empty.
@@ -91,9 +92,8 @@ pub struct ImapContext {
     pub limits: Limits,
     /// Password checks (throttled, pooled), shared with the SMTP server.
     pub logins: Arc<Logins>,
-    /// METADATA values by (account, mailbox, entry); in memory only (push
-    /// tokens are re-registered by clients on every connection).
-    metadata: Mutex<HashMap<(String, String, String), Vec<u8>>>,
+    /// Private METADATA entries, on disk under the data dir.
+    pub metadata: Arc<MetadataStore>,
 }
 
 impl ImapContext {
@@ -117,10 +117,10 @@ impl ImapContext {
         Self {
             store,
             accounts,
+            metadata: Arc::new(MetadataStore::new(&cfg.data_dir)),
             cfg,
             limits,
             logins,
-            metadata: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -139,7 +139,7 @@ pub enum ImapError {
 }
 
 struct Session<S> {
-    stream: S,
+    stream: compress::Conn<S>,
     ctx: Arc<ImapContext>,
     /// The store and accounts, async.
     store: AsyncStore,
@@ -165,7 +165,7 @@ where
     tracing::Instrument::instrument(
         async move {
             let mut s = Session {
-                stream,
+                stream: compress::Conn::new(stream),
                 store: AsyncStore::new(ctx.store.clone(), ctx.accounts.clone()),
                 ctx,
                 peer,
@@ -179,16 +179,28 @@ where
             };
             let res = s.run().await;
             let _ = s.stream.shutdown().await;
+            let account = s.state.account().unwrap_or("");
+            let c = s.stream.counts().unwrap_or_default();
+            let compress = if s.stream.compressed() { "DEFLATE" } else { "" };
             match &res {
-                Ok(()) => {
-                    tracing::info!(account = s.state.account().unwrap_or(""), "session closed")
-                }
-                Err(e) => {
-                    tracing::info!(
-                        account = s.state.account().unwrap_or(""),
-                        "session ended: {e}"
-                    )
-                }
+                Ok(()) => tracing::info!(
+                    account,
+                    compress,
+                    deflate_plain_out = c.plain_out,
+                    deflate_wire_out = c.wire_out,
+                    deflate_plain_in = c.plain_in,
+                    deflate_wire_in = c.wire_in,
+                    "session closed"
+                ),
+                Err(e) => tracing::info!(
+                    account,
+                    compress,
+                    deflate_plain_out = c.plain_out,
+                    deflate_wire_out = c.wire_out,
+                    deflate_plain_in = c.plain_in,
+                    deflate_wire_in = c.wire_in,
+                    "session ended: {e}"
+                ),
             }
             res
         },
@@ -199,11 +211,24 @@ where
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn caps(&self) -> Vec<&'static str> {
-        super::capabilities(
-            self.ctx.cfg.quota.is_some(),
-            self.state.account().is_some(),
-            self.peer.identity.is_some(),
-        )
+        let chatmail = self.ctx.cfg.chatmail.as_ref();
+        super::capabilities(super::Offer {
+            quota: self.ctx.cfg.quota.is_some(),
+            logged_in: self.state.account().is_some(),
+            identity: self.peer.identity.is_some(),
+            chatmail: chatmail.is_some(),
+            compress: self.offers_compress() && !self.stream.compressed(),
+        })
+    }
+
+    /// `COMPRESS=DEFLATE` is offered in chatmail mode with `imap_compress`
+    /// on (an idle compressed session costs more: compress.rs).
+    fn offers_compress(&self) -> bool {
+        self.ctx
+            .cfg
+            .chatmail
+            .as_ref()
+            .is_some_and(|c| c.imap_compress)
     }
 
     async fn run(&mut self) -> Result<(), ImapError> {
