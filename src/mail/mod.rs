@@ -2,7 +2,7 @@
 //! [`accounts`] and their throttled password checks ([`login`]), the SMTP servers ([`smtp`]), the IMAP server ([`imap`]) and how they are started from the
 //! configuration ([`start`]), with their background sweeps (messages past
 //! `delete_after`, chatmail accounts past `delete_inactive_users_after`:
-//! [`inactive_loop`]).
+//! `inactive_loop`).
 //!
 //! Each protocol server exposes `serve(stream, PeerInfo, ctx)` over any
 //! `AsyncRead + AsyncWrite` and never owns sockets or TLS; this module owns
