@@ -424,13 +424,13 @@ async fn updates_from_other_sessions_and_idle() {
             "SETMETADATA \"INBOX\" (/private/devicetoken {5+}\r\nabcde)",
         )
         .await;
-    assert_eq!(last(&r), "a9 OK SETMETADATA completed");
+    assert_eq!(last(&r), "a9 OK Setmetadata completed");
     let r = a
         .cmd("a10", "GETMETADATA \"INBOX\" (/private/devicetoken)")
         .await;
     assert_eq!(
         r[0],
-        "* METADATA \"INBOX\" (/private/devicetoken \"abcde\")"
+        "* METADATA \"INBOX\" (/private/devicetoken {5}\r\nabcde)"
     );
 }
 

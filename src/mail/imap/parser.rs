@@ -1077,6 +1077,12 @@ impl P<'_> {
                         break;
                     }
                     self.sp()?;
+                    // `(/private/devicetoken "1111" )`: a space before the
+                    // closing parenthesis, as chatmail's clients send it and
+                    // Dovecot accepts.
+                    if self.eat(b')') {
+                        break;
+                    }
                 }
                 C::SetMetadata { mailbox, entries }
             }

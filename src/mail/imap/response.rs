@@ -365,7 +365,9 @@ pub fn namespace(out: &mut Vec<u8>, prefix: &str, delimiter: char) {
     let _ = write!(out, " \"{delimiter}\")) NIL NIL\r\n");
 }
 
-/// `* METADATA "INBOX" (/private/comment "value")`.
+/// `* METADATA "INBOX" (/private/comment {5}\r\nvalue)`: values as
+/// literals, as Dovecot sends them (chatmail's clients and tests read the
+/// value from the line after the `*` line); absent values `NIL`.
 pub fn metadata(out: &mut Vec<u8>, mailbox: &str, entries: &[(&str, Option<&[u8]>)]) {
     out.extend_from_slice(b"* METADATA ");
     write_mailbox(out, mailbox);
@@ -376,7 +378,13 @@ pub fn metadata(out: &mut Vec<u8>, mailbox: &str, entries: &[(&str, Option<&[u8]
         }
         write_astring(out, k.as_bytes());
         out.push(b' ');
-        write_nstring(out, *v);
+        match v {
+            Some(v) => {
+                let _ = write!(out, "{{{}}}\r\n", v.len());
+                out.extend_from_slice(v);
+            }
+            None => out.extend_from_slice(b"NIL"),
+        }
     }
     out.extend_from_slice(b")\r\n");
 }
@@ -918,7 +926,7 @@ mod tests {
                 "",
                 &[("/shared/comment", Some(b"hi")), ("/shared/admin", None)]
             )),
-            "* METADATA \"\" (/shared/comment \"hi\" /shared/admin NIL)\r\n"
+            "* METADATA \"\" (/shared/comment {2}\r\nhi /shared/admin NIL)\r\n"
         );
         assert_eq!(
             s(|o| quota_root(o, "INBOX", &[""])),

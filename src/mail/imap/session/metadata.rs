@@ -151,10 +151,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if longest_left_out > 0 {
             return ok_code(
                 Code::Other(format!("METADATA LONGENTRIES {longest_left_out}")),
-                "GETMETADATA completed",
+                "Getmetadata completed",
             );
         }
-        ok("GETMETADATA completed")
+        ok("Getmetadata completed")
     }
 
     pub(super) async fn set_metadata(
@@ -195,7 +195,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if tokens > 0 {
                     tracing::info!(account, "device token stored");
                 }
-                ok("SETMETADATA completed")
+                ok("Setmetadata completed")
             }
             Err(e) => metadata_err(e),
         }
