@@ -33,6 +33,7 @@ pub(super) fn lines(
     })
 }
 
+/// The header fields of a raw header: (name, raw value with folding).
 pub fn header_fields(header: &[u8]) -> Vec<(&[u8], &[u8])> {
     let mut out: Vec<(&[u8], Range<usize>)> = Vec::new();
     for (start, end, next) in lines(header, 0..header.len()) {

@@ -25,6 +25,7 @@ pub fn enabled(out: &mut Vec<u8>, caps: &[&str]) {
     }
     out.extend_from_slice(b"\r\n");
 }
+/// `* FLAGS (...)`.
 pub fn flags(out: &mut Vec<u8>, flags: &[Flag]) {
     out.extend_from_slice(b"* FLAGS ");
     write_flags_with(out, flags, false);

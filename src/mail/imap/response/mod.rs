@@ -53,8 +53,6 @@ fn write_flags_with(out: &mut Vec<u8>, flags: &[Flag], star: bool) {
     out.push(b')');
 }
 
-/// `* FLAGS (...)`.
-
 fn quotable(s: &[u8]) -> bool {
     s.len() <= MAX_QUOTED
         && s.iter()
