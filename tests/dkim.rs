@@ -248,3 +248,49 @@ fn signed_mail_passes_unsigned_and_altered_mail_is_refused() {
         assert!(inbox_with(&st, "dave@b.example", tok).is_none(), "{tok}");
     }
 }
+
+/// chatmail's own `test_reject_missing_dkim`: port 25 after STARTTLS, an
+/// unsigned message to a local user, `SMTPDataError` "No DKIM signature
+/// found". In chatmail mode the check is on by default and comes before the
+/// encryption rule (this cleartext message would otherwise get 523).
+const CHATMAIL_REJECT: &str = r#"
+import smtplib, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+ctx.check_hostname = False
+msg = "From: <fake@example.net>\r\nTo: <bob@example.org>\r\nSubject: x\r\n\r\nhello\r\n"
+with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=30) as s:
+    s.starttls(context=ctx)
+    try:
+        s.sendmail("fake@example.net", ["bob@example.org"], msg)
+        print("ACCEPTED")
+    except smtplib.SMTPDataError as e:
+        print(e.smtp_code, e.smtp_error.decode())
+"#;
+
+#[test]
+fn chatmail_mx_refuses_unsigned_mail_after_starttls() {
+    let srv = Server::new(Opts {
+        inbound: true,
+        mx_cert: true,
+        extra: "  chatmail: {}\n  dns: { resolvers: [\"127.0.0.1:9\"] }\n".into(),
+        ..Opts::default()
+    });
+    let out = Command::new("python3")
+        .args(["-c", CHATMAIL_REJECT])
+        .arg(srv.inbound.unwrap().port().to_string())
+        .arg(srv.dir.path().join("mx.crt"))
+        .output()
+        .expect("python3 is needed for this test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.trim(),
+        "554 5.7.1 No DKIM signature found",
+        "{}",
+        srv.logs()
+    );
+}

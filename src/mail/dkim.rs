@@ -449,3 +449,88 @@ impl Signer {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A verifier whose resolver answers nothing: these cases never look up a key.
+    fn verifier() -> Verifier {
+        Verifier::new(&["127.0.0.1:9".parse().unwrap()], "mx.example.org").unwrap()
+    }
+
+    async fn text(msg: &[u8]) -> String {
+        let f = verifier().check(msg).await.unwrap_err();
+        format!("{} {}", f.code, f.text)
+    }
+
+    #[tokio::test]
+    async fn refusals_without_dns() {
+        let plain = b"From: a@example.org\r\nTo: b@example.net\r\n\r\nhi\r\n";
+        assert_eq!(text(plain).await, "554 5.7.1 No DKIM signature found");
+        for junk in [&b""[..], b"\r\n\r\n", b"no header at all", &[0xff; 64][..]] {
+            assert_eq!(text(junk).await, "554 5.7.1 No DKIM signature found");
+        }
+        let mut huge = b"X-Long: ".to_vec();
+        huge.resize(MAX_HEADER_BYTES + 10, b'a');
+        assert_eq!(text(&huge).await, "554 5.6.0 Header section too large");
+        let sig =
+            "DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=x; h=from; bh=AAAA; b=AAAA\r\n";
+        let many = format!("{}From: a@example.org\r\n\r\nhi\r\n", sig.repeat(9));
+        assert_eq!(
+            text(many.as_bytes()).await,
+            "554 5.7.1 Too many DKIM signatures (at most 8)"
+        );
+        let two_from = format!("{sig}From: a@example.org, c@example.org\r\n\r\nhi\r\n");
+        assert!(
+            text(two_from.as_bytes())
+                .await
+                .contains("exactly one From: address"),
+            "{}",
+            text(two_from.as_bytes()).await
+        );
+        let bad_version = "DKIM-Signature: v=9; a=rsa-sha256; d=example.org; s=x; h=from; bh=AAAA; b=AAAA\r\nFrom: a@example.org\r\n\r\nhi\r\n";
+        assert!(
+            text(bad_version.as_bytes())
+                .await
+                .starts_with("554 5.7.1 DKIM signature is invalid: "),
+            "{}",
+            text(bad_version.as_bytes()).await
+        );
+    }
+
+    #[test]
+    fn keys_are_made_once_private_and_reused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let a = Signer::load_or_generate(dir.path(), "sel").unwrap();
+        for f in ["ed25519.der", "rsa.der"] {
+            let m = std::fs::metadata(dir.path().join("dkim").join(f)).unwrap();
+            assert_eq!(m.permissions().mode() & 0o777, 0o600, "{f}");
+        }
+        let b = Signer::load_or_generate(dir.path(), "sel").unwrap();
+        assert_eq!(a.txt_rsa, b.txt_rsa);
+        assert_eq!(a.txt_ed25519, b.txt_ed25519);
+        assert!(a.txt_ed25519.starts_with("v=DKIM1; k=ed25519; p="));
+        assert!(
+            a.txt_rsa.starts_with("v=DKIM1; k=rsa; p=MIIB"),
+            "{}",
+            a.txt_rsa
+        );
+        let msg = b"From: <a@example.org>\r\nSubject: x\r\n\r\nbody\r\n";
+        let local = ["example.org".to_string()];
+        let signed = String::from_utf8(a.sign_message(&local, msg)).unwrap();
+        assert!(
+            signed.starts_with("DKIM-Signature: v=1; a=ed25519-sha256;"),
+            "{signed}"
+        );
+        assert_eq!(signed.matches("DKIM-Signature:").count(), 2, "{signed}");
+        assert!(
+            signed.contains(" s=sel-ed;") && signed.contains(" s=sel;"),
+            "{signed}"
+        );
+        assert!(signed.ends_with("\r\n\r\nbody\r\n"));
+        // Not a local domain: sent as it is.
+        assert_eq!(a.sign_message(&["other.example".to_string()], msg), msg);
+    }
+}
