@@ -2,8 +2,10 @@
 //! its accounts send; frontdoor B's MX (`mail.dkim.verify`) looks the keys
 //! up in a real DNS server the test starts (Debian's dnsmasq on loopback,
 //! publishing A's TXT records), stores the signed message with
-//! `Authentication-Results: ...; dkim=pass`, and refuses unsigned and
-//! altered messages (Python smtplib as the client) with the reason.
+//! `Authentication-Results: ...; dkim=pass` (dkimpy, Debian's python3-dkim,
+//! verifies both signatures of the stored copy independently), and refuses
+//! unsigned, altered and unaligned messages (Python smtplib as the client)
+//! with the reason.
 
 mod common;
 mod mail_common;
@@ -126,6 +128,21 @@ fn mx_send(port: u16, files: &[&std::path::Path]) -> Vec<String> {
         .collect()
 }
 
+/// Verifies every DKIM-Signature of the message in argv[1] with dkimpy
+/// (Debian's python3-dkim, python3-nacl for ed25519), the keys given as
+/// `name=value` arguments instead of DNS; prints one verdict per signature.
+const DKIMPY: &str = r#"
+import sys, dkim
+keys = dict(a.split("=", 1) for a in sys.argv[2:])
+msg = open(sys.argv[1], "rb").read()
+def dns(name, timeout=5):
+    return keys.get(name.decode().rstrip("."), "").encode()
+d = dkim.DKIM(msg)
+n = sum(1 for l in msg.split(b"\r\n\r\n")[0].split(b"\r\n") if l.lower().startswith(b"dkim-signature:"))
+for i in range(n):
+    print(i, d.verify(idx=i, dnsfunc=dns))
+"#;
+
 fn inbox_with(st: &frontdoor::mail::store::Store, account: &str, token: &str) -> Option<String> {
     let msgs = st.messages(account, "INBOX").ok()?;
     msgs.iter().find_map(|m| {
@@ -227,6 +244,7 @@ fn signed_mail_passes_unsigned_and_altered_mail_is_refused() {
     );
     let logs = b.logs();
     let st = b.stop_and_open_store();
+    let st_dir = tempfile::tempdir().unwrap();
     let stored = inbox_with(&st, "dave@b.example", "tok-signed")
         .unwrap_or_else(|| panic!("not stored on B: {}", logs));
     let ar = stored
@@ -243,6 +261,25 @@ fn signed_mail_passes_unsigned_and_altered_mail_is_refused() {
         "{stored}"
     );
     assert!(stored.contains("a=rsa-sha256"), "{stored}");
+    // An independent verifier agrees on both signatures.
+    let copy = st_dir.path().join("stored.eml");
+    std::fs::write(&copy, &stored).unwrap();
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", DKIMPY])
+        .arg(&copy)
+        .arg(format!("dkim._domainkey.example.org={}", signer.txt_rsa))
+        .arg(format!(
+            "dkim-ed._domainkey.example.org={}",
+            signer.txt_ed25519
+        ))
+        .output()
+        .expect("Debian's python3 with python3-dkim and python3-nacl");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "0 True\n1 True\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     for tok in ["tok-unsigned", "tok-altered", "tok-other"] {
         assert!(inbox_with(&st, "dave@b.example", tok).is_none(), "{tok}");
