@@ -270,7 +270,8 @@ for user in (B, C):
 
 #[test]
 fn lmtp_and_mx_apply_the_incoming_rule() {
-    let s = chatmail_stack("{}");
+    // Unsigned test mail: the MX's DKIM check (tests/dkim.rs) is off here.
+    let s = chatmail_stack_with("{}", "  dkim: { verify: false }\n");
     let mx = mail_listener(&s, "inbound");
     let mx_port = mx.rsplit(':').next().unwrap().to_owned();
     let lmtp = s.path().join("lmtp.sock");

@@ -59,6 +59,28 @@ pub(crate) struct RawMail {
     hostname: Option<String>,
     #[serde(default)]
     chatmail: Option<crate::mail::chatmail::config::RawChatmail>,
+    #[serde(default)]
+    dns: Option<RawDns>,
+    #[serde(default)]
+    dkim: Option<RawDkim>,
+}
+
+/// `mail.dns:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    #[serde(default)]
+    resolvers: Vec<String>,
+}
+
+/// `mail.dkim:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDkim {
+    #[serde(default)]
+    selector: Option<String>,
+    #[serde(default)]
+    verify: Option<bool>,
 }
 
 /// A byte count: a number, or a string such as `100M` (K, M, G: powers of 1024).
@@ -180,6 +202,14 @@ pub struct MailConfig {
     pub hostname: String,
     /// Chatmail mode (`mail.chatmail:`), when on.
     pub chatmail: Option<crate::mail::chatmail::ChatmailConfig>,
+    /// DNS servers for DKIM key lookups (`mail.dns.resolvers`); empty: the
+    /// system's.
+    pub dns_resolvers: Vec<SocketAddr>,
+    /// DKIM selector of the signing keys (`mail.dkim.selector`).
+    pub dkim_selector: String,
+    /// Verify DKIM on the inbound MX (`mail.dkim.verify`; default: on in
+    /// chatmail mode).
+    pub dkim_verify: bool,
 }
 
 impl MailConfig {
@@ -202,6 +232,9 @@ impl MailConfig {
             auto_create: false,
             hostname: "localhost".into(),
             chatmail: None,
+            dns_resolvers: Vec::new(),
+            dkim_selector: crate::mail::dkim::DEFAULT_SELECTOR.into(),
+            dkim_verify: false,
         }
     }
 
@@ -390,6 +423,29 @@ pub(crate) fn validate(raw: RawMail, base: &Path, r: &mut Reporter) -> MailConfi
         .hostname
         .or_else(|| domains.first().cloned())
         .unwrap_or_else(|| "localhost".into());
+    let mut dns_resolvers = Vec::new();
+    for (i, a) in raw.dns.unwrap_or_default().resolvers.iter().enumerate() {
+        match a.parse::<SocketAddr>() {
+            Ok(a) => dns_resolvers.push(a),
+            Err(_) => r.at(
+                &format!("mail.dns.resolvers[{i}]"),
+                format!("bad resolver {a:?}: expected ip:port"),
+            ),
+        }
+    }
+    let raw_dkim = raw.dkim.unwrap_or_default();
+    let dkim_selector = match raw_dkim.selector {
+        None => crate::mail::dkim::DEFAULT_SELECTOR.to_owned(),
+        Some(s) if valid_domain(&s) && !s.contains('.') => s,
+        Some(s) => {
+            r.at(
+                "mail.dkim.selector",
+                format!("bad selector {s:?}: one DNS label (letters, digits, hyphens)"),
+            );
+            crate::mail::dkim::DEFAULT_SELECTOR.to_owned()
+        }
+    };
+    let dkim_verify = raw_dkim.verify.unwrap_or(chatmail.is_some());
     MailConfig {
         domains,
         data_dir,
@@ -407,6 +463,9 @@ pub(crate) fn validate(raw: RawMail, base: &Path, r: &mut Reporter) -> MailConfi
         auto_create,
         hostname,
         chatmail,
+        dns_resolvers,
+        dkim_selector,
+        dkim_verify,
     }
 }
 

@@ -13,6 +13,7 @@
 pub mod accounts;
 pub mod chatmail;
 pub mod config;
+pub mod dkim;
 pub mod imap;
 pub mod listener;
 pub mod login;
@@ -47,6 +48,8 @@ pub enum MailError {
     Store(#[from] store::StoreError),
     #[error("STARTTLS configuration: {0}")]
     Tls(#[from] rustls::Error),
+    #[error(transparent)]
+    Dkim(#[from] dkim::DkimError),
 }
 
 /// `mail.delete_after`: remove messages older than `after`, shortly after
@@ -377,6 +380,25 @@ pub async fn start(
             c.max_user_send_burst_size,
         ))
     });
+    // DKIM: the MX's check, and the signing keys (made on first start)
+    // when mail can leave through the smarthost.
+    let dkim_verify = match (&mail.inbound, mail.dkim_verify) {
+        (Some(_), true) => Some(Arc::new(dkim::Verifier::new(
+            &mail.dns_resolvers,
+            &mail.hostname,
+        )?)),
+        _ => None,
+    };
+    let dkim_sign = match (&mail.submission, &mail.relay) {
+        (Some(_), Some(_)) if !mail.domains.is_empty() => {
+            let (dir, sel) = (mail.data_dir.clone(), mail.dkim_selector.clone());
+            let s = tokio::task::spawn_blocking(move || dkim::Signer::load_or_generate(&dir, &sel))
+                .await
+                .map_err(|e| dkim::DkimError::Generate(e.to_string()))??;
+            Some(Arc::new(s))
+        }
+        _ => None,
+    };
     for (mode, addr, intro, name) in listeners {
         let Some(addr) = addr else { continue };
         let sock_mode = match intro {
@@ -404,6 +426,14 @@ pub async fn start(
                 _ => None,
             },
             send_limit: send_limit.clone(),
+            dkim_verify: match mode {
+                smtp::Mode::Inbound => dkim_verify.clone(),
+                _ => None,
+            },
+            dkim_sign: match mode {
+                smtp::Mode::Submission => dkim_sign.clone(),
+                _ => None,
+            },
         });
         spawn_accept_loop(
             name,

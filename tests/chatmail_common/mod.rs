@@ -19,9 +19,14 @@ pub const REFRAME: &str = concat!(
 /// `chatmail` (YAML flow mapping) as the `mail.chatmail:` section, LMTP on
 /// `unix:lmtp.sock` and the inbound MX on a loopback port.
 pub fn chatmail_stack(chatmail: &str) -> Stack {
+    chatmail_stack_with(chatmail, "")
+}
+
+/// [`chatmail_stack`] with more lines for the `mail:` section.
+pub fn chatmail_stack_with(chatmail: &str, more: &str) -> Stack {
     let dir = tempfile::tempdir().unwrap();
     let extra = format!(
-        "  chatmail: {chatmail}\n  lmtp: {{ listen: \"unix:lmtp.sock\" }}\n  inbound: {{ listen: \"127.0.0.1:0\" }}\n"
+        "  chatmail: {chatmail}\n  lmtp: {{ listen: \"unix:lmtp.sock\" }}\n  inbound: {{ listen: \"127.0.0.1:0\" }}\n{more}"
     );
     Stack::start_with(&[], dir, &extra)
 }

@@ -29,6 +29,10 @@ pub struct Opts {
     /// Write a self-signed certificate for `mx.example.org` (mx.crt/mx.key
     /// in the config directory) into `tls.certificates`.
     pub mx_cert: bool,
+    /// The `mail.domains` flow sequence.
+    pub domains: &'static str,
+    /// More lines for the `mail:` section (indented by two spaces).
+    pub extra: String,
 }
 
 impl Default for Opts {
@@ -41,6 +45,8 @@ impl Default for Opts {
             auto_create: false,
             inbound: false,
             mx_cert: false,
+            domains: "[example.org]",
+            extra: String::new(),
         }
     }
 }
@@ -77,9 +83,10 @@ impl Server {
             yaml.push_str("client_auth:\n  registry: keys.yaml\n  identity_secret: secret\n");
         }
         yaml.push_str(&format!(
-            "mail:\n  domains: [example.org]\n  data_dir: data\n  trusted_proxies: [\"{}\"]\n  submission: {{ listen: \"127.0.0.1:0\" }}\n  lmtp: {{ listen: \"127.0.0.1:0\" }}\n  max_message_size: {}\n  accounts: {{ auto_create: {} }}\n",
-            o.trusted, o.max_size, o.auto_create
+            "mail:\n  domains: {}\n  data_dir: data\n  trusted_proxies: [\"{}\"]\n  submission: {{ listen: \"127.0.0.1:0\" }}\n  lmtp: {{ listen: \"127.0.0.1:0\" }}\n  max_message_size: {}\n  accounts: {{ auto_create: {} }}\n",
+            o.domains, o.trusted, o.max_size, o.auto_create
         ));
+        yaml.push_str(&o.extra);
         if o.inbound {
             yaml.push_str("  inbound: { listen: \"127.0.0.1:0\" }\n");
         }

@@ -80,6 +80,10 @@ pub struct SmtpContext {
     pub starttls: Option<StartTls>,
     /// Chatmail mode's per-sender send limit (submission only).
     pub send_limit: Option<Arc<SendLimiter>>,
+    /// DKIM check of arriving mail (the inbound MX, `mail.dkim.verify`).
+    pub dkim_verify: Option<Arc<crate::mail::dkim::Verifier>>,
+    /// DKIM signing of mail that leaves (submission).
+    pub dkim_sign: Option<Arc<crate::mail::dkim::Signer>>,
 }
 
 /// The TLS side of STARTTLS: the server certificates to answer with.
@@ -729,6 +733,23 @@ impl Session<'_> {
             );
         }
         let mut body = d.into_message();
+        // DKIM on the MX comes first, as on a chatmail relay (filtermail
+        // refuses unsigned mail whatever its encryption).
+        let mut auth_results = None;
+        if self.ctx.mode == Mode::Inbound {
+            if let Some(v) = &self.ctx.dkim_verify {
+                match v.check(&body).await {
+                    Ok(ar) => {
+                        tracing::info!("DKIM: dkim=pass");
+                        auth_results = Some(ar);
+                    }
+                    Err(f) => {
+                        tracing::info!(code = f.code, reason = %Escaped(&f.text), "DKIM: refused");
+                        return self.reply(Reply::new(f.code, f.text));
+                    }
+                }
+            }
+        }
         // Local recipients the chatmail rule refuses (LMTP answers each).
         let mut refused = vec![false; n_local];
         if self.ctx.cfg.chatmail.is_some() {
@@ -765,12 +786,18 @@ impl Session<'_> {
         };
         if !txn.remote.is_empty() {
             if let Some(smarthost) = &self.ctx.cfg.relay {
+                let signed = self
+                    .ctx
+                    .dkim_sign
+                    .as_ref()
+                    .filter(|_| self.ctx.mode == Mode::Submission)
+                    .map(|s| s.sign_message(&self.ctx.cfg.domains, &msg));
                 match relay::send(
                     smarthost,
                     &self.ctx.cfg.hostname,
                     &txn.from,
                     &txn.remote,
-                    &msg,
+                    signed.as_deref().unwrap_or(&msg),
                 )
                 .await
                 {
@@ -794,11 +821,16 @@ impl Session<'_> {
             .map(|((_, a), _)| a.clone())
             .collect();
         if !accounts.is_empty() {
-            let stored = if self.ctx.cfg.chatmail.is_some() {
+            let mut stored = if self.ctx.cfg.chatmail.is_some() {
                 privacy::clean_stored(&msg)
             } else {
                 msg
             };
+            if let Some(ar) = auth_results {
+                let mut with = ar.into_bytes();
+                with.extend_from_slice(&stored);
+                stored = with;
+            }
             let n = accounts.len();
             let store = self.ctx.store.clone();
             let size = stored.len();
