@@ -10,80 +10,56 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
 const DOMAIN: &str = "_chat.localhost";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A running `serve --chatmail DOMAIN --listen 127.0.0.1:PORT --data-dir D`.
+/// A running `serve --chatmail DOMAIN --listen 127.0.0.1:0 --data-dir D`,
+/// launched by the kit (JSON log, ready file with the real address).
 struct Relay {
-    child: std::process::Child,
-    log: Arc<Mutex<String>>,
-    port: u16,
+    proc: Process,
     data: PathBuf,
 }
 
 impl Relay {
-    fn start(data: &Path, port: u16) -> Relay {
-        Self::start_with(data, port, &[])
-    }
-
-    /// [`Relay::start`] with global flags before `serve`.
-    fn start_with(data: &Path, port: u16, flags: &[&str]) -> Relay {
-        let mut c = Command::new(Frontdoor::bin())
-            .args(flags)
-            .args(["serve", "--chatmail", DOMAIN, "--data-dir"])
+    fn start(data: &Path) -> Relay {
+        let proc = Launch::new(["serve", "--chatmail", DOMAIN, "--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
             .arg(data)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let err = c.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let l2 = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                l2.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-        let r = Relay {
-            child: c,
-            log,
-            port,
+            .start();
+        Relay {
+            proc,
             data: data.to_owned(),
-        };
-        let t0 = Instant::now();
-        while !(r.logs().contains("listening listener=0")
-            || r.logs().contains(r#""message":"listening","listener":0"#))
-        {
-            assert!(t0.elapsed() < T, "did not start: {}", r.logs());
-            assert!(
-                r.logs().is_empty() || !r.logs().contains("cannot prepare"),
-                "{}",
-                r.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
-        r
     }
 
+    /// The front door's port, as the ready file gives it.
+    fn port(&self) -> u16 {
+        self.proc.frontdoor_addrs()[0].port()
+    }
+
+    /// The log so far, for failure messages.
     fn logs(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.proc.log.text()
+    }
+
+    /// What the binary printed to stderr that is not a JSON event (the
+    /// banner with the invite), one line each, trimmed.
+    fn banner(&self) -> Vec<String> {
+        self.proc
+            .log
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_err())
+            .map(|l| l.trim().to_owned())
+            .collect()
     }
 
     fn config(&self) -> PathBuf {
@@ -96,21 +72,19 @@ impl Relay {
 
     /// Stop it (SIGTERM) and wait until it has exited.
     fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let t0 = Instant::now();
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(t0.elapsed() < T, "did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.proc.signal("TERM");
+        let child = &mut self.proc.child;
+        assert!(
+            poll_until(T, || child.try_wait().unwrap().is_some()),
+            "did not stop"
+        );
     }
 
     /// Log in by IMAP for each (user, password), through the front door;
     /// `true` for each login that succeeded.
     fn logins(&self, creds: &[(&str, &str)]) -> Vec<bool> {
         let mut args = vec![
-            self.port.to_string(),
+            self.port().to_string(),
             self.cert().to_str().unwrap().to_owned(),
         ];
         for (u, p) in creds {
@@ -137,11 +111,26 @@ impl Relay {
     }
 }
 
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The event of a first login that created no account: its `address`
+/// and `reason` fields.
+fn is_refusal(e: &serde_json::Value) -> bool {
+    str_field(e, "target") == "frontdoor::mail::accounts"
+        && e.get("address").is_some()
+        && e.get("reason").is_some()
+}
+
+/// The event of an account created at its first login (`account`).
+fn is_creation(e: &serde_json::Value) -> bool {
+    at(e, "INFO")
+        && str_field(e, "target") == "frontdoor::mail::accounts"
+        && e.get("account").is_some()
+        && e.get("error").is_none()
+}
+
+/// The event of an inactive account deleted with its mail (`account`,
+/// `inactive_for`).
+fn is_deletion(e: &serde_json::Value) -> bool {
+    e.get("account").is_some() && e.get("inactive_for").is_some()
 }
 
 /// Run the binary; stdout on success, a panic with stderr otherwise.
@@ -293,12 +282,14 @@ fn set_chatmail(config: &Path, section: &str) {
 fn serve_chatmail_is_a_relay_whose_first_logins_create_admissible_accounts() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("relay");
-    let port = free_port();
-    let relay = Relay::start(&data, port);
+    let relay = Relay::start(&data);
+    let port = relay.port();
+    // The banner (printed, not logged) carries the invite.
     assert!(
         relay
-            .logs()
-            .contains("dcaccount:https://_chat.localhost/new"),
+            .banner()
+            .iter()
+            .any(|l| l == "dcaccount:https://_chat.localhost/new"),
         "{}",
         relay.logs()
     );
@@ -349,21 +340,43 @@ fn serve_chatmail_is_a_relay_whose_first_logins_create_admissible_accounts() {
     ]);
     assert_eq!(ok, [true, false, false, false, false, true, false]);
     assert_eq!(relay.accounts(), ["abcde1234@_chat.localhost"]);
-    let logs = relay.logs();
-    let refused: Vec<&str> = logs
-        .lines()
-        .filter(|l| l.contains("account not created on first login"))
+    let refused: Vec<(String, String)> = relay
+        .proc
+        .log
+        .events()
+        .iter()
+        .filter(|e| is_refusal(e))
+        .map(|e| (str_field(e, "address"), str_field(e, "reason")))
         .collect();
-    assert_eq!(refused.len(), 3, "{logs}");
-    assert!(
-        refused[0].contains("address=short@_chat.localhost"),
+    assert_eq!(
+        refused,
+        [
+            (
+                "short@_chat.localhost",
+                "local part must be 9 to 9 characters long"
+            ),
+            (
+                "abcde9999@_chat.localhost",
+                "password must be at least 9 characters long"
+            ),
+            (
+                "abcd+1234@_chat.localhost",
+                "local part may contain only a-z, 0-9, '.', '_' and '-'"
+            ),
+        ]
+        .map(|(a, r)| (a.to_owned(), r.to_owned())),
         "{}",
-        refused[0]
+        relay.logs()
     );
-    assert!(refused[0].contains("reason=local part must be 9 to 9 characters long"));
-    assert!(refused[1].contains("reason=password must be at least 9 characters long"));
-    assert!(refused[2].contains("reason=local part may contain only a-z, 0-9, '.', '_' and '-'"));
-    assert!(logs.contains("account created on first login account=abcde1234@_chat.localhost"));
+    let created: Vec<String> = relay
+        .proc
+        .log
+        .events()
+        .iter()
+        .filter(|e| is_creation(e))
+        .map(|e| str_field(e, "account"))
+        .collect();
+    assert_eq!(created, ["abcde1234@_chat.localhost"], "{}", relay.logs());
 
     // The invite, in both forms Delta Chat decodes, with a QR code.
     let cfg = relay.config();
@@ -407,19 +420,22 @@ fn serve_chatmail_is_a_relay_whose_first_logins_create_admissible_accounts() {
 
     // No new accounts: the existing one keeps working, a new one is refused.
     set_chatmail(&data.join("frontdoor.yaml"), "{ new_accounts: false }");
-    let relay = Relay::start(&data, port);
+    let relay = Relay::start(&data);
     let ok = relay.logins(&[
         ("zyxwv9876@_chat.localhost", "123456789"),
         ("abcde1234@_chat.localhost", "123456789"),
     ]);
     assert_eq!(ok, [false, true]);
     assert_eq!(relay.accounts(), ["abcde1234@_chat.localhost"]);
-    assert!(
-        relay
-            .logs()
-            .contains("address=zyxwv9876@_chat.localhost reason=new accounts are switched off"),
-        "{}",
-        relay.logs()
+    let refusal = relay
+        .proc
+        .log
+        .event(|e| is_refusal(e) && str_field(e, "address") == "zyxwv9876@_chat.localhost")
+        .unwrap_or_else(|| panic!("{}", relay.logs()));
+    assert_eq!(
+        str_field(&refusal, "reason"),
+        "new accounts are switched off (mail.chatmail.new_accounts: false)",
+        "{refusal}"
     );
 }
 
@@ -496,6 +512,7 @@ while not os.path.exists(stop) and n < 300 and time.monotonic() - t0 < 60:
     c.login(user, pw)
     c.logout()
     n += 1
+    # sleep-ok: the pace of the logins that keep the account active.
     time.sleep(0.3)
 print(n)
 "#;
@@ -520,14 +537,14 @@ print("sent")
 fn inactive_accounts_go_with_their_mail_and_active_ones_stay() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("relay");
-    let port = free_port();
-    Relay::start(&data, port).stop();
+    Relay::start(&data).stop();
     // The message below is cleartext: its sender passes the encryption rule.
     set_chatmail(
         &data.join("frontdoor.yaml"),
         "{ delete_inactive_users_after: \"3s\", passthrough_senders: [\"idleacct1@_chat.localhost\"] }",
     );
-    let relay = Relay::start(&data, port);
+    let relay = Relay::start(&data);
+    let port = relay.port();
     let (idle, active) = ("idleacct1@_chat.localhost", "activeac1@_chat.localhost");
     assert_eq!(
         relay.logins(&[(idle, "idle-password"), (active, "active-password")]),
@@ -570,21 +587,23 @@ fn inactive_accounts_go_with_their_mail_and_active_ones_stay() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let t0 = Instant::now();
-    while relay.accounts().iter().any(|a| a == idle) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "not deleted: {}",
-            relay.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let gone_after = t0.elapsed();
-    // The active account logs in for a while longer than the period.
-    while t0.elapsed() < gone_after + Duration::from_secs(3) {
+    assert!(
+        poll_until(Duration::from_secs(20), || !relay
+            .accounts()
+            .iter()
+            .any(|a| a == idle)),
+        "not deleted: {}",
+        relay.logs()
+    );
+    // The active account logs in for a while longer than the period: it
+    // is the only account at every check of the next 3 s.
+    let mut checks = 0;
+    poll_until(Duration::from_secs(3), || {
         assert_eq!(relay.accounts(), [active.to_string()], "{}", relay.logs());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        checks += 1;
+        false
+    });
+    assert!(checks > 1, "{checks} checks");
     std::fs::write(&stop, "").unwrap();
     let kept = keeper.wait_with_output().unwrap();
     assert!(
@@ -598,13 +617,15 @@ fn inactive_accounts_go_with_their_mail_and_active_ones_stay() {
         .unwrap();
     assert!(n >= 5, "only {n} logins");
     assert_eq!(relay.accounts(), [active.to_string()]);
-    assert!(
-        relay.logs().contains(&format!(
-            "deleted an inactive account and its mail account={idle}"
-        )),
-        "{}",
-        relay.logs()
-    );
+    let deleted: Vec<String> = relay
+        .proc
+        .log
+        .events()
+        .iter()
+        .filter(|e| is_deletion(e))
+        .map(|e| str_field(e, "account"))
+        .collect();
+    assert_eq!(deleted, [idle], "{}", relay.logs());
     // Its mail went with it: logging in again makes a new, empty account.
     let out = python(
         LOGIN,
@@ -617,8 +638,7 @@ fn inactive_accounts_go_with_their_mail_and_active_ones_stay() {
 fn accounts_add_prints_a_dclogin_url_delta_chat_parses_and_that_logs_in() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("relay");
-    let port = free_port();
-    let relay = Relay::start(&data, port);
+    let relay = Relay::start(&data);
     // A password with the characters a URL query treats specially.
     let pw = "pa+ss&w=rd/?%# 1";
     let out = frontdoor(
@@ -646,13 +666,13 @@ fn accounts_add_prints_a_dclogin_url_delta_chat_parses_and_that_logs_in() {
 fn an_interrupted_deletion_is_finished_at_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("relay");
-    let port = free_port();
-    Relay::start(&data, port).stop();
+    Relay::start(&data).stop();
     set_chatmail(
         &data.join("frontdoor.yaml"),
         "{ passthrough_senders: [\"crashacc1@_chat.localhost\"] }",
     );
-    let relay = Relay::start(&data, port);
+    let relay = Relay::start(&data);
+    let port = relay.port();
     let acct = "crashacc1@_chat.localhost";
     assert_eq!(relay.logins(&[(acct, "crash-password")]), [true]);
     let cert = relay.cert().to_str().unwrap().to_owned();
@@ -683,30 +703,25 @@ fn an_interrupted_deletion_is_finished_at_the_next_start() {
         "{raw}"
     );
 
-    // JSON logs, as the global flag says.
-    let relay = Relay::start_with(&data, port, &["--log-format", "json"]);
+    let relay = Relay::start(&data);
+    let port = relay.port();
     // Marked: it no longer logs in, and a first login does not re-create it.
     assert_eq!(relay.logins(&[(acct, "crash-password")]), [false]);
-    let t0 = Instant::now();
-    while std::fs::read_to_string(data.join("accounts.json"))
+    assert!(
+        poll_until(Duration::from_secs(20), || !std::fs::read_to_string(
+            data.join("accounts.json")
+        )
         .unwrap()
-        .contains(acct)
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "not finished: {}",
-            relay.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let line = relay
-        .logs()
-        .lines()
-        .find(|l| l.contains("deleted an inactive account"))
-        .map(str::to_owned)
+        .contains(acct)),
+        "not finished: {}",
+        relay.logs()
+    );
+    let v = relay
+        .proc
+        .log
+        .event(is_deletion)
         .unwrap_or_else(|| panic!("{}", relay.logs()));
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-    assert_eq!(v["account"], acct, "{line}");
+    assert_eq!(v["account"], acct, "{v}");
     // Its mail is gone: the address is free again and starts empty.
     let out = python(
         LOGIN,

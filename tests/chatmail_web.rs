@@ -486,10 +486,34 @@ async fn relay_web_side() {
     assert_eq!(saw["x-real-ip"], serde_json::json!(["127.0.0.1"]));
     assert_eq!(saw["x-forwarded-for"], serde_json::json!(["127.0.0.1"]));
     assert_eq!(saw["upgrade"], serde_json::json!(["websocket"]));
-    assert!(fd.wait_log("upgraded request relayed", T).await);
-    // One log line per request, with the client's path.
-    assert!(fd.logs().contains("web request"));
-    assert!(fd.logs().contains("status=429"));
+    let relayed = fd
+        .events()
+        .wait_event(T, |e| e.get("end").is_some() && e.get("protocol").is_some())
+        .await
+        .unwrap_or_else(|| panic!("no upgrade event: {}", fd.logs()));
+    assert_eq!(str_field(&relayed, "protocol"), "websocket", "{relayed}");
+    // One log line per request, with the client's path and the status.
+    let requests: Vec<(String, String, u64)> = fd
+        .events()
+        .events()
+        .iter()
+        .filter(|e| e.get("served").is_some() && e.get("path").is_some())
+        .map(|e| {
+            (
+                str_field(e, "method"),
+                str_field(e, "path"),
+                e["status"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    for want in [("POST", "/new", 429), ("GET", "/generate_204", 502)] {
+        assert!(
+            requests
+                .iter()
+                .any(|(m, p, s)| (m.as_str(), p.as_str(), *s) == want),
+            "{want:?} not logged: {requests:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

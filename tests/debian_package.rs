@@ -13,11 +13,15 @@
 //! runs in a network namespace of its own, so port 443 of the host is never
 //! touched; the package is purged on the way out, pass or fail.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+
+use common::poll_until;
 
 const PKG: &str = "frontdoor";
 const USER: &str = "frontdoor";
@@ -442,19 +446,15 @@ fn package_installs_serves_upgrades_and_purges() {
     if systemd_runs {
         // Started by postinst: wait (bounded) for it, then stop it so that
         // the run below has the runtime directory and the data to itself.
-        let deadline = Instant::now() + SERVE_WAIT;
-        loop {
-            let out = run(Command::new("systemctl").args(["is-active", "frontdoor"]));
-            if text(&out.stdout).trim() == "active" {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "systemd runs here and the unit is not active: {}",
-                text(&out.stdout)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let mut state = String::new();
+        assert!(
+            poll_until(SERVE_WAIT, || {
+                let out = run(Command::new("systemctl").args(["is-active", "frontdoor"]));
+                state = text(&out.stdout).trim().to_owned();
+                state == "active"
+            }),
+            "systemd runs here and the unit is not active: {state}"
+        );
         ok(Command::new("systemctl").args(["stop", "frontdoor"]));
     }
 
@@ -544,31 +544,28 @@ fn package_installs_serves_upgrades_and_purges() {
 
     // Wait (bounded) until it answers TLS on its port in its namespace.
     let host_ns = netns_of(std::process::id());
-    let deadline = Instant::now() + SERVE_WAIT;
-    let imap = loop {
-        let in_own_ns = netns_of(pid).is_some() && netns_of(pid) != host_ns;
-        if in_own_ns {
+    let (mut imap, mut entered, mut last_err) = (None, false, String::new());
+    let server = guard.server.as_mut().unwrap();
+    poll_until(SERVE_WAIT, || {
+        if netns_of(pid).is_some() && netns_of(pid) != host_ns {
+            entered = true;
             let out = tls_client(pid, port, "imap");
             if out.status.success() {
-                break text(&out.stdout);
+                imap = Some(text(&out.stdout));
+                return true;
             }
-            if Instant::now() > deadline {
-                panic!(
-                    "no TLS on port {port} after {SERVE_WAIT:?}: {}",
-                    text(&out.stderr)
-                );
-            }
+            last_err = text(&out.stderr);
         }
-        if let Some(st) = guard.server.as_mut().unwrap().try_wait().unwrap() {
+        if let Some(st) = server.try_wait().unwrap() {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             panic!("the unit's ExecStart exited ({st}):\n{log}");
         }
-        assert!(
-            Instant::now() < deadline,
-            "the server did not enter its namespace"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+        false
+    });
+    let imap = imap.unwrap_or_else(|| {
+        assert!(entered, "the server did not enter its namespace");
+        panic!("no TLS on port {port} after {SERVE_WAIT:?}: {last_err}")
+    });
     assert!(
         imap.starts_with("TLSv1.3 * OK"),
         "IMAP through the front door: {imap}"
@@ -606,17 +603,16 @@ fn package_installs_serves_upgrades_and_purges() {
 
     // SIGTERM, as `systemctl stop` sends: it drains and exits 0.
     ok(Command::new("kill").args(["-TERM", &pid.to_string()]));
-    let deadline = Instant::now() + STOP_WAIT;
-    let status = loop {
-        if let Some(st) = guard.server.as_mut().unwrap().try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still running {STOP_WAIT:?} after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let server = guard.server.as_mut().unwrap();
+    let mut status = None;
+    assert!(
+        poll_until(STOP_WAIT, || {
+            status = server.try_wait().unwrap();
+            status.is_some()
+        }),
+        "still running {STOP_WAIT:?} after SIGTERM"
+    );
+    let status = status.unwrap();
     guard.server = None;
     let log = std::fs::read_to_string(&log_path).unwrap();
     // The service read the registry root had edited.

@@ -177,10 +177,30 @@ fn signed_mail_passes_unsigned_and_altered_mail_is_refused() {
     let mode = std::fs::metadata(&key).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "{}", key.display());
     let signer = frontdoor::mail::dkim::Signer::load_or_generate(&a.data_dir(), "dkim").unwrap();
-    assert!(
-        a.logs().contains("DKIM keys generated"),
-        "the TXT records are logged at first start: {}",
-        a.logs()
+    // The TXT records are logged at first start, each in its own field.
+    let generated = a
+        .process
+        .as_ref()
+        .unwrap()
+        .log
+        .event(|e| e.get("txt_rsa").is_some())
+        .unwrap_or_else(|| panic!("no DKIM key event: {}", a.logs()));
+    assert_eq!(str_field(&generated, "level"), "WARN", "{generated}");
+    assert_eq!(
+        str_field(&generated, "txt_rsa"),
+        signer.txt_rsa,
+        "{generated}"
+    );
+    assert_eq!(
+        str_field(&generated, "txt_ed25519"),
+        signer.txt_ed25519,
+        "{generated}"
+    );
+    assert_eq!(str_field(&generated, "selector_rsa"), "dkim", "{generated}");
+    assert_eq!(
+        str_field(&generated, "selector_ed25519"),
+        "dkim-ed",
+        "{generated}"
     );
     let _dns = start_dns(
         dns_port,

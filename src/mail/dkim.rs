@@ -386,6 +386,10 @@ impl Signer {
             let (sel_ed, sel_rsa) = selectors(selector);
             tracing::warn!(
                 dir = %dir.display(),
+                selector_ed25519 = %sel_ed,
+                selector_rsa = %sel_rsa,
+                txt_ed25519 = %s.txt_ed25519,
+                txt_rsa = %s.txt_rsa,
                 "DKIM keys generated; publish for each mail domain D: \
                  {sel_ed}._domainkey.D TXT \"{}\" and {sel_rsa}._domainkey.D TXT \"{}\"",
                 s.txt_ed25519,
