@@ -719,7 +719,7 @@ fn an_interrupted_deletion_is_finished_at_the_next_start() {
     let v = relay
         .proc
         .log
-        .event(is_deletion)
+        .wait_event_sync(T, is_deletion)
         .unwrap_or_else(|| panic!("{}", relay.logs()));
     assert_eq!(v["account"], acct, "{v}");
     // Its mail is gone: the address is free again and starts empty.

@@ -14,6 +14,7 @@ use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::str_field;
 use mail_common::*;
 
 /// dnsmasq in the foreground on 127.0.0.1:`port`, no upstream, no hosts
