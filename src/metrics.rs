@@ -63,6 +63,11 @@ pub struct ResultLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HashLabel {
+    pub sha256: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CertLabel {
     pub names: String,
 }
@@ -109,6 +114,10 @@ pub struct Metrics {
     cert_expiry: Family<CertLabel, Gauge>,
     /// ACME orders finished, by result (`ok` / `failed`).
     pub acme_orders: Family<ResultLabel, Counter>,
+    /// Whole-configuration reloads (SIGHUP), by result (`ok` / `failed`).
+    pub config_reloads: Family<ResultLabel, Counter>,
+    /// 1 for the configuration in force, labelled with its file's SHA-256.
+    pub config_hash: Family<HashLabel, Gauge>,
     reloads_seen: Mutex<(u64, u64)>,
     accounts_seen: Mutex<HashSet<String>>,
 }
@@ -137,6 +146,8 @@ impl Metrics {
             registry_keys: Gauge::default(),
             cert_expiry: Family::default(),
             acme_orders: Family::default(),
+            config_reloads: Family::default(),
+            config_hash: Family::default(),
             reloads_seen: Mutex::new((0, 0)),
             accounts_seen: Mutex::new(HashSet::new()),
             registry: Registry::default(),
@@ -195,6 +206,16 @@ impl Metrics {
             "certificate_expiry_timestamp_seconds",
             "notAfter of each served certificate, by its names",
             m.cert_expiry.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Whole-configuration reloads, by result",
+            m.config_reloads.clone(),
+        );
+        registry.register(
+            "config_info",
+            "The configuration in force, labelled with the SHA-256 of its file",
+            m.config_hash.clone(),
         );
         registry.register(
             "acme_orders",

@@ -80,7 +80,7 @@ pub enum ServeError {
     Ready(crate::ready::ReadyError),
 }
 
-/// Run the front door until SIGTERM/SIGINT; SIGHUP reloads certificates and registry.
+/// Run the front door until SIGTERM/SIGINT; SIGHUP reloads the whole configuration.
 pub async fn serve(cfg: Config) -> Result<(), ServeError> {
     serve_with(cfg, None).await
 }
@@ -97,14 +97,14 @@ pub async fn serve_with(mut cfg: Config, ready_file: Option<&Path>) -> Result<()
     // Bind the front door (certificates, listeners) first: the inbound MX's
     // STARTTLS serves the same certificates. It accepts only in `run`, after
     // the bundled mail servers' sockets exist.
-    let fd = Frontdoor::bind(cfg.clone()).await?;
-    let shared = fd.shared();
+    let mut fd = Frontdoor::bind(cfg.clone()).await?;
+    let current = fd.current();
     let mail = match &cfg.mail {
         Some(m) => {
             let started = match crate::mail::resolve_identity_secret(&cfg) {
                 Ok(secret) => {
-                    crate::mail::start(m, secret, shutdown.clone(), Some(shared.resolver.clone()))
-                        .await
+                    let resolver = Some(current.load().resolver.clone());
+                    crate::mail::start(m, secret, shutdown.clone(), resolver).await
                 }
                 Err(e) => Err(e),
             };
@@ -113,6 +113,7 @@ pub async fn serve_with(mut cfg: Config, ready_file: Option<&Path>) -> Result<()
         None => None,
     };
     let stop = shutdown.clone();
+    let (reloads, reload_rx) = tokio::sync::mpsc::channel(1);
     // Install the handlers before the listeners announce themselves, so a
     // signal sent right after "listening" is never the default (fatal) one.
     use tokio::signal::unix::{signal, SignalKind};
@@ -121,12 +122,15 @@ pub async fn serve_with(mut cfg: Config, ready_file: Option<&Path>) -> Result<()
         signal(SignalKind::terminate()).map_err(ServeError::Signals)?,
         signal(SignalKind::interrupt()).map_err(ServeError::Signals)?,
     );
+    let path = cfg.path.clone();
     let signals = tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = hup.recv() => {
-                    tracing::info!("SIGHUP: reloading certificates and key registry");
-                    crate::frontdoor::reload(&shared);
+                    tracing::info!(config = %path.display(), "SIGHUP: reloading the configuration");
+                    if let Some(next) = checked_for_reload(&path, &current) {
+                        let _ = reloads.send(next).await;
+                    }
                 }
                 _ = term.recv() => { tracing::info!("SIGTERM received"); break; }
                 _ = int.recv() => { tracing::info!("SIGINT received"); break; }
@@ -135,19 +139,62 @@ pub async fn serve_with(mut cfg: Config, ready_file: Option<&Path>) -> Result<()
         stop.cancel();
     });
     if let Some(path) = ready_file {
+        let mut others = crate::ready::Ready::new();
+        if let Some(m) = &mail {
+            others.mail(m);
+        }
         let mut ready = crate::ready::Ready::new();
         ready.frontdoor(&fd.local_addrs(), fd.metrics_addr());
-        if let Some(m) = &mail {
-            ready.mail(m);
-        }
+        ready.listeners.extend(others.listeners.iter().cloned());
         ready.write(path).map_err(ServeError::Ready)?;
+        fd.announce(path.to_owned(), others);
     }
-    fd.run(shutdown).await;
+    fd.run(shutdown, reload_rx).await;
     if let Some(m) = mail {
         m.wait(grace).await;
     }
     signals.abort();
     Ok(())
+}
+
+/// The configuration file read again for a reload and checked exactly as
+/// `frontdoor check` does; `None` (every problem logged as
+/// `file:line: reason`, the failure counted) when it has any problem.
+fn checked_for_reload(path: &Path, current: &crate::frontdoor::Current) -> Option<Config> {
+    let failed = |n: usize| {
+        current
+            .load()
+            .metrics
+            .config_reloads
+            .get_or_create(&crate::metrics::ResultLabel { result: "failed" })
+            .inc();
+        tracing::error!(
+            problems = n,
+            "configuration reload refused; the configuration in force stays"
+        );
+    };
+    let mut next = match check(path) {
+        Ok(c) => c,
+        Err(problems) => {
+            for p in &problems.0 {
+                tracing::error!(error = %p, "configuration problem");
+            }
+            failed(problems.0.len());
+            // The key registry is its own file with its own reload: it is
+            // read again (the last good one stays on error) whatever the
+            // rest of the configuration holds.
+            if let Some(a) = &current.load().auth {
+                a.reload();
+            }
+            return None;
+        }
+    };
+    if let Err(e) = crate::mail::prepare_identity_secret(&mut next) {
+        tracing::error!(error = %e, "identity secret");
+        failed(1);
+        return None;
+    }
+    Some(next)
 }
 
 /// Set up tracing: `format` is `text` or `json`; the filter comes from

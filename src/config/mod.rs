@@ -42,6 +42,9 @@ pub struct Config {
     pub client_auth: Option<ClientAuth>,
     /// Where Prometheus metrics are served (`GET /metrics`), if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// `control: { socket }`: where a running instance hands its
+    /// listening sockets to its successor (`serve --takeover`).
+    pub control_socket: PathBuf,
     /// The bundled mail servers, when a `mail:` section is present.
     pub mail: Option<crate::mail::config::MailConfig>,
     /// Line of each YAML node, for problems found after loading (files it names).
@@ -242,7 +245,36 @@ pub struct Timeouts {
     pub connect: Duration,
     pub idle: Duration,
     pub shutdown_grace: Duration,
+    /// Over how long a draining process closes its long-lived connections
+    /// (each at a random moment in it); `None`: the whole `shutdown_grace`.
+    pub drain_spread: Option<Duration>,
 }
+
+impl Timeouts {
+    /// The drain spread in force: `drain_spread`, at most `shutdown_grace`.
+    pub fn spread(&self) -> Duration {
+        self.drain_spread
+            .unwrap_or(self.shutdown_grace)
+            .min(self.shutdown_grace)
+    }
+
+    fn with_spread(mut self, r: &mut crate::diagnostics::Reporter, v: &Option<String>) -> Self {
+        if v.is_some() {
+            let d = validate::duration(r, "timeouts.drain_spread", v, self.shutdown_grace);
+            if d > self.shutdown_grace {
+                r.at(
+                    "timeouts.drain_spread",
+                    "must not be longer than timeouts.shutdown_grace (connections still open at its end are closed)",
+                );
+            }
+            self.drain_spread = Some(d);
+        }
+        self
+    }
+}
+
+/// Where the control socket is when the configuration names none.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/frontdoor/control.sock";
 
 impl Default for Timeouts {
     fn default() -> Self {
@@ -251,6 +283,7 @@ impl Default for Timeouts {
             connect: Duration::from_secs(5),
             idle: Duration::from_secs(30 * 60),
             shutdown_grace: Duration::from_secs(30),
+            drain_spread: None,
         }
     }
 }

@@ -28,7 +28,15 @@ pub(super) struct RawConfig {
     pub(super) client_auth: Option<RawClientAuth>,
     #[serde(default)]
     pub(super) metrics: Option<RawMetrics>,
+    #[serde(default)]
+    pub(super) control: Option<RawControl>,
     pub(super) mail: Option<RawMail>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawControl {
+    pub(super) socket: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,6 +119,7 @@ pub(super) struct RawTimeouts {
     pub(super) connect: Option<String>,
     pub(super) idle: Option<String>,
     pub(super) shutdown_grace: Option<String>,
+    pub(super) drain_spread: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

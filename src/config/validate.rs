@@ -38,6 +38,10 @@ pub(super) fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporte
     let (max_connections, per_ip_connections) = limits(&raw.limits, r);
     let client_auth = raw.client_auth.map(|c| client_auth(c, base, r));
     let metrics_listen = raw.metrics.and_then(|m| metrics(m, r));
+    let control_socket = raw.control.map_or_else(
+        || PathBuf::from(super::DEFAULT_CONTROL_SOCKET),
+        |c| resolve(base, c.socket),
+    );
     require_registry(&listeners, &routes, client_auth.as_ref(), r);
     let mail = raw.mail.map(|m| crate::mail::config::validate(m, base, r));
     if let Some(m) = &mail {
@@ -82,6 +86,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporte
         per_ip_connections,
         client_auth,
         metrics_listen,
+        control_socket,
         mail,
         lines: SourceMap::default(),
     }
@@ -95,7 +100,12 @@ fn resolve(base: &Path, p: PathBuf) -> PathBuf {
     }
 }
 
-fn duration(r: &mut Reporter, path: &str, v: &Option<String>, default: Duration) -> Duration {
+pub(super) fn duration(
+    r: &mut Reporter,
+    path: &str,
+    v: &Option<String>,
+    default: Duration,
+) -> Duration {
     match v {
         None => default,
         Some(s) => match humantime::parse_duration(s) {
@@ -408,7 +418,9 @@ fn timeouts(t: &RawTimeouts, r: &mut Reporter) -> Timeouts {
             &t.shutdown_grace,
             d.shutdown_grace,
         ),
+        drain_spread: None,
     }
+    .with_spread(r, &t.drain_spread)
 }
 
 /// `limits:`: (max_connections, per_ip_connections), each at least 1.

@@ -559,8 +559,10 @@ async fn passthrough<'a>(
         return why;
     }
     let stop = async {
-        shared.force_close.cancelled().await;
-        "shutdown: drain grace period over"
+        tokio::select! {
+            _ = shared.force_close.cancelled() => "shutdown: drain grace period over",
+            _ = shared.drain.my_turn() => "shutdown: closed in the drain",
+        }
     };
     let out = relay::relay(&mut tcp, &mut be, cfg.timeouts.idle, stop).await;
     log.up = out.up;
@@ -574,7 +576,8 @@ async fn be_shutdown(be: &mut BackendStream) -> std::io::Result<()> {
         .unwrap_or(Ok(()))
 }
 
-/// Resolves when this connection must end early: shutdown grace over, or
+/// Resolves when this connection must end early: its moment in the drain
+/// came, the shutdown grace is over, or
 /// (for an authenticated connection) its key left the registry or now
 /// stands for another identity.
 async fn stop_signal(shared: &Shared, identity: Option<&Identity>) -> &'static str {
@@ -587,6 +590,7 @@ async fn stop_signal(shared: &Shared, identity: Option<&Identity>) -> &'static s
     };
     tokio::select! {
         _ = shared.force_close.cancelled() => "shutdown: drain grace period over",
+        _ = shared.drain.my_turn() => "shutdown: closed in the drain",
         why = revoked => why,
     }
 }

@@ -15,11 +15,13 @@ pub mod backend;
 pub mod builtin;
 pub mod close;
 pub mod conn;
+pub mod drain;
 pub mod handshake;
 pub mod per_ip;
 pub mod prelude;
 pub mod record13;
 pub mod relay;
+mod reload;
 pub mod tls_stream;
 pub mod upstream;
 pub mod xclient;
@@ -81,24 +83,32 @@ pub struct Stats {
     pub open: AtomicU64,
 }
 
-/// State shared by every connection.
+/// State shared by every connection of one configuration: the config,
+/// the TLS settings built from it, and (behind `Arc`s, the same in every
+/// configuration a reload brings) the counters, limits' state and
+/// certificates. A connection keeps the `Shared` it was accepted with for
+/// its whole life, so a reload changes only what new connections get.
 pub struct Shared {
     pub config: Arc<Config>,
+    /// Each listener's TLS settings, in `config.listeners` order.
+    pub tls: Vec<Arc<rustls::ServerConfig>>,
     pub resolver: Arc<SniResolver>,
     pub auth: Option<Arc<Auth>>,
     /// The bundled backends' accounts, when they run in this process: a
     /// pinned key whose account does not exist there is refused.
     pub accounts: Option<crate::mail::accounts::Accounts>,
-    pub stats: Stats,
-    pub metrics: crate::metrics::Metrics,
+    pub stats: Arc<Stats>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Fires when the drain grace period is over: open connections close.
     pub force_close: CancellationToken,
-    next_id: AtomicU64,
-    id_prefix: String,
-    pub over_limit_log: RateLimitedLog,
+    /// The drain's start and spread: each connection's moment to close.
+    pub drain: Arc<drain::Drain>,
+    next_id: Arc<AtomicU64>,
+    id_prefix: Arc<str>,
+    pub over_limit_log: Arc<RateLimitedLog>,
     /// Open connections per client address.
     pub per_ip: Arc<per_ip::PerIp>,
-    pub over_ip_limit_log: RateLimitedLog,
+    pub over_ip_limit_log: Arc<RateLimitedLog>,
     /// The chatmail web side, when a route is `builtin:chatmail`.
     pub web: Option<Arc<crate::web::Web>>,
 }
@@ -174,17 +184,60 @@ fn base36(mut n: u64) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// The configuration in force, where accept loops and the metrics endpoint
+/// find it; a reload swaps it.
+pub struct Current {
+    shared: std::sync::RwLock<Arc<Shared>>,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl Current {
+    fn new(shared: Shared) -> Self {
+        Self {
+            metrics: shared.metrics.clone(),
+            shared: std::sync::RwLock::new(Arc::new(shared)),
+        }
+    }
+
+    /// The configuration in force now.
+    pub fn load(&self) -> Arc<Shared> {
+        match self.shared.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn store(&self, next: Arc<Shared>) {
+        match self.shared.write() {
+            Ok(mut g) => *g = next,
+            Err(p) => *p.into_inner() = next,
+        }
+    }
+}
+
+impl crate::metrics::ScrapeSource for Current {
+    fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    fn scrape(&self) -> crate::metrics::Scrape {
+        self.load().scrape()
+    }
+}
+
+/// A bound front-door listener: its configured address (what a reload
+/// matches listeners by) and its socket.
 struct BoundListener {
-    index: usize,
+    bind: SocketAddr,
     socket: TcpListener,
-    tls_config: Arc<rustls::ServerConfig>,
 }
 
 pub struct Frontdoor {
-    shared: Arc<Shared>,
+    current: Arc<Current>,
     listeners: Vec<BoundListener>,
     metrics_listener: Option<TcpListener>,
     limit: Arc<Semaphore>,
+    ready: Option<(std::path::PathBuf, crate::ready::Ready)>,
 }
 
 /// Names for the generated certificate when the config names none.
@@ -223,26 +276,10 @@ impl Frontdoor {
             None => None,
         };
         let mut listeners = Vec::new();
-        for (index, l) in config.listeners.iter().enumerate() {
-            let verifier = auth
-                .as_ref()
-                .map(|a| a.verifier(listener_requires_auth(&config, l)));
-            let mut alpn = config.listener_alpn(l);
-            // tls-alpn-01 is answered where ALPN is negotiated anyway; a
-            // listener that offers none must keep accepting any client ALPN.
-            if config.acme.is_some() && !alpn.is_empty() {
-                alpn.push(tls::certs::ACME_TLS_ALPN.to_vec());
-            }
-            let tls_cfg = tls::server_config(resolver.clone(), alpn, verifier)?;
-            let socket = bind_socket(l.bind).map_err(|source| StartError::Bind {
-                addr: l.bind,
-                source,
-            })?;
-            client_socket_options(&socket);
+        for l in &config.listeners {
             listeners.push(BoundListener {
-                index,
-                socket,
-                tls_config: tls_cfg,
+                bind: l.bind,
+                socket: bind_listener(l.bind)?,
             });
         }
         let metrics_listener = match config.metrics_listen {
@@ -257,40 +294,37 @@ impl Frontdoor {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let web = if config
-            .routes
+        let ports: Vec<u16> = listeners
             .iter()
-            .any(|r| r.backend == crate::config::Backend::BuiltinChatmail)
-        {
-            let ports: Vec<u16> = listeners
-                .iter()
-                .map(|l| l.socket.local_addr().map_or(0, |a| a.port()))
-                .collect();
-            crate::web::Web::new(&config, &ports).map(Arc::new)
-        } else {
-            None
-        };
+            .map(|l| l.socket.local_addr().map_or(0, |a| a.port()))
+            .collect();
         let limit = Arc::new(Semaphore::new(config.max_connections));
         let per_ip = per_ip::PerIp::new(config.per_ip_connections);
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        reload::count_config(&metrics, &config);
+        let shared = Shared {
+            tls: reload::tls_configs(&config, &resolver, auth.as_ref())?,
+            web: reload::web(&config, &ports),
+            config: Arc::new(config),
+            resolver,
+            auth,
+            accounts,
+            stats: Arc::default(),
+            metrics,
+            force_close: CancellationToken::new(),
+            drain: Arc::default(),
+            next_id: Arc::new(AtomicU64::new(1)),
+            id_prefix: base36(start).into(),
+            over_limit_log: Arc::new(RateLimitedLog::new(1000)),
+            per_ip,
+            over_ip_limit_log: Arc::new(RateLimitedLog::new(1000)),
+        };
         Ok(Self {
-            shared: Arc::new(Shared {
-                config: Arc::new(config),
-                resolver,
-                auth,
-                accounts,
-                stats: Stats::default(),
-                metrics: crate::metrics::Metrics::new(),
-                force_close: CancellationToken::new(),
-                next_id: AtomicU64::new(1),
-                id_prefix: base36(start),
-                over_limit_log: RateLimitedLog::new(1000),
-                per_ip,
-                over_ip_limit_log: RateLimitedLog::new(1000),
-                web,
-            }),
+            current: Arc::new(Current::new(shared)),
             listeners,
             metrics_listener,
             limit,
+            ready: None,
         })
     }
 
@@ -309,91 +343,103 @@ impl Frontdoor {
             .collect()
     }
 
+    /// The configuration in force now.
     pub fn shared(&self) -> Arc<Shared> {
-        self.shared.clone()
+        self.current.load()
     }
 
-    /// Serve until `shutdown` fires; then drain and return.
-    pub async fn run(self, shutdown: CancellationToken) {
+    /// Where the configuration in force is found (it changes on reload).
+    pub fn current(&self) -> Arc<Current> {
+        self.current.clone()
+    }
+
+    /// Rewrite the readiness document at `path` after each reload: the
+    /// front door's listeners as they are then, and `others` (the bundled
+    /// mail servers) as given.
+    pub fn announce(&mut self, path: std::path::PathBuf, others: crate::ready::Ready) {
+        self.ready = Some((path, others));
+    }
+
+    /// Serve until `shutdown` fires; then drain and return. Each
+    /// configuration that arrives on `reloads` (already checked as
+    /// `frontdoor check` does) replaces the one in force: see [`reload`].
+    pub async fn run(
+        self,
+        shutdown: CancellationToken,
+        mut reloads: tokio::sync::mpsc::Receiver<Config>,
+    ) {
         let tracker = TaskTracker::new();
         let mut loops = Vec::new();
+        let shared = self.current.load();
+        let metrics_listener_addr = self.metrics_addr();
         if let Some(ml) = self.metrics_listener {
             if let Ok(a) = ml.local_addr() {
                 tracing::info!(addr = %a, "metrics listening");
             }
             loops.push(tokio::spawn(crate::metrics::serve(
                 ml,
-                self.shared.clone(),
+                self.current.clone(),
                 shutdown.clone(),
             )));
         }
-        if let Some(acme) = &self.shared.config.acme {
+        if let Some(acme) = &shared.config.acme {
             loops.push(tokio::spawn(crate::acme::run(
                 acme.clone(),
-                self.shared.resolver.clone(),
-                self.shared.metrics.acme_orders.clone(),
+                shared.resolver.clone(),
+                shared.metrics.acme_orders.clone(),
                 shutdown.clone(),
             )));
         }
+        let mut running = reload::Running::new(
+            self.current.clone(),
+            self.limit.clone(),
+            tracker.clone(),
+            shutdown.clone(),
+            metrics_listener_addr,
+            self.ready,
+        );
         for l in self.listeners {
-            if let Ok(a) = l.socket.local_addr() {
-                tracing::info!(listener = l.index, addr = %a, "listening");
-            }
-            let shared = self.shared.clone();
-            let limit = self.limit.clone();
-            let tracker2 = tracker.clone();
-            let stop = shutdown.clone();
-            loops.push(tokio::spawn(accept_loop(shared, l, limit, tracker2, stop)));
+            running.start(l);
         }
-        shutdown.cancelled().await;
-        for h in loops {
+        drop(shared);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                next = reloads.recv() => match next {
+                    Some(cfg) => running.reload(cfg).await,
+                    None => {
+                        shutdown.cancelled().await;
+                        break;
+                    }
+                },
+            }
+        }
+        let listeners = running.stop_all();
+        for h in loops.into_iter().chain(listeners) {
             let _ = h.await;
         }
         tracker.close();
-        let open = self.shared.stats.open.load(Ordering::Relaxed);
-        let grace = self.shared.config.timeouts.shutdown_grace;
+        let shared = self.current.load();
+        let open = shared.stats.open.load(Ordering::Relaxed);
+        let grace = shared.config.timeouts.shutdown_grace;
+        let spread = shared.config.timeouts.spread();
         tracing::info!(
             open,
             grace_secs = grace.as_secs_f64(),
+            spread_secs = spread.as_secs_f64(),
             "shutting down: no longer accepting; draining open connections"
         );
+        shared.drain.start(spread);
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-            let open = self.shared.stats.open.load(Ordering::Relaxed);
+            let open = shared.stats.open.load(Ordering::Relaxed);
             tracing::warn!(
                 open,
                 "drain grace period over: closing remaining connections"
             );
-            self.shared.force_close.cancel();
+            shared.force_close.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
         }
         tracing::info!("stopped");
-    }
-
-    /// SIGHUP: reload certificates and the key registry; keep the old ones on error.
-    pub fn reload(&self) {
-        reload(&self.shared);
-    }
-}
-
-/// Reload certificates and the registry (see `Frontdoor::reload`).
-pub fn reload(shared: &Shared) {
-    let cfg = &shared.config;
-    if !cfg.certificates.is_empty() {
-        match CertStore::load(&cfg.certificates) {
-            Ok(store) => {
-                let n = store.certs().len();
-                shared.resolver.replace(store);
-                tracing::info!(certificates = n, "certificates reloaded");
-            }
-            Err(errs) => {
-                for e in errs {
-                    tracing::error!(error = %e, "certificate reload refused; keeping the previous certificates");
-                }
-            }
-        }
-    }
-    if let Some(a) = &shared.auth {
-        a.reload();
     }
 }
 
@@ -431,17 +477,37 @@ fn client_socket_options(listener: &TcpListener) {
     let _ = s.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(KEEPALIVE));
 }
 
+/// Bind a front-door listener with its client socket options.
+fn bind_listener(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    let socket = bind_socket(addr).map_err(|source| StartError::Bind { addr, source })?;
+    client_socket_options(&socket);
+    Ok(socket)
+}
+
 /// Accept on one listener (through the one accept loop, [`crate::accept`])
-/// until `stop`: each connection takes a permit of `limits.max_connections`
-/// and a slot of its client address, or is closed at once.
+/// until `stop`: each connection gets the configuration in force at its
+/// accept, takes a permit of `limits.max_connections` and a slot of its
+/// client address, or is closed at once.
 async fn accept_loop(
-    shared: Arc<Shared>,
+    current: Arc<Current>,
     l: BoundListener,
     limit: Arc<Semaphore>,
     tracker: TaskTracker,
     stop: CancellationToken,
 ) {
-    crate::accept::run(l.index, &l.socket, &stop, |tcp, peer| {
+    let name = l.bind.to_string();
+    crate::accept::run(&name, &l.socket, &stop, |tcp, peer| {
+        let shared = current.load();
+        // A listener a reload removed accepts nothing more.
+        let Some(index) = shared
+            .config
+            .listeners
+            .iter()
+            .position(|c| c.bind == l.bind)
+        else {
+            drop(tcp);
+            return;
+        };
         let permit = match limit.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
@@ -459,7 +525,7 @@ async fn accept_loop(
         };
         // Behind an upstream balancer the address that counts is the one
         // its PROXY header names (`conn` takes that slot).
-        let upstream = shared.config.listeners[l.index]
+        let upstream = shared.config.listeners[index]
             .accept_proxy_from
             .iter()
             .any(|n| n.contains(&peer.ip()));
@@ -474,9 +540,7 @@ async fn accept_loop(
                 }
             }
         };
-        let shared = shared.clone();
-        let tls_config = l.tls_config.clone();
-        let index = l.index;
+        let tls_config = shared.tls[index].clone();
         tracker.spawn(async move {
             conn::handle(shared, index, tls_config, tcp, peer, (permit, slot)).await;
         });

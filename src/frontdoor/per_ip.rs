@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::throttle::AddrKey;
@@ -15,7 +16,7 @@ use crate::throttle::AddrKey;
 /// Open connections by client address.
 #[derive(Debug)]
 pub struct PerIp {
-    limit: usize,
+    limit: AtomicUsize,
     open: Mutex<HashMap<AddrKey, usize>>,
 }
 
@@ -29,13 +30,19 @@ pub struct IpSlot {
 impl PerIp {
     pub fn new(limit: usize) -> Arc<Self> {
         Arc::new(Self {
-            limit: limit.max(1),
+            limit: AtomicUsize::new(limit.max(1)),
             open: Mutex::new(HashMap::new()),
         })
     }
 
     pub fn limit(&self) -> usize {
-        self.limit
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// A reloaded `limits.per_ip_connections`: counts stay, new
+    /// connections meet the new limit.
+    pub fn set_limit(&self, limit: usize) {
+        self.limit.store(limit.max(1), Ordering::Relaxed);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AddrKey, usize>> {
@@ -51,7 +58,7 @@ impl PerIp {
         let key = AddrKey::from(ip);
         let mut open = self.lock();
         let n = open.entry(key).or_insert(0);
-        if *n >= self.limit {
+        if *n >= self.limit() {
             return Err(key);
         }
         *n += 1;
