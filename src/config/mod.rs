@@ -246,7 +246,8 @@ pub struct Timeouts {
     pub idle: Duration,
     pub shutdown_grace: Duration,
     /// Over how long a draining process closes its long-lived connections
-    /// (each at a random moment in it); `None`: the whole `shutdown_grace`.
+    /// (each at a random moment in it); `None`: the whole `shutdown_grace`;
+    /// zero: no spread, what is open at the end of the grace is closed.
     pub drain_spread: Option<Duration>,
 }
 
@@ -259,8 +260,12 @@ impl Timeouts {
     }
 
     fn with_spread(mut self, r: &mut crate::diagnostics::Reporter, v: &Option<String>) -> Self {
-        if v.is_some() {
-            let d = validate::duration(r, "timeouts.drain_spread", v, self.shutdown_grace);
+        if let Some(text) = v {
+            // `0s` is allowed here: no spread.
+            let d = match humantime::parse_duration(text) {
+                Ok(d) if d.is_zero() => d,
+                _ => validate::duration(r, "timeouts.drain_spread", v, self.shutdown_grace),
+            };
             if d > self.shutdown_grace {
                 r.at(
                     "timeouts.drain_spread",

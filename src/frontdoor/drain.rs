@@ -6,7 +6,9 @@
 //! connection, when the drain starts, picks its own moment uniformly at
 //! random in `[0, spread)` and closes then (or earlier, on its own); what
 //! is left at the end of `timeouts.shutdown_grace` is closed by the front
-//! door's `force_close`.
+//! door's `force_close`. The spread is `timeouts.drain_spread`, by default
+//! the whole grace period (as HAProxy's `close-spread-time` defaults to its
+//! `hard-stop-after`); `0s` turns it off.
 
 use std::time::Duration;
 
@@ -33,13 +35,16 @@ impl Drain {
     }
 
     /// Resolves when this connection's moment to close has come: the drain
-    /// started, and then its own random share of the spread went by.
+    /// started, and then its own random share of the spread went by. With
+    /// no spread (`drain_spread: 0s`) it never comes: connections close
+    /// when they end or at the end of the grace period.
     pub async fn my_turn(&self) {
         self.started.cancelled().await;
         let ms = self.spread.load(std::sync::atomic::Ordering::Relaxed);
-        if ms > 0 {
-            tokio::time::sleep(jitter(ms)).await;
+        if ms == 0 {
+            std::future::pending::<()>().await;
         }
+        tokio::time::sleep(jitter(ms)).await;
     }
 }
 

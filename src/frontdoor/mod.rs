@@ -92,6 +92,8 @@ pub struct Shared {
     pub config: Arc<Config>,
     /// Each listener's TLS settings, in `config.listeners` order.
     pub tls: Vec<Arc<rustls::ServerConfig>>,
+    /// Each listener's key, in `config.listeners` order.
+    keys: Vec<ListenKey>,
     pub resolver: Arc<SniResolver>,
     pub auth: Option<Arc<Auth>>,
     /// The bundled backends' accounts, when they run in this process: a
@@ -225,10 +227,25 @@ impl crate::metrics::ScrapeSource for Current {
     }
 }
 
-/// A bound front-door listener: its configured address (what a reload
-/// matches listeners by) and its socket.
+/// What a reload matches listeners by: the configured address, and which
+/// of the listeners configured with that address it is (several may say
+/// `127.0.0.1:0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ListenKey(SocketAddr, usize);
+
+/// Each listener's key, in `config.listeners` order.
+fn listen_keys(config: &Config) -> Vec<ListenKey> {
+    let mut out: Vec<ListenKey> = Vec::with_capacity(config.listeners.len());
+    for l in &config.listeners {
+        let nth = out.iter().filter(|k| k.0 == l.bind).count();
+        out.push(ListenKey(l.bind, nth));
+    }
+    out
+}
+
+/// A bound front-door listener: its key and its socket.
 struct BoundListener {
-    bind: SocketAddr,
+    key: ListenKey,
     socket: TcpListener,
 }
 
@@ -276,10 +293,10 @@ impl Frontdoor {
             None => None,
         };
         let mut listeners = Vec::new();
-        for l in &config.listeners {
+        for key in listen_keys(&config) {
             listeners.push(BoundListener {
-                bind: l.bind,
-                socket: bind_listener(l.bind)?,
+                key,
+                socket: bind_listener(key.0)?,
             });
         }
         let metrics_listener = match config.metrics_listen {
@@ -304,6 +321,7 @@ impl Frontdoor {
         reload::count_config(&metrics, &config);
         let shared = Shared {
             tls: reload::tls_configs(&config, &resolver, auth.as_ref())?,
+            keys: listen_keys(&config),
             web: reload::web(&config, &ports),
             config: Arc::new(config),
             resolver,
@@ -495,16 +513,11 @@ async fn accept_loop(
     tracker: TaskTracker,
     stop: CancellationToken,
 ) {
-    let name = l.bind.to_string();
+    let name = l.key.0.to_string();
     crate::accept::run(&name, &l.socket, &stop, |tcp, peer| {
         let shared = current.load();
         // A listener a reload removed accepts nothing more.
-        let Some(index) = shared
-            .config
-            .listeners
-            .iter()
-            .position(|c| c.bind == l.bind)
-        else {
+        let Some(index) = shared.keys.iter().position(|k| *k == l.key) else {
             drop(tcp);
             return;
         };

@@ -27,7 +27,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{
-    accept_loop, bind_listener, listener_requires_auth, BoundListener, Current, Shared, StartError,
+    accept_loop, bind_listener, listen_keys, listener_requires_auth, BoundListener, Current,
+    ListenKey, Shared, StartError,
 };
 use crate::auth::Auth;
 use crate::config::{Backend, Config};
@@ -85,7 +86,7 @@ pub(super) fn count_config(metrics: &crate::metrics::Metrics, config: &Config) -
 
 /// A listener that is accepting: its configured address and its loop.
 struct Accepting {
-    bind: SocketAddr,
+    key: ListenKey,
     local: Option<SocketAddr>,
     stop: CancellationToken,
     task: JoinHandle<()>,
@@ -127,17 +128,13 @@ impl Running {
     pub(super) fn start(&mut self, l: BoundListener) {
         let local = l.socket.local_addr().ok();
         if let Some(a) = local {
-            let index = self
-                .current
-                .load()
-                .config
-                .listeners
+            let index = listen_keys(&self.current.load().config)
                 .iter()
-                .position(|c| c.bind == l.bind);
+                .position(|k| *k == l.key);
             tracing::info!(listener = index, addr = %a, "listening");
         }
         let stop = self.shutdown.child_token();
-        let bind = l.bind;
+        let key = l.key;
         let task = tokio::spawn(accept_loop(
             self.current.clone(),
             l,
@@ -146,7 +143,7 @@ impl Running {
             stop.clone(),
         ));
         self.listeners.push(Accepting {
-            bind,
+            key,
             local,
             stop,
             task,
@@ -188,26 +185,26 @@ impl Running {
         keep_what_needs_a_restart(&prev.config, &mut next);
         // New listeners first: a bind that fails refuses the whole reload.
         let mut bound = Vec::new();
-        for l in &next.listeners {
-            if !self.listeners.iter().any(|a| a.bind == l.bind) {
+        let keys = listen_keys(&next);
+        for key in &keys {
+            if !self.listeners.iter().any(|a| a.key == *key) {
                 bound.push(BoundListener {
-                    bind: l.bind,
-                    socket: bind_listener(l.bind)?,
+                    key: *key,
+                    socket: bind_listener(key.0)?,
                 });
             }
         }
-        let ports: Vec<u16> = next
-            .listeners
+        let ports: Vec<u16> = keys
             .iter()
-            .map(|l| {
+            .map(|key| {
                 self.listeners
                     .iter()
-                    .find(|a| a.bind == l.bind)
+                    .find(|a| a.key == *key)
                     .and_then(|a| a.local)
                     .or_else(|| {
                         bound
                             .iter()
-                            .find(|b| b.bind == l.bind)
+                            .find(|b| b.key == *key)
                             .and_then(|b| b.socket.local_addr().ok())
                     })
                     .map_or(0, |a| a.port())
@@ -238,6 +235,7 @@ impl Running {
         let hash = count_config(&prev.metrics, &next);
         let shared = Shared {
             tls,
+            keys: keys.clone(),
             web: web(&next, &ports),
             config: Arc::new(next),
             resolver: prev.resolver.clone(),
@@ -253,16 +251,16 @@ impl Running {
             per_ip: prev.per_ip.clone(),
             over_ip_limit_log: prev.over_ip_limit_log.clone(),
         };
-        let binds: Vec<SocketAddr> = shared.config.listeners.iter().map(|l| l.bind).collect();
+        let binds = keys;
         self.current.store(Arc::new(shared));
         let (added, mut removed) = (bound.len(), 0);
         for l in bound {
             self.start(l);
         }
         self.listeners.retain(|a| {
-            let keep = binds.contains(&a.bind);
+            let keep = binds.contains(&a.key);
             if !keep {
-                tracing::info!(addr = %a.bind, "listener removed: no longer accepting");
+                tracing::info!(addr = %a.key.0, "listener removed: no longer accepting");
                 a.stop.cancel();
                 removed += 1;
             }
@@ -305,14 +303,12 @@ impl Running {
             return;
         };
         let shared = self.current.load();
-        let addrs: Vec<SocketAddr> = shared
-            .config
-            .listeners
+        let addrs: Vec<SocketAddr> = listen_keys(&shared.config)
             .iter()
             .filter_map(|c| {
                 self.listeners
                     .iter()
-                    .find(|a| a.bind == c.bind)
+                    .find(|a| a.key == *c)
                     .and_then(|a| a.local)
             })
             .collect();
