@@ -417,7 +417,11 @@ async fn max_connections_closes_the_excess() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_open_connections_then_exits() {
-    let mut s = setup("", "{ handshake: 3s, shutdown_grace: 2s, drain_spread: 0s }").await;
+    let mut s = setup(
+        "",
+        "{ handshake: 3s, shutdown_grace: 2s, drain_spread: 0s }",
+    )
+    .await;
     let a = s.fd.addrs[0];
     let mut c = connect(a, &["imap"], "localhost").await.unwrap();
     assert_eq!(read_line(&mut c).await.unwrap(), "imap ready\r\n");

@@ -165,7 +165,8 @@ impl Relaying<'_> {
         let cfg = &shared.config;
         let c = &mut self.conn;
         let stop = stop_signal(shared, c.identity.as_deref());
-        let out = relay::relay(&mut c.tls, &mut c.be, cfg.timeouts.idle, stop).await;
+        let turn = shared.drain.my_turn();
+        let out = relay::relay_draining(&mut c.tls, &mut c.be, cfg.timeouts.idle, stop, turn).await;
         self.log.up = out.up;
         self.log.down = out.down;
         self.log.records = c.tls.record_layer();
@@ -559,12 +560,11 @@ async fn passthrough<'a>(
         return why;
     }
     let stop = async {
-        tokio::select! {
-            _ = shared.force_close.cancelled() => "shutdown: drain grace period over",
-            _ = shared.drain.my_turn() => "shutdown: closed in the drain",
-        }
+        shared.force_close.cancelled().await;
+        "shutdown: drain grace period over"
     };
-    let out = relay::relay(&mut tcp, &mut be, cfg.timeouts.idle, stop).await;
+    let turn = shared.drain.my_turn();
+    let out = relay::relay_draining(&mut tcp, &mut be, cfg.timeouts.idle, stop, turn).await;
     log.up = out.up;
     log.down = out.down;
     CloseReason::Relay(out.end)
@@ -576,8 +576,7 @@ async fn be_shutdown(be: &mut BackendStream) -> std::io::Result<()> {
         .unwrap_or(Ok(()))
 }
 
-/// Resolves when this connection must end early: its moment in the drain
-/// came, the shutdown grace is over, or
+/// Resolves when this connection must end early: shutdown grace over, or
 /// (for an authenticated connection) its key left the registry or now
 /// stands for another identity.
 async fn stop_signal(shared: &Shared, identity: Option<&Identity>) -> &'static str {
@@ -590,7 +589,6 @@ async fn stop_signal(shared: &Shared, identity: Option<&Identity>) -> &'static s
     };
     tokio::select! {
         _ = shared.force_close.cancelled() => "shutdown: drain grace period over",
-        _ = shared.drain.my_turn() => "shutdown: closed in the drain",
         why = revoked => why,
     }
 }

@@ -276,6 +276,33 @@ where
     B: AsyncRead + AsyncWrite + Unpin + ?Sized,
     S: Future<Output = &'static str>,
 {
+    relay_draining(client, backend, idle, stop, std::future::pending()).await
+}
+
+/// How long a connection must have been quiet (no byte either way) before
+/// the drain closes it: a command and its answer in flight are not cut.
+pub const DRAIN_QUIET: Duration = Duration::from_secs(1);
+
+/// [`relay`], and once `turn` resolves (this connection's moment in a
+/// drain, [`super::drain`]) the relay ends as soon as no byte has moved
+/// for [`DRAIN_QUIET`]: an idle IMAP session closes at its moment, one in
+/// the middle of an exchange when the exchange is over.
+pub async fn relay_draining<C, B, S, D>(
+    client: &mut C,
+    backend: &mut B,
+    idle: Duration,
+    stop: S,
+    turn: D,
+) -> Outcome
+where
+    C: AsyncRead + AsyncWrite + Unpin + Pump<B> + ?Sized,
+    B: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    S: Future<Output = &'static str>,
+    D: Future<Output = ()>,
+{
+    let mut turn = std::pin::pin!(turn);
+    let mut turned = false;
+    let mut quiet: Option<Pin<Box<Sleep>>> = None;
     let mut up = Dir::default();
     let mut down = Dir::default();
     let mut last = Instant::now();
@@ -335,6 +362,20 @@ where
             }
             sleep.as_mut().reset(deadline);
         }
+        if !turned && turn.as_mut().poll(cx).is_ready() {
+            turned = true;
+        }
+        if turned {
+            let due = last + DRAIN_QUIET;
+            if Instant::now() >= due {
+                return Poll::Ready(End::Stopped("shutdown: closed in the drain"));
+            }
+            let q = quiet.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+            q.as_mut().reset(due);
+            if q.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(End::Stopped("shutdown: closed in the drain"));
+            }
+        }
         Poll::Pending
     })
     .await;
@@ -380,6 +421,43 @@ mod tests {
         assert_eq!(writer.await.unwrap(), b"bye");
         let o = task.await.unwrap();
         assert_eq!((o.up, o.down, o.end), (100_000, 3, End::Done));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_drain_waits_for_a_quiet_moment() {
+        let (mut c_out, mut c_in) = tokio::io::duplex(64);
+        let (mut b_in, mut b_out) = tokio::io::duplex(64);
+        let (turn_tx, turn_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let turn = async {
+                let _ = turn_rx.await;
+            };
+            relay_draining(
+                &mut c_in,
+                &mut b_in,
+                Duration::from_secs(3600),
+                std::future::pending(),
+                turn,
+            )
+            .await
+        });
+        let t0 = Instant::now();
+        turn_tx.send(()).unwrap();
+        // Busy for 5 s (a byte each 200 ms): not closed while it talks.
+        let mut b = [0u8; 1];
+        for _ in 0..25 {
+            c_out.write_all(b"x").await.unwrap();
+            b_out.read_exact(&mut b).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(!task.is_finished(), "closed while busy");
+        }
+        let o = task.await.unwrap();
+        assert_eq!(o.end, End::Stopped("shutdown: closed in the drain"));
+        let waited = t0.elapsed();
+        assert!(
+            waited >= Duration::from_millis(5800) && waited < Duration::from_millis(6100),
+            "{waited:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
