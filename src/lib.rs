@@ -14,6 +14,7 @@ pub mod auth;
 pub mod config;
 pub mod diagnostics;
 pub mod frontdoor;
+pub mod handover;
 pub mod http_head;
 pub mod identity_secret;
 pub mod log_safe;

@@ -65,6 +65,11 @@ enum Cmd {
         /// one with its actual address here (atomically; docs/operations.md).
         #[arg(long, value_name = "PATH")]
         ready_file: Option<PathBuf>,
+        /// Take the listening sockets over from the instance running with
+        /// this configuration (its control socket), which then drains: a
+        /// binary upgrade that refuses no connection.
+        #[arg(long)]
+        takeover: bool,
     },
     /// Validate the configuration and every file it names; print each problem as file:line: reason.
     Check {
@@ -100,6 +105,7 @@ fn main() -> ExitCode {
             data_dir,
             listen,
             ready_file,
+            takeover,
         } => {
             let embedded = config.is_none();
             let default_listen = || {
@@ -139,9 +145,13 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            if let (Some(l), Some(first)) = (listen, cfg.listeners.first_mut()) {
-                first.bind = l;
-            }
+            let opts = frontdoor::serve::ServeOptions {
+                ready_file,
+                takeover,
+                listen,
+                control_socket: embedded.then(|| data_dir.join("control.sock")),
+            };
+            opts.apply(&mut cfg);
             if embedded {
                 if let Some(first) = cfg.listeners.first() {
                     match &relay_domain {
@@ -163,7 +173,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            match rt.block_on(frontdoor::serve::serve_with(cfg, ready_file.as_deref())) {
+            match rt.block_on(frontdoor::serve::serve_opts(cfg, opts)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("frontdoor: {e}");

@@ -254,7 +254,7 @@ pub struct Frontdoor {
     listeners: Vec<BoundListener>,
     metrics_listener: Option<TcpListener>,
     limit: Arc<Semaphore>,
-    ready: Option<(std::path::PathBuf, crate::ready::Ready)>,
+    ready: Option<reload::Announce>,
 }
 
 /// Names for the generated certificate when the config names none.
@@ -296,11 +296,23 @@ impl Frontdoor {
         for key in listen_keys(&config) {
             listeners.push(BoundListener {
                 key,
-                socket: bind_listener(key.0)?,
+                socket: bind_listener(key)?,
             });
         }
         let metrics_listener = match config.metrics_listen {
-            Some(a) => Some(bind_socket(a).map_err(|source| StartError::Bind { addr: a, source })?),
+            Some(a) => {
+                let name = format!("metrics:{a}");
+                let l = inherited_or_bound(&name, a)?;
+                if let Ok(local) = l.local_addr() {
+                    crate::handover::offer(
+                        crate::handover::Kind::Metrics,
+                        &name,
+                        local.to_string(),
+                        &l,
+                    );
+                }
+                Some(l)
+            }
             None => None,
         };
         let accounts = config
@@ -374,7 +386,11 @@ impl Frontdoor {
     /// Rewrite the readiness document at `path` after each reload: the
     /// front door's listeners as they are then, and `others` (the bundled
     /// mail servers) as given.
-    pub fn announce(&mut self, path: std::path::PathBuf, others: crate::ready::Ready) {
+    pub fn announce(
+        &mut self,
+        path: std::path::PathBuf,
+        others: Arc<std::sync::Mutex<crate::ready::Ready>>,
+    ) {
         self.ready = Some((path, others));
     }
 
@@ -495,11 +511,30 @@ fn client_socket_options(listener: &TcpListener) {
     let _ = s.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(KEEPALIVE));
 }
 
-/// Bind a front-door listener with its client socket options.
-fn bind_listener(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    let socket = bind_socket(addr).map_err(|source| StartError::Bind { addr, source })?;
+/// Bind a front-door listener with its client socket options: the socket
+/// a predecessor or systemd handed over when there is one
+/// ([`crate::handover`]), else a new one; either way offered to a successor.
+fn bind_listener(key: ListenKey) -> Result<TcpListener, StartError> {
+    let name = crate::handover::frontdoor_key(key.0, key.1);
+    let socket = inherited_or_bound(&name, key.0)?;
     client_socket_options(&socket);
+    if let Ok(a) = socket.local_addr() {
+        crate::handover::offer(
+            crate::handover::Kind::Frontdoor,
+            &name,
+            a.to_string(),
+            &socket,
+        );
+    }
     Ok(socket)
+}
+
+fn inherited_or_bound(name: &str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    let err = |source| StartError::Bind { addr, source };
+    match crate::handover::take_tcp(name, addr) {
+        Some(l) => TcpListener::from_std(l).map_err(err),
+        None => bind_socket(addr).map_err(err),
+    }
 }
 
 /// Accept on one listener (through the one accept loop, [`crate::accept`])

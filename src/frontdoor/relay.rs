@@ -286,7 +286,8 @@ pub const DRAIN_QUIET: Duration = Duration::from_secs(1);
 /// [`relay`], and once `turn` resolves (this connection's moment in a
 /// drain, [`super::drain`]) the relay ends as soon as no byte has moved
 /// for [`DRAIN_QUIET`]: an idle IMAP session closes at its moment, one in
-/// the middle of an exchange when the exchange is over.
+/// the middle of an exchange when the exchange is over. A connection whose
+/// backend has not sent a byte yet is left to finish (or to the grace).
 pub async fn relay_draining<C, B, S, D>(
     client: &mut C,
     backend: &mut B,
@@ -365,7 +366,9 @@ where
         if !turned && turn.as_mut().poll(cx).is_ready() {
             turned = true;
         }
-        if turned {
+        // Only a session the backend has spoken in: one still waiting for
+        // its greeting (a successor's server about to take it) is not idle.
+        if turned && down.bytes > 0 {
             let due = last + DRAIN_QUIET;
             if Instant::now() >= due {
                 return Poll::Ready(End::Stopped("shutdown: closed in the drain"));
@@ -448,6 +451,8 @@ mod tests {
         for _ in 0..25 {
             c_out.write_all(b"x").await.unwrap();
             b_out.read_exact(&mut b).await.unwrap();
+            b_out.write_all(b"y").await.unwrap();
+            c_out.read_exact(&mut b).await.unwrap();
             tokio::time::sleep(Duration::from_millis(200)).await;
             assert!(!task.is_finished(), "closed while busy");
         }

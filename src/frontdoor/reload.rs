@@ -101,8 +101,15 @@ pub(super) struct Running {
     shutdown: CancellationToken,
     listeners: Vec<Accepting>,
     metrics_addr: Option<SocketAddr>,
-    ready: Option<(std::path::PathBuf, crate::ready::Ready)>,
+    ready: Option<Announce>,
 }
+
+/// Where the readiness document goes, and its entries that are not the
+/// front door's (the bundled servers', filled in once they listen).
+pub(super) type Announce = (
+    std::path::PathBuf,
+    Arc<std::sync::Mutex<crate::ready::Ready>>,
+);
 
 impl Running {
     pub(super) fn new(
@@ -111,7 +118,7 @@ impl Running {
         tracker: TaskTracker,
         shutdown: CancellationToken,
         metrics_addr: Option<SocketAddr>,
-        ready: Option<(std::path::PathBuf, crate::ready::Ready)>,
+        ready: Option<Announce>,
     ) -> Self {
         Self {
             current,
@@ -190,7 +197,7 @@ impl Running {
             if !self.listeners.iter().any(|a| a.key == *key) {
                 bound.push(BoundListener {
                     key: *key,
-                    socket: bind_listener(key.0)?,
+                    socket: bind_listener(*key)?,
                 });
             }
         }
@@ -261,6 +268,7 @@ impl Running {
             let keep = binds.contains(&a.key);
             if !keep {
                 tracing::info!(addr = %a.key.0, "listener removed: no longer accepting");
+                crate::handover::withdraw(&crate::handover::frontdoor_key(a.key.0, a.key.1));
                 a.stop.cancel();
                 removed += 1;
             }
@@ -314,7 +322,9 @@ impl Running {
             .collect();
         let mut ready = crate::ready::Ready::new();
         ready.frontdoor(&addrs, self.metrics_addr);
-        ready.listeners.extend(others.listeners.iter().cloned());
+        if let Ok(o) = others.lock() {
+            ready.listeners.extend(o.listeners.iter().cloned());
+        }
         if let Err(e) = ready.write(path) {
             tracing::error!(error = %e, "cannot rewrite the ready file after the reload");
         }

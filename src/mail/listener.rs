@@ -56,7 +56,36 @@ impl Listener {
     /// Bind `addr`. A Unix socket replaces a stale socket file and gets the
     /// mode `mode` asks for; a socket directory this call creates gets 0700
     /// (0711 for [`SocketMode::Peers`]).
+    ///
+    /// A socket a predecessor or systemd handed over for `addr` is taken
+    /// instead ([`crate::handover`]); either way it is offered to a successor.
     pub async fn bind_with(addr: &ListenAddr, mode: SocketMode) -> Result<Listener, BindError> {
+        let key = format!("mail:{addr}");
+        let err = |e| BindError {
+            addr: addr.to_string(),
+            err: e,
+        };
+        let inherited = match addr {
+            ListenAddr::Tcp(a) => crate::handover::take_tcp(&key, *a)
+                .map(|l| TcpListener::from_std(l).map(Listener::Tcp)),
+            ListenAddr::Unix(p) => crate::handover::take_unix(&key, p)
+                .map(|l| UnixListener::from_std(l).map(Listener::Unix)),
+        };
+        let l = match inherited {
+            Some(l) => l.map_err(err)?,
+            None => Self::bind_new(addr, mode).await?,
+        };
+        let local = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        match &l {
+            Listener::Tcp(t) => crate::handover::offer(crate::handover::Kind::Mail, &key, local, t),
+            Listener::Unix(u) => {
+                crate::handover::offer(crate::handover::Kind::Mail, &key, local, u)
+            }
+        }
+        Ok(l)
+    }
+
+    async fn bind_new(addr: &ListenAddr, mode: SocketMode) -> Result<Listener, BindError> {
         let err = |e| BindError {
             addr: addr.to_string(),
             err: e,

@@ -279,6 +279,34 @@ fn generate_shared_secret(path: &Path) -> Result<(), MailError> {
     Ok(())
 }
 
+/// Open the store; after a takeover, wait (bounded) while the predecessor
+/// still holds its lock during its drain ([`crate::handover`]).
+async fn open_store(dir: &Path) -> Result<Store, store::StoreError> {
+    let deadline = crate::handover::store_lock_wait().map(|d| tokio::time::Instant::now() + d);
+    let mut said = false;
+    loop {
+        let d = dir.to_owned();
+        let opened = tokio::task::spawn_blocking(move || Store::open(&d))
+            .await
+            .map_err(|e| store::StoreError::Corrupt(format!("store open task: {e}")))?;
+        match (opened, deadline) {
+            (Err(store::StoreError::Locked(_)), Some(end)) if tokio::time::Instant::now() < end => {
+                if !said {
+                    tracing::info!(dir = %dir.display(), "the predecessor still holds the mail store: waiting for its drain to end");
+                    said = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            (r, _) => {
+                if said && r.is_ok() {
+                    tracing::info!("mail store taken over");
+                }
+                return r;
+            }
+        }
+    }
+}
+
 /// Open the store and start the configured SMTP listeners (submission, LMTP,
 /// inbound) and the IMAP server of the `mail:` section. `frontdoor serve`
 /// calls this when `mail:` is present; `frontdoor mail serve` runs only this.
@@ -304,10 +332,7 @@ pub async fn start(
     };
     let mail = Arc::new(mail.clone());
     std::fs::create_dir_all(&mail.data_dir).map_err(store::StoreError::from)?;
-    let dir = mail.data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&dir))
-        .await
-        .map_err(|e| store::StoreError::Corrupt(format!("store open task: {e}")))??;
+    let store = open_store(&mail.data_dir).await?;
     let accounts = Accounts::from_config(&mail);
     let mut unix_uids: Vec<u32> = peer::own_uid().into_iter().collect();
     unix_uids.extend(mail.trusted_uids.iter().copied());
