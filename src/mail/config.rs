@@ -73,6 +73,9 @@ struct RawDns {
     resolvers: Vec<String>,
 }
 
+/// The DKIM selector when `mail.dkim.selector` names none.
+pub const DEFAULT_DKIM_SELECTOR: &str = "dkim";
+
 /// `mail.dkim:`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -233,7 +236,7 @@ impl MailConfig {
             hostname: "localhost".into(),
             chatmail: None,
             dns_resolvers: Vec::new(),
-            dkim_selector: crate::mail::dkim::DEFAULT_SELECTOR.into(),
+            dkim_selector: DEFAULT_DKIM_SELECTOR.into(),
             dkim_verify: false,
         }
     }
@@ -435,14 +438,14 @@ pub(crate) fn validate(raw: RawMail, base: &Path, r: &mut Reporter) -> MailConfi
     }
     let raw_dkim = raw.dkim.unwrap_or_default();
     let dkim_selector = match raw_dkim.selector {
-        None => crate::mail::dkim::DEFAULT_SELECTOR.to_owned(),
+        None => DEFAULT_DKIM_SELECTOR.to_owned(),
         Some(s) if valid_domain(&s) && !s.contains('.') => s,
         Some(s) => {
             r.at(
                 "mail.dkim.selector",
                 format!("bad selector {s:?}: one DNS label (letters, digits, hyphens)"),
             );
-            crate::mail::dkim::DEFAULT_SELECTOR.to_owned()
+            DEFAULT_DKIM_SELECTOR.to_owned()
         }
     };
     let dkim_verify = raw_dkim.verify.unwrap_or(chatmail.is_some());

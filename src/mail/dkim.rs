@@ -44,7 +44,7 @@ pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 /// The whole verification, every key lookup included.
 pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The selector when `mail.dkim.selector` is not set.
-pub const DEFAULT_SELECTOR: &str = "dkim";
+pub use crate::mail::config::DEFAULT_DKIM_SELECTOR as DEFAULT_SELECTOR;
 
 /// Header fields signed (RFC 6376 §5.4.1), as OpenDKIM's defaults plus
 /// `Autocrypt` and `Content-Type`, as chatmail relays sign them.
@@ -438,7 +438,7 @@ impl Signer {
     /// `msg` with the signatures for the domain of its `From:` address
     /// prepended, when that domain is one of `local_domains`.
     pub fn sign_message(&self, local_domains: &[String], msg: &[u8]) -> Vec<u8> {
-        let froms = crate::mail::smtp::message::from_addresses(msg);
+        let froms = crate::mail::message::from_addresses(msg);
         let domain = froms
             .first()
             .and_then(|f| f.rsplit_once('@'))

@@ -17,6 +17,7 @@ pub mod dkim;
 pub mod imap;
 pub mod listener;
 pub mod login;
+pub mod message;
 pub mod peer;
 pub mod smtp;
 pub mod store;

@@ -6,7 +6,8 @@
 //! certificates (files or ACME): submission sits behind the front door,
 //! which owns TLS, and LMTP comes from the local MTA.
 
-pub mod message;
+/// The message helpers live in [`crate::mail::message`] (DKIM reads them too).
+pub use crate::mail::message;
 pub mod parser;
 pub mod relay;
 pub mod session;

@@ -35,7 +35,6 @@ use std::time::Duration;
 use base64::Engine;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::message::{from_addresses, rfc5322_date};
 use super::parser::{parse_command, Command, DataReader, DataStatus, Frame, Framer, Reply};
 use super::relay;
 use crate::log_safe::Escaped;
@@ -44,6 +43,7 @@ use crate::mail::chatmail::send_limit::SendLimiter;
 use crate::mail::chatmail::{account_flags, filter, privacy};
 use crate::mail::config::MailConfig;
 use crate::mail::login::{LoginError, Logins};
+use crate::mail::message::{from_addresses, rfc5322_date};
 use crate::mail::peer::PeerInfo;
 use crate::mail::store::{unix_now, Store};
 
