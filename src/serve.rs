@@ -103,8 +103,14 @@ pub async fn serve_with(mut cfg: Config, ready_file: Option<&Path>) -> Result<()
         Some(m) => {
             let started = match crate::mail::resolve_identity_secret(&cfg) {
                 Ok(secret) => {
-                    crate::mail::start(m, secret, shutdown.clone(), Some(shared.resolver.clone()))
-                        .await
+                    crate::mail::start_with(
+                        m,
+                        secret,
+                        shutdown.clone(),
+                        Some(shared.resolver.clone()),
+                        shared.logins.clone(),
+                    )
+                    .await
                 }
                 Err(e) => Err(e),
             };

@@ -101,6 +101,12 @@ pub struct Shared {
     pub over_ip_limit_log: RateLimitedLog,
     /// The chatmail web side, when a route is `builtin:chatmail`.
     pub web: Option<Arc<crate::web::Web>>,
+    /// The account page (`mail.account_page`), on the built-in web routes.
+    pub account_page: Option<Arc<crate::web::account::AccountPage>>,
+    /// The password checks of this process, when it has mail accounts and
+    /// the account page: the bundled IMAP and SMTP servers use the same
+    /// ones (`mail::start_with`), so all logins share one throttle.
+    pub logins: Option<Arc<crate::mail::login::Logins>>,
 }
 
 impl crate::metrics::ScrapeSource for Shared {
@@ -270,6 +276,26 @@ impl Frontdoor {
         } else {
             None
         };
+        let mut logins = None;
+        let account_page = match (
+            config.mail.as_ref(),
+            config.mail.as_ref().and_then(|m| m.account_page.clone()),
+            &auth,
+            &accounts,
+        ) {
+            (Some(mail), Some(page), Some(auth), Some(accounts)) => {
+                let l = crate::mail::login::Logins::new(accounts.clone(), 0);
+                logins = Some(l.clone());
+                Some(Arc::new(crate::web::account::AccountPage::new(
+                    page,
+                    auth.registry().path().to_owned(),
+                    accounts.clone(),
+                    mail.data_dir.clone(),
+                    l,
+                )))
+            }
+            _ => None,
+        };
         let limit = Arc::new(Semaphore::new(config.max_connections));
         let per_ip = per_ip::PerIp::new(config.per_ip_connections);
         Ok(Self {
@@ -287,6 +313,8 @@ impl Frontdoor {
                 per_ip,
                 over_ip_limit_log: RateLimitedLog::new(1000),
                 web,
+                account_page,
+                logins,
             }),
             listeners,
             metrics_listener,

@@ -54,6 +54,8 @@ fn design_format_is_accepted() {
             account: "alice".into(),
             login: "alice@example.org".into(),
             imap_preauth: true,
+            added_by: None,
+            added_at: None,
         }
     );
     assert!(!r.lookup(&fp(2)).unwrap().imap_preauth);
@@ -270,6 +272,8 @@ fn entry(name: &str, b: u8) -> KeyEntry {
         account: "dave".into(),
         login: "dave@example.org".into(),
         imap_preauth: false,
+        added_by: None,
+        added_at: None,
     }
 }
 
