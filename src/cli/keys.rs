@@ -205,13 +205,15 @@ pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
             } else {
                 writeln!(
                     out,
-                    "name:         {}\nfingerprint:  {}\nhex:          {}\naccount:      {}\nlogin:        {}\nimap_preauth: {}",
+                    "name:         {}\nfingerprint:  {}\nhex:          {}\naccount:      {}\nlogin:        {}\nimap_preauth: {}\nadded_by:     {}\nadded_at:     {}",
                     e.name,
                     e.fingerprint,
                     e.fingerprint.to_hex(),
                     e.account,
                     e.login,
-                    e.imap_preauth
+                    e.imap_preauth,
+                    e.added_by.as_deref().unwrap_or("operator"),
+                    e.added_at.as_deref().unwrap_or("-")
                 )?;
             }
         }

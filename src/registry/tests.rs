@@ -121,7 +121,7 @@ fn every_problem_is_reported_with_file_and_line() {
         "keys.yaml:16: keys[3].account: must not be empty",
         "keys.yaml:17: keys[3].login: login \"nobody\" is not an address (no @)",
         "keys.yaml:18: keys[3].imap_preauth: must be true or false",
-        "keys.yaml:19: keys[3].colour: unknown field `colour`, expected one of `name`, `fingerprint`, `account`, `login`, `imap_preauth`",
+        "keys.yaml:19: keys[3].colour: unknown field `colour`, expected one of `name`, `fingerprint`, `account`, `login`, `imap_preauth`, `added_by`, `added_at`",
         "keys.yaml:20: keys[4].name: must be a string",
         "keys.yaml:20: keys[4]: missing field `account`",
         &format!("keys.yaml:21: keys[4].fingerprint: bad fingerprint \"not base64!\": {}", fingerprint::ACCEPTED_FORMS),
