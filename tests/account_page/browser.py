@@ -80,7 +80,7 @@ try:
         "goog:chromeOptions": {
             "binary": "/usr/bin/chromium",
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1100,1500",
+                     "--disable-dev-shm-usage", "--window-size=1100,1750",
                      f"--user-data-dir={os.path.join(work, 'profile')}"],
             "prefs": {"download.default_directory": dl,
                       "download.prompt_for_download": False},
