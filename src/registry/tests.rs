@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::edit::{appended, entry_text, removed, yaml_scalar};
+use super::edit::{appended, entry_text, removed, with_preauth, yaml_scalar};
 use super::*;
 
 fn fp(b: u8) -> Fingerprint {
@@ -363,6 +363,46 @@ fn remove_cuts_only_the_entry_lines() {
     let got = removed(one, 0, 1).unwrap();
     assert_eq!(got, "keys:\n# end\n");
     assert_eq!(parse(&got).unwrap().len(), 0);
+}
+
+#[test]
+fn preauth_switch_changes_one_line_and_keeps_its_comment() {
+    let r = parse(GOOD).unwrap();
+    // The line is there, with a comment: only its value changes.
+    let got = with_preauth(GOOD, 0, r.len(), false).unwrap();
+    assert_eq!(
+        got,
+        GOOD.replace(
+            "    imap_preauth: true        # default\n",
+            "    imap_preauth: false # default\n"
+        )
+    );
+    assert!(!parse(&got).unwrap().by_name("alice-phone").unwrap().imap_preauth);
+    // Already so: the same text.
+    assert_eq!(with_preauth(GOOD, 1, r.len(), false).unwrap(), GOOD);
+    // No line (carol): one is added after her last field, at her indent.
+    let got = with_preauth(GOOD, 2, r.len(), false).unwrap();
+    assert!(
+        got.ends_with("    login: carol@example.org\n    imap_preauth: false\n"),
+        "{got}"
+    );
+    let after = parse(&got).unwrap();
+    assert!(!after.by_name("carol").unwrap().imap_preauth);
+    assert!(after.by_name("alice-phone").unwrap().imap_preauth);
+}
+
+#[test]
+fn added_by_and_at_round_trip_and_are_checked() {
+    let e = KeyEntry {
+        added_by: Some("self".into()),
+        added_at: Some("2026-12-02T03:44:58Z".into()),
+        ..entry("dave", 9)
+    };
+    let t = format!("keys:\n{}", entry_text(&e, 2));
+    assert!(t.contains("    added_by: self\n    added_at: \"2026-12-02T03:44:58Z\"\n"), "{t}");
+    assert_eq!(parse(&t).unwrap().by_name("dave"), Some(&e));
+    let bad = t.replace("added_by: self", "added_by: 3");
+    assert_eq!(messages(&bad), ["keys.yaml:7: keys[0].added_by: must be a string"]);
 }
 
 #[test]
