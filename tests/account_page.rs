@@ -11,7 +11,7 @@
 //! - At the HTTP level (`tests/account_page/http.py`): without a session or
 //!   with a wrong CSRF token every change is refused and the registry stays
 //!   byte for byte; another account's address and keys are refused; the
-//!   keys-per-account limit holds; wrong passwords are throttled in the same
+//!   keys-per-account limit and the changes-per-address rate hold; wrong passwords are throttled in the same
 //!   tables as IMAP logins (the right password is then refused on both).
 //! - The page can be switched off per account (`noAccountPage`) and by
 //!   `enabled: false`; the status page offers it too.
@@ -167,7 +167,7 @@ fn refusals_csrf_other_accounts_limits_and_throttling() {
     let fd = start(
         d,
         "builtin:chatmail",
-        "  account_page: { max_keys_per_account: 2, changes_per_hour: 20 }\n",
+        "  account_page: { max_keys_per_account: 2, changes_per_hour: 12 }\n",
     );
     let port = fd.frontdoor_addrs()[0].port().to_string();
     let (ok, out, err) = python(
@@ -195,6 +195,7 @@ fn refusals_csrf_other_accounts_limits_and_throttling() {
         "ADD-2 303".to_owned(),
         "ADD-OVER-LIMIT 403 True".to_owned(),
         "PREAUTH-OFF 303 True".to_owned(),
+        "RATE 303,303,429 True True".to_owned(),
         "LOGOUT 303".to_owned(),
         "AFTER-LOGOUT 403".to_owned(),
         "WRONG 403,403,403,403,403,403,403,403,403,403,429,429".to_owned(),

@@ -377,7 +377,13 @@ fn preauth_switch_changes_one_line_and_keeps_its_comment() {
             "    imap_preauth: false # default\n"
         )
     );
-    assert!(!parse(&got).unwrap().by_name("alice-phone").unwrap().imap_preauth);
+    assert!(
+        !parse(&got)
+            .unwrap()
+            .by_name("alice-phone")
+            .unwrap()
+            .imap_preauth
+    );
     // Already so: the same text.
     assert_eq!(with_preauth(GOOD, 1, r.len(), false).unwrap(), GOOD);
     // No line (carol): one is added after her last field, at her indent.
@@ -399,10 +405,16 @@ fn added_by_and_at_round_trip_and_are_checked() {
         ..entry("dave", 9)
     };
     let t = format!("keys:\n{}", entry_text(&e, 2));
-    assert!(t.contains("    added_by: self\n    added_at: \"2026-12-02T03:44:58Z\"\n"), "{t}");
+    assert!(
+        t.contains("    added_by: self\n    added_at: \"2026-12-02T03:44:58Z\"\n"),
+        "{t}"
+    );
     assert_eq!(parse(&t).unwrap().by_name("dave"), Some(&e));
     let bad = t.replace("added_by: self", "added_by: 3");
-    assert_eq!(messages(&bad), ["keys.yaml:7: keys[0].added_by: must be a string"]);
+    assert_eq!(
+        messages(&bad),
+        ["keys.yaml:7: keys[0].added_by: must be a string"]
+    );
 }
 
 #[test]

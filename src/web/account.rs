@@ -254,7 +254,7 @@ fn entry_name(account: &str, device: &str) -> String {
 }
 
 /// The device part of an entry's name (the whole name for an operator's).
-fn device_of<'a>(e: &'a KeyEntry) -> &'a str {
+fn device_of(e: &KeyEntry) -> &str {
     e.name
         .strip_prefix(e.account.as_str())
         .and_then(|r| r.strip_prefix('/'))
@@ -440,7 +440,7 @@ impl AccountPage {
                     "account",
                 );
             }
-            return (self.show(&req, None).await, "account");
+            return (self.show(&req).await, "account");
         }
         if method != Method::POST {
             let mut r = self.html(
@@ -789,7 +789,7 @@ impl AccountPage {
         )
     }
 
-    async fn show(&self, req: &Request<Incoming>, _msg: Option<&str>) -> Response<Body> {
+    async fn show(&self, req: &Request<Incoming>) -> Response<Body> {
         let Some((id, account, csrf)) = self.session(req) else {
             return self.login_page(StatusCode::OK, None);
         };
