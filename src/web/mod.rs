@@ -555,6 +555,34 @@ mod tests {
     }
 
     #[test]
+    fn account_page_needs_a_registry_and_a_builtin_route() {
+        let no_registry = format!("{BASE}  account_page: {{}}\n");
+        let e = Config::parse(Path::new("/tmp/f.yaml"), &no_registry)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("mail.account_page: the account page edits the key registry"),
+            "{e}"
+        );
+        let no_route = "listeners:\n  - bind: \"127.0.0.1:0\"\nroutes:\n  imap: { alpn: [imap], backend: \"127.0.0.1:1143\" }\nclient_auth: { registry: /tmp/k.yaml }\nmail:\n  domains: [example.org]\n  data_dir: /tmp/x\n  account_page: { max_keys_per_account: 0, session_lifetime: 5s }\n";
+        let e = Config::parse(Path::new("/tmp/f.yaml"), no_route)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("mail.account_page: the account page is served on a web route"),
+            "{e}"
+        );
+        assert!(
+            e.contains("max_keys_per_account: must be at least 1"),
+            "{e}"
+        );
+        assert!(e.contains("session_lifetime: must be at least 1m"), "{e}");
+        let off = format!("{BASE}  chatmail: {{}}\n  account_page: {{ enabled: false }}\n");
+        let cfg = Config::parse(Path::new("/tmp/f.yaml"), &off).unwrap();
+        assert!(cfg.mail.unwrap().account_page.is_none());
+    }
+
+    #[test]
     fn web_side_is_made_from_the_config() {
         let ok = format!(
             "{BASE}  chatmail: {{ paths: [{{ prefix: /relay, backend: \"127.0.0.1:3340\" }}] }}\n"
