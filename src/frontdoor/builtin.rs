@@ -9,18 +9,10 @@ use std::sync::atomic::Ordering;
 
 use super::Shared;
 
+use crate::web::markup::escape as esc;
+
 /// The status page's HTML as things stand.
 pub fn page(shared: &Shared) -> String {
-    page_html(shared)
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-fn page_html(shared: &Shared) -> String {
     let cfg = &shared.config;
     let mut h = String::from(
         "<!doctype html><html><head><meta charset=utf-8><title>frontdoor</title></head><body>\n<h1>frontdoor</h1>\n<p>A TLS front door for mail: IMAP, SMTP submission and the web on one port, routed by ALPN.</p>\n<h2>Listeners</h2><ul>\n",
