@@ -137,7 +137,6 @@ fn in_chromium_generate_download_preauth_upload_and_remove() {
     assert!(!reg.contains("alice@example.org/phone"), "{reg}");
     assert!(reg.contains("added_by: self"), "{reg}");
     assert!(reg.contains("added_at: \"20"), "{reg}");
-    eprintln!("{reg}");
     let list = keys_list(d);
     let laptop = list
         .lines()
@@ -148,14 +147,21 @@ fn in_chromium_generate_download_preauth_upload_and_remove() {
     assert!(bob.contains(" operator "), "{list}");
     // The removal was applied by the running registry and closed the
     // session the key had open.
+    let closed = fd.log.wait_event_sync(common::T, |e| {
+        common::is_close(e)
+            && str_field(e, "key") == "alice@example.org/phone"
+            && str_field(e, "alpn") == "imap"
+            && str_field(e, "reason").contains("client key removed from the registry")
+    });
+    assert!(closed.is_some(), "{log}");
     assert!(
-        fd.log.events().iter().any(|e| str_field(e, "message")
-            .contains("account page: key generated and pinned")
-            && str_field(e, "account") == "alice@example.org"),
-        "{log}"
-    );
-    assert!(
-        poll_until(common::T, || fd.log.text().contains("registry reloaded")),
+        fd.log
+            .event(
+                |e| str_field(e, "message") == "account page: key generated and pinned"
+                    && str_field(e, "account") == "alice@example.org"
+                    && str_field(e, "key") == "phone"
+            )
+            .is_some(),
         "{log}"
     );
 }
