@@ -351,8 +351,13 @@ impl AccountPage {
     /// The account and CSRF token of the request's session, if live.
     fn session(&self, req: &Request<Incoming>) -> Option<(String, String, String)> {
         let id = cookie(req, SESSION_COOKIE)?;
+        self.session_at(id, Instant::now())
+    }
+
+    /// The session named `id` at `now`: (id, account, CSRF token); an
+    /// expired one is dropped.
+    fn session_at(&self, id: String, now: Instant) -> Option<(String, String, String)> {
         let mut s = self.sessions();
-        let now = Instant::now();
         match s.get(&id) {
             Some(x) if x.expires > now => Some((id, x.account.clone(), x.csrf.clone())),
             Some(_) => {
@@ -1001,6 +1006,35 @@ mod tests {
         let c = openssl_commands("it's");
         assert!(c.contains("-out 'it'\\''s'.key"), "{c}");
         assert_eq!(openssl_commands("laptop").lines().count(), 4);
+    }
+
+    #[test]
+    fn sessions_expire_after_their_lifetime() {
+        let dir = tempfile::tempdir().unwrap();
+        let accounts = Accounts::new(dir.path(), &["example.org".into()], false);
+        let cfg = AccountPageConfig {
+            session_lifetime: Duration::from_secs(60),
+            ..AccountPageConfig::default()
+        };
+        let page = AccountPage::new(
+            cfg,
+            dir.path().join("keys.yaml"),
+            accounts.clone(),
+            dir.path().to_owned(),
+            Logins::new(accounts, 1),
+        );
+        let id = page.new_session("alice@example.org").unwrap();
+        let now = Instant::now();
+        let (_, account, csrf) = page.session_at(id.clone(), now).unwrap();
+        assert_eq!(account, "alice@example.org");
+        assert_eq!(csrf.len(), 43, "256 bits, base64url");
+        assert!(page.session_at("other".into(), now).is_none());
+        assert!(page
+            .session_at(id.clone(), now + Duration::from_secs(61))
+            .is_none());
+        // Gone for good once seen expired.
+        assert!(page.session_at(id, now).is_none());
+        assert!(page.sessions().is_empty());
     }
 
     #[test]
