@@ -23,7 +23,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{poll_until, str_field, Launch, Process, BIN};
+use common::{str_field, Launch, Process, BIN};
 use imap_common::{python, Stack};
 
 /// A running front door: ALPN imap → the bundled IMAP server, http/1.1 →
