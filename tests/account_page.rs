@@ -5,8 +5,8 @@
 //!   over WebDriver by `tests/account_page/browser.py`): log in, generate a
 //!   key and download its `.p12`, which (extracted with `openssl pkcs12`)
 //!   opens an IMAP session through the front door greeted with `* PREAUTH`
-//!   as alice; a certificate made with the page's own openssl commands is
-//!   uploaded and logs in too; removing the first key closes its open IMAP
+//!   as alice; a certificate made with the page's own openssl commands (for the
+//!   device name typed into it) is uploaded and logs in too; removing the first key closes its open IMAP
 //!   session. The same script saves `docs/account-page.png`.
 //! - At the HTTP level (`tests/account_page/http.py`): without a session or
 //!   with a wrong CSRF token every change is refused and the registry stays
@@ -112,10 +112,10 @@ fn in_chromium_generate_download_preauth_upload_and_remove() {
         "ROWS phone",
         "NOTICE True",
         "IMAP-P12 PREAUTH True",
-        "ROWS phone,laptop",
+        "ROWS phone,tablet",
         "IMAP-OPENSSL PREAUTH",
         "SCREENSHOT True True",
-        "ROWS laptop",
+        "ROWS tablet",
         "IMAP-CLOSED True True",
         "LOGGED-OUT True",
     ] {
@@ -133,16 +133,16 @@ fn in_chromium_generate_download_preauth_upload_and_remove() {
         reg.starts_with("# operator's keys\nkeys:\n  - name: bob-phone   # bob's phone\n"),
         "{reg}"
     );
-    assert!(reg.contains("name: \"alice@example.org/laptop\""), "{reg}");
+    assert!(reg.contains("name: \"alice@example.org/tablet\""), "{reg}");
     assert!(!reg.contains("alice@example.org/phone"), "{reg}");
     assert!(reg.contains("added_by: self"), "{reg}");
     assert!(reg.contains("added_at: \"20"), "{reg}");
     let list = keys_list(d);
-    let laptop = list
+    let tablet = list
         .lines()
-        .find(|l| l.contains("alice@example.org/laptop"))
+        .find(|l| l.contains("alice@example.org/tablet"))
         .unwrap_or_else(|| panic!("{list}"));
-    assert!(laptop.contains(" self "), "{list}");
+    assert!(tablet.contains(" self "), "{list}");
     let bob = list.lines().find(|l| l.starts_with("bob-phone")).unwrap();
     assert!(bob.contains(" operator "), "{list}");
     // The removal was applied by the running registry and closed the

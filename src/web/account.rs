@@ -807,7 +807,26 @@ impl AccountPage {
             Ok(a) => a,
             Err(e) => return self.error(e, Some(&(id, account, csrf))),
         };
-        let body = page_body(&account, &csrf, &reg, &addrs, notice.as_deref(), &self.cfg);
+        // `?device=NAME` fills the device name into the openssl commands.
+        let device = req
+            .uri()
+            .query()
+            .and_then(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == "device")
+                    .map(|(_, v)| v.into_owned())
+            })
+            .and_then(|d| device_name(d.trim()).ok())
+            .unwrap_or_else(|| "laptop".to_owned());
+        let body = page_body(
+            &account,
+            &csrf,
+            &reg,
+            &addrs,
+            notice.as_deref(),
+            &self.cfg,
+            &device,
+        );
         self.html(StatusCode::OK, body, &[])
     }
 }
@@ -879,6 +898,7 @@ fn page_body(
     addrs: &[String],
     notice: Option<&str>,
     cfg: &AccountPageConfig,
+    device: &str,
 ) -> String {
     let a = escape(account);
     let csrf_field = format!(
@@ -943,11 +963,12 @@ fn page_body(
         "<h2>Add a certificate you made</h2>\n<p>A certificate or public key, PEM or DER: choose the file or paste it. Only its public key counts; never upload the private key.</p>\n<form method=\"post\" action=\"/account/add\" enctype=\"multipart/form-data\" id=\"add\">{csrf_field}\n<label>Device name <input name=\"name\" required maxlength=\"{MAX_DEVICE}\" placeholder=\"laptop\"></label>\n<label>Login address <select name=\"login\">{options}</select></label>\n<label>Certificate file <input type=\"file\" name=\"file\"></label>\n<label>or paste it <textarea name=\"pem\" rows=\"6\" cols=\"66\" placeholder=\"-----BEGIN CERTIFICATE-----\"></textarea></label>\n<label><input type=\"checkbox\" name=\"preauth\" value=\"on\" checked> IMAP PREAUTH</label>\n<button type=\"submit\">Add</button>\n</form>\n"
     );
     let login = addrs.first().map_or(account, String::as_str);
+    let dev = escape(device);
     let _ = write!(
         b,
-        "<h2>The same by hand with openssl</h2>\n<p>For a device named <code>laptop</code> (change the name as you like): a private key, a minimal self-signed certificate, the <code>.p12</code> for the mail app (openssl asks for its password) and the key's fingerprint as this page shows it. Then add <code>laptop.crt</code> above with login <code>{}</code>.</p>\n<pre id=\"openssl\">{}</pre>\n<p>Mail apps log in with the <code>.p12</code> on this server's IMAP and SMTP ports, user <code>{}</code>, no password needed.</p>\n",
+        "<h2>The same by hand with openssl</h2>\n<form method=\"get\" action=\"/account\" id=\"device\"><label>For a device named <input name=\"device\" value=\"{dev}\" maxlength=\"{MAX_DEVICE}\"> <button type=\"submit\">Show the commands</button></label></form>\n<p>A private key, a minimal self-signed certificate, the <code>.p12</code> for the mail app (openssl asks for its password) and the key's fingerprint as this page shows it. Then add <code>{dev}.crt</code> above as device <code>{dev}</code> with login <code>{}</code>.</p>\n<pre id=\"openssl\">{}</pre>\n<p>Mail apps log in with the <code>.p12</code> on this server's IMAP and SMTP ports, user <code>{}</code>, no password needed.</p>\n",
         escape(login),
-        escape(&openssl_commands("laptop")),
+        escape(&openssl_commands(device)),
         escape(login),
     );
     b

@@ -113,24 +113,27 @@ try:
     def click(css):
         call("POST", f"{S}/element/{find(css)}/click", {})
 
+    def fresh(read):
+        # The page may be replaced between finding an element and reading
+        # it (a form was just submitted): then it is read again, bounded.
+        for _ in range(50):
+            try:
+                return read()
+            except WebDriverError as e:
+                if "stale element" not in str(e):
+                    raise
+                time.sleep(0.05)
+        raise SystemExit("the page kept changing")
+
     def text(css):
-        return call("GET", f"{S}/element/{find(css)}/text")
+        return fresh(lambda: call("GET", f"{S}/element/{find(css)}/text"))
 
     def source():
         return call("GET", S + "/source")
 
     def rows():
-        # The page may be replaced between finding a row and reading it
-        # (a form was just submitted): then it is read again.
-        for _ in range(50):
-            try:
-                return [call("GET", f"{S}/element/{e}/attribute/data-name")
-                        for e in finds("#keys tr[data-name]")]
-            except WebDriverError as e:
-                if "stale element" not in str(e):
-                    raise
-                time.sleep(0.05)
-        raise SystemExit("the key list kept changing")
+        return fresh(lambda: [call("GET", f"{S}/element/{e}/attribute/data-name")
+                              for e in finds("#keys tr[data-name]")])
 
     # Log in.
     go(base + "/account")
@@ -184,18 +187,22 @@ try:
     imap_conns.append(s1)
     print("IMAP-P12", greeting.split(" ")[1], "alice@example.org" in greeting or greeting)
 
-    # A second certificate made with the page's own openssl commands.
+    # A second certificate made with the page's own openssl commands, for
+    # the device name typed into the page.
+    typ("#device input[name=device]", "tablet")
+    click("#device button")
+    wait_for("the tablet commands", lambda: "-out tablet.crt" in text("#openssl"))
     cmds = [l for l in text("#openssl").splitlines()
             if l.startswith("openssl genpkey") or l.startswith("openssl req")]
     for c in cmds:
         subprocess.run(["sh", "-c", c], cwd=work, check=True, capture_output=True)
-    crt = os.path.join(work, "laptop.crt")
-    typ("#add input[name=name]", "laptop")
+    crt = os.path.join(work, "tablet.crt")
+    typ("#add input[name=name]", "tablet")
     call("POST", f"{S}/element/{find('#add input[type=file]')}/value", {"text": crt})
     click("#add button")
-    wait_for("the laptop row", lambda: "laptop" in rows())
+    wait_for("the tablet row", lambda: "tablet" in rows())
     print("ROWS", ",".join(rows()))
-    s2, f2, greeting2 = preauth_session(crt, os.path.join(work, "laptop.key"))
+    s2, f2, greeting2 = preauth_session(crt, os.path.join(work, "tablet.key"))
     print("IMAP-OPENSSL", greeting2.split(" ")[1])
     s2.close()
 
@@ -206,11 +213,14 @@ try:
     print("SCREENSHOT", png[:8] == b"\x89PNG\r\n\x1a\n", len(png) > 10000)
 
     # Remove the first key: its open IMAP session is closed.
-    e = [r for r in finds("#keys tr[data-name]")
-         if call("GET", f"{S}/element/{r}/attribute/data-name") == "phone"][0]
-    btn = call("POST", f"{S}/element/{e}/element",
-               {"using": "css selector", "value": "button.remove"})
-    call("POST", f"{S}/element/{list(btn.values())[0]}/click", {})
+    def click_remove(name):
+        e = [r for r in finds("#keys tr[data-name]")
+             if call("GET", f"{S}/element/{r}/attribute/data-name") == name][0]
+        btn = call("POST", f"{S}/element/{e}/element",
+                   {"using": "css selector", "value": "button.remove"})
+        call("POST", f"{S}/element/{list(btn.values())[0]}/click", {})
+
+    fresh(lambda: click_remove("phone"))
     wait_for("the phone row to go", lambda: "phone" not in rows())
     print("ROWS", ",".join(rows()))
     t0 = time.monotonic()
