@@ -1,6 +1,6 @@
 //! Reading the head of one HTTP/1.1 request (up to the blank line), bounded
-//! in size and time: shared by the built-in status page and the metrics
-//! endpoint, neither of which reads a request body.
+//! in size and time: the metrics endpoint's, which reads no request body
+//! (the built-in web pages are served by hyper, `web::serve`).
 
 use std::time::Duration;
 

@@ -277,7 +277,13 @@ async fn finish(a: FinishArgs) -> Result<(), ServeError> {
     let mail = match &cfg.mail {
         Some(m) => {
             let started = match crate::mail::resolve_identity_secret(&cfg) {
-                Ok(secret) => crate::mail::start(m, secret, shutdown.clone(), Some(resolver)).await,
+                Ok(secret) => {
+                    // The account page's password checks, when it runs:
+                    // web, IMAP and SMTP logins count in one set of throttles.
+                    let logins = current.load().logins.clone();
+                    crate::mail::start_with(m, secret, shutdown.clone(), Some(resolver), logins)
+                        .await
+                }
                 Err(e) => Err(e),
             };
             match started {

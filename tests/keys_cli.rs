@@ -333,9 +333,9 @@ fn add_list_show_remove_round_trip_keeps_the_file_byte_for_byte() {
 
     let list = ok(&["keys", "--registry", regs, "list"]);
     let want = format!(
-        "NAME        ACCOUNT  LOGIN            PREAUTH  FINGERPRINT\n\
-         zed-phone   zed      zed@example.org  no       {zed_fp}\n\
-         amy-laptop  amy      amy@example.org  yes      {amy_fp}\n"
+        "NAME        ACCOUNT  LOGIN            PREAUTH  ADDED BY  ADDED AT  FINGERPRINT\n\
+         zed-phone   zed      zed@example.org  no       operator  -         {zed_fp}\n\
+         amy-laptop  amy      amy@example.org  yes      operator  -         {amy_fp}\n"
     );
     assert_eq!(list, want);
     let json: serde_json::Value =
@@ -343,8 +343,8 @@ fn add_list_show_remove_round_trip_keeps_the_file_byte_for_byte() {
     assert_eq!(
         json,
         serde_json::json!([
-            {"name": "zed-phone", "account": "zed", "login": "zed@example.org", "imap_preauth": false, "fingerprint": zed_fp},
-            {"name": "amy-laptop", "account": "amy", "login": "amy@example.org", "imap_preauth": true, "fingerprint": amy_fp},
+            {"name": "zed-phone", "account": "zed", "login": "zed@example.org", "imap_preauth": false, "fingerprint": zed_fp, "added_by": null, "added_at": null},
+            {"name": "amy-laptop", "account": "amy", "login": "amy@example.org", "imap_preauth": true, "fingerprint": amy_fp, "added_by": null, "added_at": null},
         ])
     );
     // show by name and by fingerprint (canonical and hex).
@@ -666,7 +666,7 @@ fn broken_registry_reports_every_problem_with_file_and_line() {
         "{regs}:7: keys[1].fingerprint: the same key is already registered as keys[0] (\"a\"); a key may be registered once\n\
          {regs}:8: keys[1].account: must not be empty\n\
          {regs}:9: keys[1].login: login \"b\" is not an address (no @)\n\
-         {regs}:10: keys[1].colour: unknown field `colour`, expected one of `name`, `fingerprint`, `account`, `login`, `imap_preauth`\n"
+         {regs}:10: keys[1].colour: unknown field `colour`, expected one of `name`, `fingerprint`, `account`, `login`, `imap_preauth`, `added_by`, `added_at`\n"
     );
     assert_eq!(e, format!("error: {want}"));
     // Edits refuse to touch a broken file.

@@ -47,6 +47,20 @@ pub(super) fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporte
     if let Some(m) = &mail {
         mail_identity_needs_secret(m, client_auth.as_ref(), !listeners.is_empty(), r);
     }
+    if mail.as_ref().is_some_and(|m| m.account_page.is_some()) {
+        if client_auth.is_none() {
+            r.at(
+                "mail.account_page",
+                "the account page edits the key registry: add `client_auth: { registry: … }`",
+            );
+        }
+        if !routes.iter().any(|rt| rt.backend.is_builtin()) {
+            r.at(
+                "mail.account_page",
+                "the account page is served on a web route with backend builtin:chatmail or builtin:status; add one",
+            );
+        }
+    }
     let chatmail_on = mail.as_ref().is_some_and(|m| m.chatmail.is_some());
     for rt in routes
         .iter()

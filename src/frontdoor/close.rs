@@ -94,7 +94,7 @@ pub enum CloseReason {
     AccountsUnreadable,
     NoRoute,
     KeyRequired,
-    /// The built-in status page answered its one request.
+    /// A built-in web side (status page, chatmail web side) was done.
     BuiltinServed,
     BackendUnreachable(io::Error),
     ProxyHeaderNotWritten,

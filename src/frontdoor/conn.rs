@@ -418,19 +418,20 @@ async fn set_up<'a>(
     log.route = Some(&shared.config.routes[ri]);
     let _open_metric = count_routed(shared, ri, log.alpn.as_deref(), &peer);
 
-    if let (crate::config::Backend::BuiltinChatmail, Some(web)) = (&route.backend, &shared.web) {
+    if route.backend.is_builtin() {
+        let account = shared.account_page.clone();
+        let site = match (&route.backend, &shared.web) {
+            (crate::config::Backend::BuiltinChatmail, Some(web)) => {
+                crate::web::Site::chatmail(web.clone(), account)
+            }
+            _ => crate::web::Site::status(super::builtin::page(shared), account),
+        };
         let client = crate::web::Client {
             id: id.to_owned(),
             addr: client,
         };
         let stop = shared.force_close.clone();
-        let (up, down) = Box::pin(crate::web::serve(tls, web.clone(), client, stop)).await;
-        log.up = up;
-        log.down = down;
-        return Err(CloseReason::BuiltinServed);
-    }
-    if route.backend.is_builtin() {
-        let (up, down) = Box::pin(super::builtin::serve(&mut tls, shared)).await;
+        let (up, down) = Box::pin(crate::web::serve(tls, site, client, stop)).await;
         log.up = up;
         log.down = down;
         return Err(CloseReason::BuiltinServed);

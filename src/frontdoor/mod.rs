@@ -113,6 +113,12 @@ pub struct Shared {
     pub over_ip_limit_log: Arc<RateLimitedLog>,
     /// The chatmail web side, when a route is `builtin:chatmail`.
     pub web: Option<Arc<crate::web::Web>>,
+    /// The account page (`mail.account_page`), on the built-in web routes.
+    pub account_page: Option<Arc<crate::web::account::AccountPage>>,
+    /// The password checks of this process, when it has mail accounts and
+    /// the account page: the bundled IMAP and SMTP servers use the same
+    /// ones (`mail::start_with`), so all logins share one throttle.
+    pub logins: Option<Arc<crate::mail::login::Logins>>,
 }
 
 impl crate::metrics::ScrapeSource for Shared {
@@ -327,6 +333,26 @@ impl Frontdoor {
             .iter()
             .map(|l| l.socket.local_addr().map_or(0, |a| a.port()))
             .collect();
+        let mut logins = None;
+        let account_page = match (
+            config.mail.as_ref(),
+            config.mail.as_ref().and_then(|m| m.account_page.clone()),
+            &auth,
+            &accounts,
+        ) {
+            (Some(mail), Some(page), Some(auth), Some(accounts)) => {
+                let l = crate::mail::login::Logins::new(accounts.clone(), 0);
+                logins = Some(l.clone());
+                Some(Arc::new(crate::web::account::AccountPage::new(
+                    page,
+                    auth.registry().path().to_owned(),
+                    accounts.clone(),
+                    mail.data_dir.clone(),
+                    l,
+                )))
+            }
+            _ => None,
+        };
         let limit = Arc::new(Semaphore::new(config.max_connections));
         let per_ip = per_ip::PerIp::new(config.per_ip_connections);
         let metrics = Arc::new(crate::metrics::Metrics::new());
@@ -348,6 +374,8 @@ impl Frontdoor {
             over_limit_log: Arc::new(RateLimitedLog::new(1000)),
             per_ip,
             over_ip_limit_log: Arc::new(RateLimitedLog::new(1000)),
+            account_page,
+            logins,
         };
         Ok(Self {
             current: Arc::new(Current::new(shared)),

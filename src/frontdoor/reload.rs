@@ -257,6 +257,9 @@ impl Running {
             over_limit_log: prev.over_limit_log.clone(),
             per_ip: prev.per_ip.clone(),
             over_ip_limit_log: prev.over_ip_limit_log.clone(),
+            // Read from `mail:`, which changes only at a restart.
+            account_page: prev.account_page.clone(),
+            logins: prev.logins.clone(),
         };
         let binds = keys;
         self.current.store(Arc::new(shared));

@@ -621,6 +621,21 @@ impl Accounts {
         Ok(res)
     }
 
+    /// Check a login against an existing account only (no creation, no
+    /// last-login record); an unknown address costs a dummy hash.
+    pub fn authenticate_existing_with(
+        &self,
+        user: &str,
+        password: &str,
+        memory: &mut Argon2Memory,
+    ) -> Result<Option<String>, AccountError> {
+        if self.account_for(user)?.is_none() {
+            let _ = verify_password(dummy_hash(), password, memory);
+            return Ok(None);
+        }
+        self.authenticate_existing(user, password, memory)
+    }
+
     fn authenticate_existing(
         &self,
         user: &str,

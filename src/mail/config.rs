@@ -63,6 +63,46 @@ pub(crate) struct RawMail {
     dns: Option<RawDns>,
     #[serde(default)]
     dkim: Option<RawDkim>,
+    #[serde(default)]
+    account_page: Option<RawAccountPage>,
+}
+
+/// `mail.account_page:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccountPage {
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    max_keys_per_account: Option<usize>,
+    #[serde(default)]
+    changes_per_hour: Option<u32>,
+    #[serde(default)]
+    session_lifetime: Option<String>,
+}
+
+/// The account page (`/account` on the web route, `src/web/account`):
+/// users log in with their password and manage their own device keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountPageConfig {
+    /// Device keys one account may have (all of its keys count, the
+    /// operator's included).
+    pub max_keys_per_account: usize,
+    /// Key changes (add, generate, remove, preauth switch) one client
+    /// address may make an hour.
+    pub changes_per_hour: u32,
+    /// A login session ends this long after the login.
+    pub session_lifetime: std::time::Duration,
+}
+
+impl Default for AccountPageConfig {
+    fn default() -> Self {
+        Self {
+            max_keys_per_account: 10,
+            changes_per_hour: 30,
+            session_lifetime: std::time::Duration::from_secs(30 * 60),
+        }
+    }
 }
 
 /// `mail.dns:`.
@@ -213,6 +253,8 @@ pub struct MailConfig {
     /// Verify DKIM on the inbound MX (`mail.dkim.verify`; default: on in
     /// chatmail mode).
     pub dkim_verify: bool,
+    /// `mail.account_page`, when the section is there and not `enabled: false`.
+    pub account_page: Option<AccountPageConfig>,
 }
 
 impl MailConfig {
@@ -238,6 +280,7 @@ impl MailConfig {
             dns_resolvers: Vec::new(),
             dkim_selector: DEFAULT_DKIM_SELECTOR.into(),
             dkim_verify: false,
+            account_page: None,
         }
     }
 
@@ -449,6 +492,39 @@ pub(crate) fn validate(raw: RawMail, base: &Path, r: &mut Reporter) -> MailConfi
         }
     };
     let dkim_verify = raw_dkim.verify.unwrap_or(chatmail.is_some());
+    let account_page = raw
+        .account_page
+        .filter(|a| a.enabled != Some(false))
+        .map(|a| {
+            let mut c = AccountPageConfig::default();
+            match a.max_keys_per_account {
+                Some(0) => r.at(
+                    "mail.account_page.max_keys_per_account",
+                    "must be at least 1",
+                ),
+                Some(n) => c.max_keys_per_account = n,
+                None => {}
+            }
+            match a.changes_per_hour {
+                Some(0) => r.at(
+                    "mail.account_page.changes_per_hour",
+                    "must be at least 1 (enabled: false turns the page off)",
+                ),
+                Some(n) => c.changes_per_hour = n,
+                None => {}
+            }
+            if let Some(s) = a.session_lifetime {
+                match humantime::parse_duration(&s) {
+                    Ok(d) if d >= std::time::Duration::from_secs(60) => c.session_lifetime = d,
+                    Ok(_) => r.at("mail.account_page.session_lifetime", "must be at least 1m"),
+                    Err(e) => r.at(
+                        "mail.account_page.session_lifetime",
+                        format!("bad duration {s:?}: {e} (examples: 30m, 2h)"),
+                    ),
+                }
+            }
+            c
+        });
     MailConfig {
         domains,
         data_dir,
@@ -469,6 +545,7 @@ pub(crate) fn validate(raw: RawMail, base: &Path, r: &mut Reporter) -> MailConfi
         dns_resolvers,
         dkim_selector,
         dkim_verify,
+        account_page,
     }
 }
 

@@ -262,6 +262,28 @@ impl Logins {
         user: &str,
         password: &str,
     ) -> Result<Option<String>, LoginError> {
+        self.check_inner(client, user, password, true).await
+    }
+
+    /// [`Logins::check`] that never creates an account on a first login
+    /// (the web account page: only existing accounts log in there). Counted
+    /// in the same tables as IMAP and SMTP logins.
+    pub async fn check_existing(
+        &self,
+        client: Option<IpAddr>,
+        user: &str,
+        password: &str,
+    ) -> Result<Option<String>, LoginError> {
+        self.check_inner(client, user, password, false).await
+    }
+
+    async fn check_inner(
+        &self,
+        client: Option<IpAddr>,
+        user: &str,
+        password: &str,
+        create: bool,
+    ) -> Result<Option<String>, LoginError> {
         let mut admitted = match self.admit(client, user) {
             Ok(a) => a,
             Err(e) => {
@@ -283,7 +305,12 @@ impl Logins {
             if tx.is_closed() {
                 return;
             }
-            let _ = tx.send(accounts.authenticate_with(&u, &p, memory));
+            let r = if create {
+                accounts.authenticate_with(&u, &p, memory)
+            } else {
+                accounts.authenticate_existing_with(&u, &p, memory)
+            };
+            let _ = tx.send(r);
         });
         match self.jobs.try_send(job) {
             Ok(()) => {}

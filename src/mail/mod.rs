@@ -325,6 +325,19 @@ pub async fn start(
     shutdown: CancellationToken,
     certs: Option<Arc<crate::tls::SniResolver>>,
 ) -> Result<MailServers, MailError> {
+    start_with(mail, identity_secret, shutdown, certs, None).await
+}
+
+/// [`start`] with the process's password checks (`logins`), when the front
+/// door made them for its account page: web, IMAP and SMTP logins then
+/// count in one set of throttles.
+pub async fn start_with(
+    mail: &MailConfig,
+    identity_secret: Option<Vec<u8>>,
+    shutdown: CancellationToken,
+    certs: Option<Arc<crate::tls::SniResolver>>,
+    logins: Option<Arc<login::Logins>>,
+) -> Result<MailServers, MailError> {
     let starttls = match certs {
         Some(resolver) => Some(smtp::StartTls(tokio_rustls::TlsAcceptor::from(
             starttls_config(resolver)?,
@@ -338,7 +351,7 @@ pub async fn start(
     let mut unix_uids: Vec<u32> = peer::own_uid().into_iter().collect();
     unix_uids.extend(mail.trusted_uids.iter().copied());
     // One set of password throttles and one check pool for IMAP and SMTP.
-    let logins = login::Logins::new(accounts.clone(), 0);
+    let logins = logins.unwrap_or_else(|| login::Logins::new(accounts.clone(), 0));
     let trust = Arc::new(TrustPolicy {
         trusted: mail.trusted_proxies.clone(),
         unix_uids,

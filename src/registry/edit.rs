@@ -1,7 +1,8 @@
 //! Atomic, comment-preserving edits of the registry file for the CLI.
 //!
 //! `add_entry` appends the new entry's lines at the end of the `keys:`
-//! list and `remove_entry` cuts one entry's lines out; every other byte of
+//! list, `remove_entry` cuts one entry's lines out and `set_preauth_if`
+//! rewrites one entry's `imap_preauth:` line; every other byte of
 //! the file (operators' comments, order, formatting) stays as it was. Each
 //! edit runs under an exclusive lock on a sidecar `<file>.lock`, so
 //! concurrent `frontdoor keys add` processes serialise and all land; the
@@ -47,6 +48,10 @@ pub enum EditError {
     NotFound(String, String),
     #[error("{path}: {reason}; edit the file by hand")]
     Unsupported { path: String, reason: String },
+    /// The caller's own check on the registry in force refused the edit
+    /// (the account page: a key of another account, too many keys).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Why a registry file's layout cannot be edited line by line (the file is
@@ -78,6 +83,17 @@ fn io_err<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(std::io::Error)
 
 /// Append `entry` to the registry at `path` (created if missing).
 pub fn add_entry(path: &Path, entry: &KeyEntry) -> Result<(), EditError> {
+    add_entry_checked(path, entry, |_| Ok(()))
+}
+
+/// [`add_entry`], after `check` has passed on the registry as it stands
+/// under the lock (so a limit such as keys per account holds against
+/// concurrent edits).
+pub fn add_entry_checked(
+    path: &Path,
+    entry: &KeyEntry,
+    check: impl FnOnce(&Registry) -> Result<(), EditError>,
+) -> Result<(), EditError> {
     let path = &target_path(path);
     if let Some(dir) = path
         .parent()
@@ -96,6 +112,7 @@ pub fn add_entry(path: &Path, entry: &KeyEntry) -> Result<(), EditError> {
             Some((text, _)) => parse_valid(path, text)?,
             None => Registry::default(),
         };
+        check(&old)?;
         let shown = path.display().to_string();
         if old.by_name(&entry.name).is_some() {
             return Err(EditError::DuplicateName {
@@ -141,6 +158,16 @@ pub fn add_entry(path: &Path, entry: &KeyEntry) -> Result<(), EditError> {
 /// Remove the entry named `name_or_fingerprint` (or with that fingerprint,
 /// in any accepted form) and return it.
 pub fn remove_entry(path: &Path, name_or_fingerprint: &str) -> Result<KeyEntry, EditError> {
+    remove_entry_if(path, name_or_fingerprint, |_| true)
+}
+
+/// [`remove_entry`] only when `mine` holds for the entry found (else
+/// [`EditError::NotFound`], as if it were not there).
+pub fn remove_entry_if(
+    path: &Path,
+    name_or_fingerprint: &str,
+    mine: impl Fn(&KeyEntry) -> bool,
+) -> Result<KeyEntry, EditError> {
     let path = &target_path(path);
     if path.symlink_metadata().is_err() {
         return Err(EditError::NotFound(
@@ -155,7 +182,7 @@ pub fn remove_entry(path: &Path, name_or_fingerprint: &str) -> Result<KeyEntry, 
             return Err(not_found());
         };
         let old = parse_valid(path, &text)?;
-        let Some(entry) = old.find(name_or_fingerprint).cloned() else {
+        let Some(entry) = old.find(name_or_fingerprint).filter(|e| mine(e)).cloned() else {
             return Err(not_found());
         };
         let index = old
@@ -187,6 +214,72 @@ pub fn remove_entry(path: &Path, name_or_fingerprint: &str) -> Result<KeyEntry, 
         }
         write_atomic(path, &new_text, Some(&md))?;
         Ok(entry)
+    })
+}
+
+/// Set the `imap_preauth` of the entry named `name` (when `mine` holds for
+/// it) and return the entry as it now is. Only that field's line changes
+/// (one is added after the entry's last field when it has none); the rest
+/// of the file stays byte for byte.
+pub fn set_preauth_if(
+    path: &Path,
+    name: &str,
+    preauth: bool,
+    mine: impl Fn(&KeyEntry) -> bool,
+) -> Result<KeyEntry, EditError> {
+    let path = &target_path(path);
+    if path.symlink_metadata().is_err() {
+        return Err(EditError::NotFound(
+            name.to_owned(),
+            path.display().to_string(),
+        ));
+    }
+    with_lock(path, || {
+        let shown = path.display().to_string();
+        let not_found = || EditError::NotFound(name.to_owned(), shown.clone());
+        let Some((text, md)) = read_existing(path)? else {
+            return Err(not_found());
+        };
+        let old = parse_valid(path, &text)?;
+        let Some(entry) = old.by_name(name).filter(|e| mine(e)).cloned() else {
+            return Err(not_found());
+        };
+        let index = old
+            .entries()
+            .iter()
+            .position(|e| *e == entry)
+            .ok_or_else(not_found)?;
+        let new_text = with_preauth(&text, index, old.len(), preauth).map_err(|layout| {
+            EditError::Unsupported {
+                path: shown.clone(),
+                reason: layout.to_string(),
+            }
+        })?;
+        let new = Registry::parse(path, &new_text).map_err(|problems| EditError::Unsupported {
+            path: shown.clone(),
+            reason: format!("changing imap_preauth would break the file:\n{problems}"),
+        })?;
+        let want = KeyEntry {
+            imap_preauth: preauth,
+            ..entry.clone()
+        };
+        let expected_ok = new.len() == old.len()
+            && new.by_name(name) == Some(&want)
+            && old
+                .entries()
+                .iter()
+                .filter(|e| **e != entry)
+                .all(|e| new.by_name(&e.name) == Some(e));
+        if !expected_ok {
+            return Err(EditError::Unsupported {
+                path: shown,
+                reason: format!("could not change imap_preauth of {:?} alone", entry.name),
+            });
+        }
+        if new_text != text {
+            write_atomic(path, &new_text, Some(&md))?;
+        }
+        Ok(want)
     })
 }
 
@@ -317,14 +410,24 @@ pub(crate) fn yaml_scalar(s: &str) -> String {
 /// The lines of one entry, as `keys add` writes it.
 pub(crate) fn entry_text(e: &KeyEntry, indent: usize) -> String {
     let pad = " ".repeat(indent);
-    format!(
+    let mut s = format!(
         "{pad}- name: {}\n{pad}  fingerprint: \"{}\"\n{pad}  account: {}\n{pad}  login: {}\n{pad}  imap_preauth: {}\n",
         yaml_scalar(&e.name),
         e.fingerprint,
         yaml_scalar(&e.account),
         yaml_scalar(&e.login),
         e.imap_preauth
-    )
+    );
+    if let Some(by) = &e.added_by {
+        s.push_str(&format!("{pad}  added_by: {}\n", yaml_scalar(by)));
+    }
+    if let Some(at) = &e.added_at {
+        s.push_str(&format!(
+            "{pad}  added_at: \"{}\"\n",
+            at.replace(['"', '\\'], "")
+        ));
+    }
+    s
 }
 
 /// Indentation used for the items of a new list.
@@ -434,11 +537,14 @@ fn is_blank_or_comment(line: &str) -> bool {
     t.is_empty() || t.starts_with('#')
 }
 
-/// The file without the lines of item `index` of `keys:` (of `len` items):
-/// from its `-` line to its last line that is not blank or a comment.
-/// Comments above it and after it stay.
-pub(crate) fn removed(text: &str, index: usize, len: usize) -> Result<String, Layout> {
-    let lines: Vec<String> = text.split_inclusive('\n').map(str::to_owned).collect();
+/// The lines (1-based, inclusive) of item `index` of `keys:` (of `len`
+/// items): from its `-` line to its last line that is not blank or a comment.
+fn item_lines(
+    text: &str,
+    lines: &[String],
+    index: usize,
+    len: usize,
+) -> Result<(usize, usize), Layout> {
     let map = SourceMap::new(text);
     let keys_line = map.line("keys").ok_or(Layout::NoKeysLine)?;
     let item_start = |i: usize| -> Result<usize, Layout> {
@@ -446,7 +552,7 @@ pub(crate) fn removed(text: &str, index: usize, len: usize) -> Result<String, La
             .line(&SourceMap::item("keys", i))
             .filter(|l| *l > keys_line)
             .ok_or(Layout::FlowList)?;
-        dash_line(&lines, l)
+        dash_line(lines, l)
             .filter(|d| *d > keys_line)
             .ok_or(Layout::FlowList)
     };
@@ -460,6 +566,60 @@ pub(crate) fn removed(text: &str, index: usize, len: usize) -> Result<String, La
     while end > start && is_blank_or_comment(&lines[end - 1]) {
         end -= 1;
     }
+    Ok((start, end))
+}
+
+/// The file with item `index`'s `imap_preauth:` value set to `preauth`
+/// (its comment kept), or such a line added after the item's last line.
+pub(crate) fn with_preauth(
+    text: &str,
+    index: usize,
+    len: usize,
+    preauth: bool,
+) -> Result<String, Layout> {
+    let mut lines: Vec<String> = text.split_inclusive('\n').map(str::to_owned).collect();
+    if let Some(last) = lines.last_mut() {
+        if !last.ends_with('\n') {
+            last.push('\n');
+        }
+    }
+    let (start, end) = item_lines(text, &lines, index, len)?;
+    let value = if preauth { "true" } else { "false" };
+    for n in start..=end {
+        let line = &lines[n - 1];
+        let t = line.trim_start();
+        let t = if n == start {
+            t.strip_prefix('-').map_or(t, str::trim_start)
+        } else {
+            t
+        };
+        if let Some(rest) = t.strip_prefix("imap_preauth:") {
+            let head = &line[..line.len() - rest.len()];
+            let (_, comment) = split_comment(rest.trim_end_matches('\n'));
+            let comment = comment.trim_end();
+            lines[n - 1] = if comment.is_empty() {
+                format!("{head} {value}\n")
+            } else {
+                format!("{head} {value} {comment}\n")
+            };
+            return Ok(lines.concat());
+        }
+    }
+    // No such line: add one, indented as the item's fields.
+    let first = &lines[start - 1];
+    let dash_at = first.len() - first.trim_start().len();
+    let after_dash = first[dash_at + 1..].len() - first[dash_at + 1..].trim_start().len();
+    let pad = " ".repeat(dash_at + 1 + after_dash);
+    lines.insert(end, format!("{pad}imap_preauth: {value}\n"));
+    Ok(lines.concat())
+}
+
+/// The file without the lines of item `index` of `keys:` (of `len` items):
+/// from its `-` line to its last line that is not blank or a comment.
+/// Comments above it and after it stay.
+pub(crate) fn removed(text: &str, index: usize, len: usize) -> Result<String, Layout> {
+    let lines: Vec<String> = text.split_inclusive('\n').map(str::to_owned).collect();
+    let (start, end) = item_lines(text, &lines, index, len)?;
     let mut out = String::with_capacity(text.len());
     for (i, l) in lines.iter().enumerate() {
         let n = i + 1;

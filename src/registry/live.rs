@@ -374,6 +374,8 @@ mod tests {
             account: "a".into(),
             login: "a@example.org".into(),
             imap_preauth: true,
+            added_by: None,
+            added_at: None,
         };
         add_entry(&path, &e("one", 1)).unwrap();
         assert!(wait_len(&h, 1).await);

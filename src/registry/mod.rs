@@ -2,13 +2,15 @@
 //! the identity each one stands for (DESIGN §3).
 //!
 //! The registry is a small YAML file (`keys:` list of `name`,
-//! `fingerprint`, `account`, `login`, `imap_preauth`), edited by hand or by
+//! `fingerprint`, `account`, `login`, `imap_preauth`, and `added_by`,
+//! `added_at` where recorded), edited by hand or by
 //! `frontdoor keys …`. This module owns:
 //! - `fingerprint`: the SHA-256 SPKI fingerprint and its accepted written forms;
 //! - `keys`: public keys from certificates and key files, and the key kinds accepted;
 //! - parsing and validation (here): every problem is reported with `file:line`,
 //!   and a `Registry` value is always fully valid (unique names and fingerprints,
 //!   non-empty account and login, login an address);
+//! - `generate`: client key pairs, minimal certificates and PKCS#12 bundles;
 //! - `edit`: atomic, comment-preserving edits for the CLI;
 //! - `live`: the registry in force for a running server, reloaded when the file
 //!   changes, keeping the last good one when an edit is broken.
@@ -18,6 +20,7 @@
 
 pub mod edit;
 pub mod fingerprint;
+pub mod generate;
 pub mod keys;
 pub mod live;
 
@@ -27,7 +30,9 @@ use std::path::Path;
 
 use serde_yaml::Value;
 
-pub use edit::{add_entry, remove_entry, EditError};
+pub use edit::{
+    add_entry, add_entry_checked, remove_entry, remove_entry_if, set_preauth_if, EditError,
+};
 pub use fingerprint::{fingerprint_spki, Fingerprint, FingerprintError};
 pub use keys::{check_key_acceptable, load_public_key, spki_from_cert_der, KeyError, KeyKind};
 pub use live::RegistryHandle;
@@ -43,7 +48,17 @@ pub const MAX_REGISTRY_FILE: u64 = 1 << 20;
 /// Longest name, account or login: three of them and the rest of a PROXY
 /// header stay far below `proxy_protocol::MAX_V2_LEN`.
 pub const MAX_FIELD_LEN: usize = 320;
-pub const FIELDS: [&str; 5] = ["name", "fingerprint", "account", "login", "imap_preauth"];
+pub const FIELDS: [&str; 7] = [
+    "name",
+    "fingerprint",
+    "account",
+    "login",
+    "imap_preauth",
+    "added_by",
+    "added_at",
+];
+/// `added_by` of the entries that users add themselves on the account page.
+pub const ADDED_BY_SELF: &str = "self";
 
 /// One pinned key and the identity it stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +72,11 @@ pub struct KeyEntry {
     pub login: String,
     /// Whether the IMAP backend may greet with `* PREAUTH` (default true).
     pub imap_preauth: bool,
+    /// Who pinned it, when recorded: [`ADDED_BY_SELF`] for the account
+    /// page; an operator's edit leaves it out.
+    pub added_by: Option<String>,
+    /// When, as written (RFC 3339 UTC from the account page).
+    pub added_at: Option<String>,
 }
 
 /// A validated registry: names and fingerprints are unique.
@@ -353,6 +373,15 @@ fn entry(item: &Value, p: &str, r: &mut Reporter) -> ParsedItem {
             true
         }
     };
+    let optional = |f: &str, r: &mut Reporter| -> Option<String> {
+        if fields.contains_key(f) {
+            text(f, r)
+        } else {
+            None
+        }
+    };
+    let added_by = optional("added_by", r);
+    let added_at = optional("added_at", r);
     let entry = match (&name, fingerprint, account, login) {
         (Some(name), Some(fingerprint), Some(account), Some(login))
             if r.problems.len() == before =>
@@ -363,6 +392,8 @@ fn entry(item: &Value, p: &str, r: &mut Reporter) -> ParsedItem {
                 account,
                 login,
                 imap_preauth,
+                added_by,
+                added_at,
             })
         }
         _ => None,

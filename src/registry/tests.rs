@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::edit::{appended, entry_text, removed, yaml_scalar};
+use super::edit::{appended, entry_text, removed, with_preauth, yaml_scalar};
 use super::*;
 
 fn fp(b: u8) -> Fingerprint {
@@ -54,6 +54,8 @@ fn design_format_is_accepted() {
             account: "alice".into(),
             login: "alice@example.org".into(),
             imap_preauth: true,
+            added_by: None,
+            added_at: None,
         }
     );
     assert!(!r.lookup(&fp(2)).unwrap().imap_preauth);
@@ -119,7 +121,7 @@ fn every_problem_is_reported_with_file_and_line() {
         "keys.yaml:16: keys[3].account: must not be empty",
         "keys.yaml:17: keys[3].login: login \"nobody\" is not an address (no @)",
         "keys.yaml:18: keys[3].imap_preauth: must be true or false",
-        "keys.yaml:19: keys[3].colour: unknown field `colour`, expected one of `name`, `fingerprint`, `account`, `login`, `imap_preauth`",
+        "keys.yaml:19: keys[3].colour: unknown field `colour`, expected one of `name`, `fingerprint`, `account`, `login`, `imap_preauth`, `added_by`, `added_at`",
         "keys.yaml:20: keys[4].name: must be a string",
         "keys.yaml:20: keys[4]: missing field `account`",
         &format!("keys.yaml:21: keys[4].fingerprint: bad fingerprint \"not base64!\": {}", fingerprint::ACCEPTED_FORMS),
@@ -270,6 +272,8 @@ fn entry(name: &str, b: u8) -> KeyEntry {
         account: "dave".into(),
         login: "dave@example.org".into(),
         imap_preauth: false,
+        added_by: None,
+        added_at: None,
     }
 }
 
@@ -359,6 +363,58 @@ fn remove_cuts_only_the_entry_lines() {
     let got = removed(one, 0, 1).unwrap();
     assert_eq!(got, "keys:\n# end\n");
     assert_eq!(parse(&got).unwrap().len(), 0);
+}
+
+#[test]
+fn preauth_switch_changes_one_line_and_keeps_its_comment() {
+    let r = parse(GOOD).unwrap();
+    // The line is there, with a comment: only its value changes.
+    let got = with_preauth(GOOD, 0, r.len(), false).unwrap();
+    assert_eq!(
+        got,
+        GOOD.replace(
+            "    imap_preauth: true        # default\n",
+            "    imap_preauth: false # default\n"
+        )
+    );
+    assert!(
+        !parse(&got)
+            .unwrap()
+            .by_name("alice-phone")
+            .unwrap()
+            .imap_preauth
+    );
+    // Already so: the same text.
+    assert_eq!(with_preauth(GOOD, 1, r.len(), false).unwrap(), GOOD);
+    // No line (carol): one is added after her last field, at her indent.
+    let got = with_preauth(GOOD, 2, r.len(), false).unwrap();
+    assert!(
+        got.ends_with("    login: carol@example.org\n    imap_preauth: false\n"),
+        "{got}"
+    );
+    let after = parse(&got).unwrap();
+    assert!(!after.by_name("carol").unwrap().imap_preauth);
+    assert!(after.by_name("alice-phone").unwrap().imap_preauth);
+}
+
+#[test]
+fn added_by_and_at_round_trip_and_are_checked() {
+    let e = KeyEntry {
+        added_by: Some("self".into()),
+        added_at: Some("2026-12-02T03:44:58Z".into()),
+        ..entry("dave", 9)
+    };
+    let t = format!("keys:\n{}", entry_text(&e, 2));
+    assert!(
+        t.contains("    added_by: self\n    added_at: \"2026-12-02T03:44:58Z\"\n"),
+        "{t}"
+    );
+    assert_eq!(parse(&t).unwrap().by_name("dave"), Some(&e));
+    let bad = t.replace("added_by: self", "added_by: 3");
+    assert_eq!(
+        messages(&bad),
+        ["keys.yaml:7: keys[0].added_by: must be a string"]
+    );
 }
 
 #[test]

@@ -1,8 +1,11 @@
-//! The web side of a chatmail relay (`backend: "builtin:chatmail"`), served
-//! in-process on the front door's web route over the already-terminated
-//! TLS stream, with hyper (HTTP/1.1, keep-alive, `Upgrade`).
+//! The web sides frontdoor serves itself on a web route, over the
+//! already-terminated TLS stream, with hyper (HTTP/1.1, keep-alive,
+//! `Upgrade`): a chatmail relay's (`backend: "builtin:chatmail"`) and the
+//! status page (`backend: "builtin:status"`, [`Site::status`]). Both offer
+//! the account page under `/account` when `mail.account_page` is on
+//! (`account`).
 //!
-//! What it answers, in this order (the paths are chatmail's):
+//! What the chatmail side answers, in this order (the paths are chatmail's):
 //! - `POST /new`, `POST /cgi-bin/newemail.py`: fresh credentials as JSON
 //!   (`newemail`), limited per client address (`ratelimit`); `403` when
 //!   `new_accounts` is off; a browser's `GET` is sent on to
@@ -20,6 +23,7 @@
 //! an HTTP error, never a panic; every request is one log line, the path
 //! escaped. Everything a page holds is made once at start ([`Web::new`]).
 
+pub mod account;
 pub mod autoconfig;
 pub mod files;
 pub mod markup;
@@ -71,6 +75,39 @@ pub struct Web {
     paths: Vec<proxy::PathBackend>,
     connect_timeout: Duration,
     idle_timeout: Duration,
+}
+
+/// What one connection is served: a chatmail relay's web side or the
+/// status page, and the account page beside either.
+#[derive(Clone)]
+pub struct Site {
+    kind: SiteKind,
+    account: Option<Arc<account::AccountPage>>,
+}
+
+#[derive(Clone)]
+enum SiteKind {
+    Chatmail(Arc<Web>),
+    /// The status page's HTML, made when the connection was accepted.
+    Status(Arc<str>),
+}
+
+impl Site {
+    /// The chatmail relay's web side.
+    pub fn chatmail(web: Arc<Web>, account: Option<Arc<account::AccountPage>>) -> Self {
+        Self {
+            kind: SiteKind::Chatmail(web),
+            account,
+        }
+    }
+
+    /// The status page (`page` is its HTML at `/`).
+    pub fn status(page: String, account: Option<Arc<account::AccountPage>>) -> Self {
+        Self {
+            kind: SiteKind::Status(page.into()),
+            account,
+        }
+    }
 }
 
 /// The connection a request came on.
@@ -174,7 +211,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counting<S> {
 
 /// Serve HTTP/1.1 on `io` until the client is done, an upgraded request's
 /// relay ends, or `stop` fires; returns (bytes read, bytes written).
-pub async fn serve<S>(io: S, web: Arc<Web>, client: Client, stop: CancellationToken) -> (u64, u64)
+pub async fn serve<S>(io: S, site: Site, client: Client, stop: CancellationToken) -> (u64, u64)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -187,10 +224,10 @@ where
     };
     let upgrade: Arc<Mutex<Option<proxy::Upgrade>>> = Arc::new(Mutex::new(None));
     let svc = {
-        let (web, client, upgrade) = (web.clone(), client.clone(), upgrade.clone());
+        let (site, client, upgrade) = (site.clone(), client.clone(), upgrade.clone());
         hyper::service::service_fn(move |req| {
-            let (web, client, upgrade) = (web.clone(), client.clone(), upgrade.clone());
-            async move { Ok::<_, Infallible>(handle(req, &web, &client, &upgrade).await) }
+            let (site, client, upgrade) = (site.clone(), client.clone(), upgrade.clone());
+            async move { Ok::<_, Infallible>(handle(req, &site, &client, &upgrade).await) }
         })
     };
     let conn = hyper::server::conn::http1::Builder::new()
@@ -210,8 +247,8 @@ where
         Ok(mut g) => g.take(),
         Err(p) => p.into_inner().take(),
     };
-    if let Some(u) = pending {
-        relay_upgraded(u, &web, &client, stop).await;
+    if let (Some(u), SiteKind::Chatmail(web)) = (pending, &site.kind) {
+        relay_upgraded(u, web, &client, stop).await;
     }
     (up.load(Ordering::Relaxed), down.load(Ordering::Relaxed))
 }
@@ -288,14 +325,18 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
 /// Answer one request and log it.
 async fn handle(
     req: Request<Incoming>,
-    web: &Web,
+    site: &Site,
     client: &Client,
     upgrade: &Mutex<Option<proxy::Upgrade>>,
 ) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let started = Instant::now();
-    let (resp, what) = route(req, web, client, upgrade).await;
+    let (resp, what) = match (&site.account, &site.kind) {
+        (Some(a), _) if account::serves(&path) => a.handle(req, client).await,
+        (_, SiteKind::Chatmail(web)) => route(req, web, client, upgrade).await,
+        (_, SiteKind::Status(page)) => status_route(&req, page),
+    };
     tracing::info!(
         id = %client.id,
         client = %client.addr,
@@ -430,6 +471,24 @@ async fn route(
     (text(StatusCode::NOT_FOUND, "not found\n"), "none")
 }
 
+/// The status page's answers: the page at `/`, nothing else.
+fn status_route(req: &Request<Incoming>, page: &Arc<str>) -> (Response<Body>, &'static str) {
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return (method_not_allowed("GET, HEAD"), "none");
+    }
+    if req.uri().path() != "/" {
+        return (text(StatusCode::NOT_FOUND, "not found\n"), "none");
+    }
+    (
+        respond(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            Bytes::copy_from_slice(page.as_bytes()),
+        ),
+        "status",
+    )
+}
+
 /// `POST /new`: newemail.py's answer, or why not.
 fn new_account(web: &Web, client: &Client) -> Response<Body> {
     let c = &web.chatmail;
@@ -493,6 +552,34 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("mail.chatmail.paths[1].backend"), "{e}");
+    }
+
+    #[test]
+    fn account_page_needs_a_registry_and_a_builtin_route() {
+        let no_registry = format!("{BASE}  account_page: {{}}\n");
+        let e = Config::parse(Path::new("/tmp/f.yaml"), &no_registry)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("mail.account_page: the account page edits the key registry"),
+            "{e}"
+        );
+        let no_route = "listeners:\n  - bind: \"127.0.0.1:0\"\nroutes:\n  imap: { alpn: [imap], backend: \"127.0.0.1:1143\" }\nclient_auth: { registry: /tmp/k.yaml }\nmail:\n  domains: [example.org]\n  data_dir: /tmp/x\n  account_page: { max_keys_per_account: 0, session_lifetime: 5s }\n";
+        let e = Config::parse(Path::new("/tmp/f.yaml"), no_route)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("mail.account_page: the account page is served on a web route"),
+            "{e}"
+        );
+        assert!(
+            e.contains("max_keys_per_account: must be at least 1"),
+            "{e}"
+        );
+        assert!(e.contains("session_lifetime: must be at least 1m"), "{e}");
+        let off = format!("{BASE}  chatmail: {{}}\n  account_page: {{ enabled: false }}\n");
+        let cfg = Config::parse(Path::new("/tmp/f.yaml"), &off).unwrap();
+        assert!(cfg.mail.unwrap().account_page.is_none());
     }
 
     #[test]
