@@ -33,8 +33,8 @@ use crate::config::Config;
 use accounts::Accounts;
 use config::{ListenAddr, MailConfig};
 pub use listener::{
-    accept_peer, spawn_accept_loop, Conn, Intro, Listener, SocketMode, MAX_SESSIONS,
-    PROXY_HEADER_TIMEOUT,
+    accept_peer, spawn_accept_loop, spawn_accept_loop_limited, Conn, Intro, Listener, SocketMode,
+    MAX_SESSIONS, PROXY_HEADER_TIMEOUT,
 };
 use peer::TrustPolicy;
 use store::Store;
@@ -461,11 +461,27 @@ pub async fn start(
                 _ => None,
             },
         });
-        spawn_accept_loop(
+        // The MX is open to the world: sessions are limited per client.
+        let per_peer = match mode {
+            smtp::Mode::Inbound => Some(listener::PeerLimit::new(
+                mail.mx_max_connections_per_peer,
+                b"421 4.7.0 Too many connections from your address, try again later\r\n",
+            )),
+            _ => None,
+        };
+        if mode == smtp::Mode::Inbound && mail.mx_require_tls && starttls.is_none() {
+            tracing::error!(
+                "mail.mx.require_tls is on but the MX has no certificate for STARTTLS: \
+                 every delivery on {name} is refused (give tls.certificates, or set \
+                 mail.mx.require_tls: false)"
+            );
+        }
+        spawn_accept_loop_limited(
             name,
             l,
             intro,
             trust.clone(),
+            per_peer,
             shutdown.clone(),
             tracker.clone(),
             move |conn, peer| {
