@@ -14,6 +14,7 @@ pub mod accounts;
 pub mod chatmail;
 pub mod config;
 pub mod dkim;
+pub mod dns_records;
 pub mod imap;
 pub mod listener;
 pub mod login;
