@@ -381,6 +381,15 @@ pub fn spawn_accept_loop_limited<F, Fut>(
     });
 }
 
+impl crate::accept::Listen for Listener {
+    type Conn = Conn;
+    type Addr = Source;
+
+    fn accept(&self) -> impl std::future::Future<Output = io::Result<(Conn, Source)>> + Send {
+        Listener::accept(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,14 +414,5 @@ mod tests {
         assert_eq!(peer_key(v6), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
         assert_eq!(peer_key(mapped), a);
-    }
-}
-
-impl crate::accept::Listen for Listener {
-    type Conn = Conn;
-    type Addr = Source;
-
-    fn accept(&self) -> impl std::future::Future<Output = io::Result<(Conn, Source)>> + Send {
-        Listener::accept(self)
     }
 }
