@@ -184,7 +184,11 @@ pub fn run_mail(cmd: MailCmd) -> ExitCode {
 /// `frontdoor mail dns [--check]`.
 fn run_dns(config: &Path, check: bool, ip: &[std::net::IpAddr]) -> anyhow::Result<ExitCode> {
     use frontdoor::mail::dns_records::{self, Need, Rule, Verdict};
+    use std::io::Write;
     let (_, mail) = load_mail(config)?;
+    // Written, not printed: a closed pipe (`| head`) ends the command
+    // with an error instead of a panic.
+    let mut out = std::io::stdout().lock();
     let signer = frontdoor::mail::dkim::Signer::load_existing(&mail.data_dir, &mail.dkim_selector)?;
     let dkim: Vec<(String, String)> = signer.map(|s| s.records().to_vec()).unwrap_or_default();
     let records = dns_records::expected(&dns_records::Inputs {
@@ -198,19 +202,21 @@ fn run_dns(config: &Path, check: bool, ip: &[std::net::IpAddr]) -> anyhow::Resul
         Need::Optional => "; Optional",
     };
     if !check {
-        println!(
+        writeln!(
+            out,
             "; DNS records for {} (frontdoor mail dns)",
             mail.domains.join(", ")
-        );
+        )?;
         if dkim.is_empty() {
-            println!(
+            writeln!(
+                out,
                 "; DKIM keys are made at the first start of frontdoor; run this again after it"
-            );
+            )?;
         }
         for need in [Need::Required, Need::Recommended, Need::Optional] {
-            println!("{}", heading(need));
+            writeln!(out, "{}", heading(need))?;
             for e in records.iter().filter(|e| e.need == need) {
-                println!("{}", dns_records::zone_line(e));
+                writeln!(out, "{}", dns_records::zone_line(e))?;
             }
         }
         return Ok(ExitCode::SUCCESS);
@@ -221,10 +227,11 @@ fn run_dns(config: &Path, check: bool, ip: &[std::net::IpAddr]) -> anyhow::Resul
     let (mut ok, mut missing, mut wrong, mut failed) = (0, 0, 0, 0);
     let mut bad = dkim.is_empty();
     if dkim.is_empty() {
-        println!(
+        writeln!(
+            out,
             "MISSING  DKIM keys: none in {}/dkim yet (start frontdoor once)",
             mail.data_dir.display()
-        );
+        )?;
     }
     for e in &records {
         let answers = rt.block_on(async {
@@ -256,12 +263,12 @@ fn run_dns(config: &Path, check: bool, ip: &[std::net::IpAddr]) -> anyhow::Resul
             Err(err) => {
                 failed += 1;
                 bad = true;
-                println!("ERROR    {shown}\n         {err}");
+                writeln!(out, "ERROR    {shown}\n         {err}")?;
             }
             Ok((answers, target)) => match dns_records::judge(e, &answers, &target) {
                 Verdict::Ok => {
                     ok += 1;
-                    println!("ok       {shown}");
+                    writeln!(out, "ok       {shown}")?;
                 }
                 Verdict::Missing => {
                     missing += 1;
@@ -273,17 +280,20 @@ fn run_dns(config: &Path, check: bool, ip: &[std::net::IpAddr]) -> anyhow::Resul
                         Need::Recommended => "missing ",
                         Need::Optional => "optional",
                     };
-                    println!("{tag} {shown}");
+                    writeln!(out, "{tag} {shown}")?;
                 }
                 Verdict::Wrong(found) => {
                     wrong += 1;
                     bad = true;
-                    println!("WRONG    {shown}\n         found: {found}");
+                    writeln!(out, "WRONG    {shown}\n         found: {found}")?;
                 }
             },
         }
     }
-    println!("{ok} ok, {missing} missing, {wrong} wrong, {failed} lookups failed");
+    writeln!(
+        out,
+        "{ok} ok, {missing} missing, {wrong} wrong, {failed} lookups failed"
+    )?;
     Ok(if bad {
         ExitCode::from(1)
     } else {

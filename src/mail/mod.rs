@@ -408,7 +408,9 @@ pub async fn start(
         ))
     });
     // DKIM: the MX's check, and the signing keys (made on first start)
-    // when mail can leave through the smarthost.
+    // when mail can leave through the smarthost, and always in chatmail
+    // mode, whose relay publishes them (`frontdoor mail dns`) before its
+    // first message leaves.
     let dkim_verify = match (&mail.inbound, mail.dkim_verify) {
         (Some(_), true) => Some(Arc::new(dkim::Verifier::new(
             &mail.dns_resolvers,
@@ -417,7 +419,9 @@ pub async fn start(
         _ => None,
     };
     let dkim_sign = match (&mail.submission, &mail.relay) {
-        (Some(_), Some(_)) if !mail.domains.is_empty() => {
+        (Some(_), relay)
+            if !mail.domains.is_empty() && (relay.is_some() || mail.chatmail.is_some()) =>
+        {
             let (dir, sel) = (mail.data_dir.clone(), mail.dkim_selector.clone());
             let s = tokio::task::spawn_blocking(move || dkim::Signer::load_or_generate(&dir, &sel))
                 .await
