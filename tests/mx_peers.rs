@@ -148,3 +148,38 @@ fn mx_limits_sessions_per_client_address() {
     });
     assert!(freed, "{}", srv.logs());
 }
+
+#[test]
+fn bad_mx_keys_are_reported_with_their_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("frontdoor.yaml");
+    std::fs::write(
+        &cfg,
+        "mail:\n  domains: [example.org]\n  mx: { max_connections_per_peer: 0, require_tls: maybe }\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("mail.mx"), "{err}");
+    std::fs::write(
+        &cfg,
+        "mail:\n  domains: [example.org]\n  mx: { max_connections_per_peer: 0 }\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("mail.mx.max_connections_per_peer") && err.contains("must be at least 1"),
+        "{err}"
+    );
+}
