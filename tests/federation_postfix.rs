@@ -12,6 +12,8 @@
 //! - Postfix → frontdoor: a message submitted to Postfix from 127.0.18.5
 //!   is signed by OpenDKIM, relayed over STARTTLS to frontdoor's MX and
 //!   stored with `Authentication-Results: a.test; dkim=pass header.d=c.test`.
+//!   The same message from a host OpenDKIM does not sign for is refused,
+//!   and Postfix's log gives frontdoor's reason with its bounce.
 //! - Straight to frontdoor's MX (smtplib, STARTTLS): the same message
 //!   unsigned, and signed with c.test's key then altered, are refused with
 //!   the reason; neither is stored.
@@ -46,6 +48,8 @@ const APT: &str = "apt-get install -y postfix opendkim opendkim-tools dnsmasq-ba
 const POSTFIX_ADDR: &str = "127.0.18.3:25";
 /// The host OpenDKIM signs for (its `InternalHosts`).
 const POSTFIX_CLIENT: &str = "127.0.18.5";
+/// A host Postfix relays for but OpenDKIM does not sign for.
+const POSTFIX_UNSIGNED_CLIENT: &str = "127.0.18.6";
 /// dnsmasq, for frontdoor (`mail.dns.resolvers`) and OpenDKIM (`ResolverConfiguration`).
 const DNS_ADDR: &str = "127.0.18.53:53";
 const DNS_IP: &str = "127.0.18.53";
@@ -206,7 +210,7 @@ fn start_postfix(dir: &Path, milter: u16, frontdoor_mx: SocketAddr) -> Daemon {
          mydestination =\n\
          inet_interfaces = loopback-only\n\
          inet_protocols = ipv4\n\
-         mynetworks = {POSTFIX_CLIENT}/32\n\
+         mynetworks = {POSTFIX_CLIENT}/32, {POSTFIX_UNSIGNED_CLIENT}/32\n\
          relayhost =\n\
          biff = no\n\
          alias_maps =\n\
@@ -469,6 +473,29 @@ fn postfix_with_opendkim_federates_both_ways() {
         .log
         .count(|e| str_field(e, "message") == "DKIM: dkim=pass");
     assert_eq!(pass, 1, "{}", fd.logs());
+
+    // (1b) Through Postfix from a host OpenDKIM does not sign for: frontdoor
+    // refuses it, and Postfix logs frontdoor's reason with the bounce.
+    let via = d.join("via-unsigned.eml");
+    std::fs::write(
+        &via,
+        encrypted("carol@c.test", "alice@a.test", "tok-via-unsigned"),
+    )
+    .unwrap();
+    let out = python(
+        "python3",
+        TO_POSTFIX,
+        &[POSTFIX_ADDR, POSTFIX_UNSIGNED_CLIENT, via.to_str().unwrap()],
+    );
+    assert_eq!(out.trim(), "OK");
+    let said = "said: 554 5.7.1 No DKIM signature found (in reply to end of DATA command)";
+    let bounced = poll_until(HOP, || {
+        let log = std::fs::read_to_string(d.join("postfix.log")).unwrap_or_default();
+        log.lines().any(|l| {
+            l.contains("to=<alice@a.test>") && l.contains("status=bounced") && l.contains(said)
+        })
+    });
+    assert!(bounced, "{}\n{}", postfix_logs(d), fd.logs());
 
     // (2) Straight to frontdoor's MX: unsigned, and signed then altered.
     let unsigned = d.join("unsigned.eml");
