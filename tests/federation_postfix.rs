@@ -53,6 +53,9 @@ const POSTFIX_UNSIGNED_CLIENT: &str = "127.0.18.6";
 /// dnsmasq, for frontdoor (`mail.dns.resolvers`) and OpenDKIM (`ResolverConfiguration`).
 const DNS_ADDR: &str = "127.0.18.53:53";
 const DNS_IP: &str = "127.0.18.53";
+/// OpenDKIM's milter socket (8891, its usual port, on this test's own
+/// address).
+const MILTER: &str = "127.0.18.7:8891";
 /// OpenDKIM's `AuthservID`.
 const OPENDKIM_ID: &str = "c-verifier";
 /// Deadline for a hop through Postfix (queue manager, milter, delivery).
@@ -84,13 +87,23 @@ fn uid_of(user: &str) -> u32 {
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
-/// A child process killed on drop.
+/// A daemon stopped on drop: SIGTERM (Postfix's master then stops its
+/// children, which would otherwise keep port 25 for a while), SIGKILL after
+/// 10 s.
 struct Daemon(Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let child = &mut self.0;
+        if !poll_until(Duration::from_secs(10), || {
+            matches!(child.try_wait(), Ok(Some(_)))
+        }) {
+            let _ = child.kill();
+        }
+        let _ = child.wait();
     }
 }
 
@@ -121,7 +134,8 @@ fn genkey(dir: &Path) -> (PathBuf, String) {
     (dir.join("pf.private"), value)
 }
 
-fn start_opendkim(dir: &Path, key: &Path, port: u16) -> Daemon {
+fn start_opendkim(dir: &Path, key: &Path) -> Daemon {
+    let milter: SocketAddr = MILTER.parse().unwrap();
     // Debian builds OpenDKIM with libunbound, which by default asks no
     // server on a loopback address and answers `test.` names itself
     // (RFC 6761): a config for it that asks ours for everything.
@@ -146,7 +160,7 @@ fn start_opendkim(dir: &Path, key: &Path, port: u16) -> Daemon {
              Selector pf\n\
              KeyFile {key}\n\
              RequireSafeKeys no\n\
-             Socket inet:{port}@127.0.0.1\n\
+             Socket inet:{port}@{ip}\n\
              PidFile {dir}/opendkim.pid\n\
              InternalHosts {POSTFIX_CLIENT}\n\
              ResolverConfiguration {unbound}\n\
@@ -158,6 +172,8 @@ fn start_opendkim(dir: &Path, key: &Path, port: u16) -> Daemon {
             key = key.display(),
             dir = dir.display(),
             unbound = unbound.display(),
+            port = milter.port(),
+            ip = milter.ip(),
         ),
     )
     .unwrap();
@@ -171,7 +187,7 @@ fn start_opendkim(dir: &Path, key: &Path, port: u16) -> Daemon {
         .unwrap();
     let d = Daemon(child);
     let up = poll_until(HOP, || {
-        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).is_ok()
+        TcpStream::connect_timeout(&milter, Duration::from_secs(1)).is_ok()
     });
     assert!(
         up,
@@ -184,7 +200,7 @@ fn start_opendkim(dir: &Path, key: &Path, port: u16) -> Daemon {
 /// Postfix for c.test: its MX on [`POSTFIX_ADDR`], OpenDKIM as milter,
 /// mail for c.test into the Maildir `dir/mail/inbox/`, mail for a.test to
 /// frontdoor's MX with STARTTLS required.
-fn start_postfix(dir: &Path, milter: u16, frontdoor_mx: SocketAddr) -> Daemon {
+fn start_postfix(dir: &Path, frontdoor_mx: SocketAddr) -> Daemon {
     let pf = dir.join("postfix");
     for sub in ["", "conf", "queue", "data"] {
         std::fs::create_dir_all(pf.join(sub)).unwrap();
@@ -228,7 +244,7 @@ fn start_postfix(dir: &Path, milter: u16, frontdoor_mx: SocketAddr) -> Daemon {
          smtpd_tls_security_level = may\n\
          smtpd_tls_cert_file = {cert}\n\
          smtpd_tls_key_file = {key}\n\
-         smtpd_milters = inet:127.0.0.1:{milter}\n\
+         smtpd_milters = inet:{MILTER}\n\
          non_smtpd_milters = $smtpd_milters\n\
          milter_default_action = tempfail\n",
         d = dir.display(),
@@ -441,9 +457,8 @@ fn postfix_with_opendkim_federates_both_ways() {
             Record::addr("mx.a.test", &mx.ip().to_string()),
         ],
     );
-    let milter = dns::free_port();
-    let _opendkim = start_opendkim(d, &pf_key, milter);
-    let _postfix = start_postfix(d, milter, mx);
+    let _opendkim = start_opendkim(d, &pf_key);
+    let _postfix = start_postfix(d, mx);
 
     // (1) Postfix → frontdoor, signed by OpenDKIM.
     let good = d.join("good.eml");
