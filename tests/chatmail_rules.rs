@@ -271,7 +271,11 @@ for user in (B, C):
 #[test]
 fn lmtp_and_mx_apply_the_incoming_rule() {
     // Unsigned test mail: the MX's DKIM check (tests/dkim.rs) is off here.
-    let s = chatmail_stack_with("{}", "  dkim: { verify: false }\n");
+    // Plaintext on the MX: its TLS rule is tested in tests/mx_peers.rs.
+    let s = chatmail_stack_with(
+        "{}",
+        "  dkim: { verify: false }\n  mx: { require_tls: false }\n",
+    );
     let mx = mail_listener(&s, "inbound");
     let mx_port = mx.rsplit(':').next().unwrap().to_owned();
     let lmtp = s.path().join("lmtp.sock");

@@ -10,90 +10,15 @@
 mod common;
 mod mail_common;
 
-use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
+use common::dns::{self, free_port, Dns, Record};
 use common::str_field;
 use mail_common::*;
 
-/// dnsmasq in the foreground on 127.0.0.1:`port`, no upstream, no hosts
-/// file, only the given TXT records; killed on drop.
-struct Dns(Child);
-
-impl Drop for Dns {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A DNS query for `name` TXT (RFC 1035 §4.1).
-fn txt_query(name: &str) -> Vec<u8> {
-    let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-    for label in name.split('.') {
-        q.push(label.len() as u8);
-        q.extend_from_slice(label.as_bytes());
-    }
-    q.extend_from_slice(&[0, 0, 16, 0, 1]);
-    q
-}
-
 fn start_dns(port: u16, records: &[(String, String)]) -> Dns {
-    let mut cmd = Command::new("dnsmasq");
-    cmd.args([
-        "--keep-in-foreground",
-        "--no-daemon",
-        "--conf-file=/dev/null",
-        "--no-resolv",
-        "--no-hosts",
-        "--bind-interfaces",
-        "--listen-address=127.0.0.1",
-        "--pid-file=",
-        "--user=root",
-        &format!("--port={port}"),
-    ]);
-    for (name, value) in records {
-        // One TXT record of strings of at most 255 bytes (RFC 1035 §3.3.14).
-        let parts: Vec<String> = value
-            .as_bytes()
-            .chunks(250)
-            .map(|c| String::from_utf8_lossy(c).into_owned())
-            .collect();
-        cmd.arg(format!("--txt-record={name},{}", parts.join(",")));
-    }
-    let child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dnsmasq is needed for this test (.ci/setup installs dnsmasq-base)");
-    let dns = Dns(child);
-    // Ready when it answers a query for the first record.
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let q = txt_query(&records[0].0);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut buf = [0u8; 4096];
-    for _ in 0..100 {
-        assert!(Instant::now() < deadline, "dnsmasq did not answer");
-        let _ = sock.send_to(&q, ("127.0.0.1", port));
-        if let Ok(n) = sock.recv(&mut buf) {
-            // Header (12 bytes): an answer count of at least one.
-            if n > 12 && u16::from_be_bytes([buf[6], buf[7]]) > 0 {
-                return dns;
-            }
-        }
-    }
-    panic!("dnsmasq did not answer");
-}
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    let records: Vec<Record> = records.iter().map(|(n, v)| Record::txt(n, v)).collect();
+    dns::start(([127, 0, 0, 1], port).into(), &records)
 }
 
 /// Sends each message file given after the port to dave@b.example through

@@ -29,6 +29,22 @@ pub enum MailCmd {
         #[arg(long, value_name = "PATH")]
         ready_file: Option<PathBuf>,
     },
+    /// Print the DNS records the relay needs (zone-file lines: A/AAAA, MX,
+    /// DKIM, MTA-STS, SPF, DMARC, SRV, autoconfig, TLSRPT); with --check,
+    /// look each up through `mail.dns.resolvers` (or the system's) and say
+    /// ok, MISSING or WRONG. Exit code 1 when a record is wrong, a required
+    /// one is missing, or a lookup fails.
+    Dns {
+        /// The YAML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Look the records up and compare.
+        #[arg(long)]
+        check: bool,
+        /// This host's public address (repeat for IPv4 and IPv6).
+        #[arg(long, value_name = "ADDR")]
+        ip: Vec<std::net::IpAddr>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -80,6 +96,13 @@ fn load_mail(path: &Path) -> Result<(Config, MailConfig), LoadMailError> {
 /// global `--log-format`/`--log-level` flags say).
 pub fn run_mail(cmd: MailCmd) -> ExitCode {
     match cmd {
+        MailCmd::Dns { config, check, ip } => match run_dns(&config, check, &ip) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        },
         MailCmd::Serve { config, ready_file } => {
             let (cfg, mail) = match load_mail(&config) {
                 Ok(x) => x,
@@ -156,6 +179,126 @@ pub fn run_mail(cmd: MailCmd) -> ExitCode {
             })
         }
     }
+}
+
+/// `frontdoor mail dns [--check]`.
+fn run_dns(config: &Path, check: bool, ip: &[std::net::IpAddr]) -> anyhow::Result<ExitCode> {
+    use frontdoor::mail::dns_records::{self, Need, Rule, Verdict};
+    use std::io::Write;
+    let (_, mail) = load_mail(config)?;
+    // Written, not printed: a closed pipe (`| head`) ends the command
+    // with an error instead of a panic.
+    let mut out = std::io::stdout().lock();
+    let signer = frontdoor::mail::dkim::Signer::load_existing(&mail.data_dir, &mail.dkim_selector)?;
+    let dkim: Vec<(String, String)> = signer.map(|s| s.records().to_vec()).unwrap_or_default();
+    let records = dns_records::expected(&dns_records::Inputs {
+        domains: &mail.domains,
+        addrs: ip,
+        dkim: &dkim,
+    });
+    let heading = |need: Need| match need {
+        Need::Required => "; Required",
+        Need::Recommended => "; Recommended",
+        Need::Optional => "; Optional",
+    };
+    if !check {
+        writeln!(
+            out,
+            "; DNS records for {} (frontdoor mail dns)",
+            mail.domains.join(", ")
+        )?;
+        if dkim.is_empty() {
+            writeln!(
+                out,
+                "; DKIM keys are made at the first start of frontdoor; run this again after it"
+            )?;
+        }
+        for need in [Need::Required, Need::Recommended, Need::Optional] {
+            writeln!(out, "{}", heading(need))?;
+            for e in records.iter().filter(|e| e.need == need) {
+                writeln!(out, "{}", dns_records::zone_line(e))?;
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rt = tokio::runtime::Runtime::new()?;
+    let auth = frontdoor::mail::dkim::authenticator(&mail.dns_resolvers)?;
+    let resolver = auth.resolver();
+    let (mut ok, mut missing, mut wrong, mut failed) = (0, 0, 0, 0);
+    let mut bad = dkim.is_empty();
+    if dkim.is_empty() {
+        writeln!(
+            out,
+            "MISSING  DKIM keys: none in {}/dkim yet (start frontdoor once)",
+            mail.data_dir.display()
+        )?;
+    }
+    for e in &records {
+        let answers = rt.block_on(async {
+            if let Rule::Alias(target) = &e.rule {
+                let c = dns_records::lookup(resolver, &e.name, "CNAME").await?;
+                if !c.is_empty() {
+                    return Ok((c, Vec::new()));
+                }
+                let mine = dns_records::lookup(resolver, &e.name, "A").await?;
+                let mut theirs = Vec::new();
+                for t in ["A", "AAAA"] {
+                    for a in dns_records::lookup(resolver, target, t).await? {
+                        if let dns_records::Answer::Addr(ip) = a {
+                            theirs.push(ip);
+                        }
+                    }
+                }
+                return Ok((mine, theirs));
+            }
+            dns_records::lookup(resolver, &e.name, e.rtype)
+                .await
+                .map(|a| (a, Vec::new()))
+        });
+        let shown = match &e.rdata {
+            Some(_) => dns_records::zone_line(e),
+            None => format!("{} A/AAAA (any address)", e.name),
+        };
+        match answers {
+            Err(err) => {
+                failed += 1;
+                bad = true;
+                writeln!(out, "ERROR    {shown}\n         {err}")?;
+            }
+            Ok((answers, target)) => match dns_records::judge(e, &answers, &target) {
+                Verdict::Ok => {
+                    ok += 1;
+                    writeln!(out, "ok       {shown}")?;
+                }
+                Verdict::Missing => {
+                    missing += 1;
+                    let tag = match e.need {
+                        Need::Required => {
+                            bad = true;
+                            "MISSING "
+                        }
+                        Need::Recommended => "missing ",
+                        Need::Optional => "optional",
+                    };
+                    writeln!(out, "{tag} {shown}")?;
+                }
+                Verdict::Wrong(found) => {
+                    wrong += 1;
+                    bad = true;
+                    writeln!(out, "WRONG    {shown}\n         found: {found}")?;
+                }
+            },
+        }
+    }
+    writeln!(
+        out,
+        "{ok} ok, {missing} missing, {wrong} wrong, {failed} lookups failed"
+    )?;
+    Ok(if bad {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// SIGTERM and SIGINT, their handlers installed on creation.

@@ -65,6 +65,8 @@ pub(crate) struct RawMail {
     dkim: Option<RawDkim>,
     #[serde(default)]
     account_page: Option<RawAccountPage>,
+    #[serde(default)]
+    mx: Option<RawMx>,
 }
 
 /// `mail.account_page:`.
@@ -104,6 +106,21 @@ impl Default for AccountPageConfig {
         }
     }
 }
+
+/// `mail.mx:`, the inbound MX's rules for its peers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMx {
+    #[serde(default)]
+    require_tls: Option<bool>,
+    #[serde(default)]
+    max_connections_per_peer: Option<usize>,
+}
+
+/// Sessions per client address on the MX when `mail.mx.max_connections_per_peer`
+/// is not set: Postfix's `smtpd_client_connection_count_limit` default,
+/// which chatmail relays keep on port 25.
+pub const DEFAULT_MX_CONNECTIONS_PER_PEER: usize = 50;
 
 /// `mail.dns:`.
 #[derive(Debug, Default, Deserialize)]
@@ -255,6 +272,13 @@ pub struct MailConfig {
     pub dkim_verify: bool,
     /// `mail.account_page`, when the section is there and not `enabled: false`.
     pub account_page: Option<AccountPageConfig>,
+    /// The MX refuses MAIL before STARTTLS (`mail.mx.require_tls`; default:
+    /// on in chatmail mode, as chatmail's Postfix has
+    /// `smtpd_tls_security_level=encrypt` on port 25).
+    pub mx_require_tls: bool,
+    /// Most simultaneous MX sessions per client address
+    /// (`mail.mx.max_connections_per_peer`).
+    pub mx_max_connections_per_peer: usize,
 }
 
 impl MailConfig {
@@ -281,6 +305,8 @@ impl MailConfig {
             dkim_selector: DEFAULT_DKIM_SELECTOR.into(),
             dkim_verify: false,
             account_page: None,
+            mx_require_tls: false,
+            mx_max_connections_per_peer: DEFAULT_MX_CONNECTIONS_PER_PEER,
         }
     }
 
@@ -525,6 +551,16 @@ pub(crate) fn validate(raw: RawMail, base: &Path, r: &mut Reporter) -> MailConfi
             }
             c
         });
+    let raw_mx = raw.mx.unwrap_or_default();
+    let mx_require_tls = raw_mx.require_tls.unwrap_or(chatmail.is_some());
+    let mx_max_connections_per_peer = match raw_mx.max_connections_per_peer {
+        None => DEFAULT_MX_CONNECTIONS_PER_PEER,
+        Some(0) => {
+            r.at("mail.mx.max_connections_per_peer", "must be at least 1");
+            DEFAULT_MX_CONNECTIONS_PER_PEER
+        }
+        Some(n) => n,
+    };
     MailConfig {
         domains,
         data_dir,
@@ -546,6 +582,8 @@ pub(crate) fn validate(raw: RawMail, base: &Path, r: &mut Reporter) -> MailConfi
         dkim_selector,
         dkim_verify,
         account_page,
+        mx_require_tls,
+        mx_max_connections_per_peer,
     }
 }
 

@@ -125,40 +125,46 @@ fn resolver_opts(mut o: ResolverOpts) -> ResolverOpts {
     o
 }
 
+/// A resolver (in mail-auth's wrapper) asking `resolvers` (`ip:port`, UDP
+/// then TCP), or the system's resolvers when the list is empty; without a
+/// usable system configuration its lookups fail, logged once here.
+pub fn authenticator(resolvers: &[SocketAddr]) -> Result<MessageAuthenticator, DkimError> {
+    let (config, opts) = if resolvers.is_empty() {
+        match mail_auth::hickory_resolver::system_conf::read_system_conf() {
+            Ok((c, o)) => (c, resolver_opts(o)),
+            Err(e) => {
+                tracing::warn!("DNS: no system resolver configuration ({e}); lookups will fail until mail.dns.resolvers is set");
+                (
+                    ResolverConfig::from_parts(None, vec![], Vec::<NameServerConfig>::new()),
+                    resolver_opts(ResolverOpts::default()),
+                )
+            }
+        }
+    } else {
+        let servers: Vec<NameServerConfig> = resolvers
+            .iter()
+            .flat_map(|a| {
+                [
+                    NameServerConfig::new(*a, ProtocolConfig::Udp),
+                    NameServerConfig::new(*a, ProtocolConfig::Tcp),
+                ]
+            })
+            .collect();
+        (
+            ResolverConfig::from_parts(None, vec![], servers),
+            resolver_opts(ResolverOpts::default()),
+        )
+    };
+    MessageAuthenticator::new(config, opts).map_err(|e| DkimError::Resolver(e.to_string()))
+}
+
 impl Verifier {
     /// A verifier asking `resolvers` (`ip:port`, UDP then TCP), or the
     /// system's resolvers when the list is empty. A system without a usable
     /// resolver configuration gets a verifier whose lookups fail (mail is
     /// then deferred with `451`), logged once here.
     pub fn new(resolvers: &[SocketAddr], authserv_id: &str) -> Result<Verifier, DkimError> {
-        let (config, opts) = if resolvers.is_empty() {
-            match mail_auth::hickory_resolver::system_conf::read_system_conf() {
-                Ok((c, o)) => (c, resolver_opts(o)),
-                Err(e) => {
-                    tracing::warn!("DKIM: no system resolver configuration ({e}); key lookups will fail until mail.dns.resolvers is set");
-                    (
-                        ResolverConfig::from_parts(None, vec![], Vec::<NameServerConfig>::new()),
-                        resolver_opts(ResolverOpts::default()),
-                    )
-                }
-            }
-        } else {
-            let servers: Vec<NameServerConfig> = resolvers
-                .iter()
-                .flat_map(|a| {
-                    [
-                        NameServerConfig::new(*a, ProtocolConfig::Udp),
-                        NameServerConfig::new(*a, ProtocolConfig::Tcp),
-                    ]
-                })
-                .collect();
-            (
-                ResolverConfig::from_parts(None, vec![], servers),
-                resolver_opts(ResolverOpts::default()),
-            )
-        };
-        let auth = MessageAuthenticator::new(config, opts)
-            .map_err(|e| DkimError::Resolver(e.to_string()))?;
+        let auth = authenticator(resolvers)?;
         Ok(Verifier {
             auth,
             authserv_id: authserv_id.to_owned(),
@@ -397,6 +403,23 @@ impl Signer {
             );
         }
         Ok(s)
+    }
+
+    /// The keys in `<data_dir>/dkim/` if both exist (nothing is
+    /// generated: `frontdoor mail dns` may run as another user than the
+    /// server).
+    pub fn load_existing(data_dir: &Path, selector: &str) -> Result<Option<Signer>, DkimError> {
+        let dir = data_dir.join("dkim");
+        if !(dir.join("ed25519.der").exists() && dir.join("rsa.der").exists()) {
+            return Ok(None);
+        }
+        Self::load_or_generate(data_dir, selector).map(Some)
+    }
+
+    /// `(selector, TXT value)` of both keys, ed25519 first.
+    pub fn records(&self) -> [(String, String); 2] {
+        let (ed, rsa) = selectors(&self.selector);
+        [(ed, self.txt_ed25519.clone()), (rsa, self.txt_rsa.clone())]
     }
 
     /// `DKIM-Signature:` fields (ed25519 first, then RSA, each with CRLF)

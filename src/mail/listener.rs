@@ -3,14 +3,19 @@
 //! ([`Intro`]: the PROXY header, read by [`super::peer::read_proxy_header`]),
 //! and the accept loop that hands each connection to a protocol server
 //! (through the one accept loop, [`crate::accept`]). Sessions are limited
-//! to [`MAX_SESSIONS`] per listener and tracked for the drain.
+//! to [`MAX_SESSIONS`] per listener and tracked for the drain; a listener
+//! open to the world (the inbound MX) also limits the sessions of each
+//! client address ([`PeerLimit`]), as Postfix's anvil does.
 
 #![warn(missing_docs)]
 
+use std::collections::HashMap;
 use std::io;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -203,6 +208,98 @@ pub async fn accept_peer(
     }
 }
 
+/// How long a refused client gets to take its one-line refusal.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most simultaneous sessions per client address on a listener open to the
+/// world. The key is the address, an IPv6 one cut to its /64 (one host
+/// owns a whole /64). A connection over the limit gets `refusal` and is
+/// closed before anything else is read.
+#[derive(Debug)]
+pub struct PeerLimit {
+    max: usize,
+    refusal: &'static [u8],
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One counted session of a client address; uncounted on drop.
+#[derive(Debug)]
+pub struct PeerPermit {
+    limit: Arc<PeerLimit>,
+    key: IpAddr,
+}
+
+impl Drop for PeerPermit {
+    fn drop(&mut self) {
+        let mut open = self
+            .limit
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// The counting key of `ip`: itself, or its /64 for IPv6 (IPv4-mapped
+/// addresses count as IPv4).
+pub fn peer_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+impl PeerLimit {
+    /// At most `max` sessions per client address; over it, `refusal`
+    /// (a complete protocol line) is written and the connection closed.
+    pub fn new(max: usize, refusal: &'static [u8]) -> Arc<PeerLimit> {
+        Arc::new(PeerLimit {
+            max,
+            refusal,
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Count one more session of `ip`, or `None` when it has `max` already.
+    pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<PeerPermit> {
+        let key = peer_key(ip);
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = open.entry(key).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(PeerPermit {
+            limit: self.clone(),
+            key,
+        })
+    }
+
+    /// Sessions open now for `ip`'s key.
+    pub fn open(&self, ip: IpAddr) -> usize {
+        self.open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&peer_key(ip))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
 /// Run an accept loop on `listener` until `shutdown`, handing each accepted
 /// connection (after [`accept_peer`]) to `handle`. Sessions are tracked by
 /// `tracker` and limited to [`MAX_SESSIONS`] at once.
@@ -211,6 +308,26 @@ pub fn spawn_accept_loop<F, Fut>(
     listener: Listener,
     intro: Intro,
     trust: Arc<TrustPolicy>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    handle: F,
+) where
+    F: Fn(Conn, PeerInfo) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    spawn_accept_loop_limited(
+        name, listener, intro, trust, None, shutdown, tracker, handle,
+    )
+}
+
+/// [`spawn_accept_loop`] with a [`PeerLimit`] on TCP clients, when given.
+#[allow(clippy::too_many_arguments)]
+pub fn spawn_accept_loop_limited<F, Fut>(
+    name: &'static str,
+    listener: Listener,
+    intro: Intro,
+    trust: Arc<TrustPolicy>,
+    per_peer: Option<Arc<PeerLimit>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     handle: F,
@@ -230,9 +347,30 @@ pub fn spawn_accept_loop<F, Fut>(
                 );
                 return;
             };
-            let (handle, trust) = (handle.clone(), trust.clone());
+            let (handle, trust, per_peer) = (handle.clone(), trust.clone(), per_peer.clone());
             t2.spawn(async move {
                 let _permit = permit;
+                let _peer_permit = match (&per_peer, source) {
+                    (Some(limit), Source::Tcp(a)) => match limit.try_acquire(a.ip()) {
+                        Some(p) => Some(p),
+                        None => {
+                            tracing::warn!(
+                                listener = name,
+                                client = %a,
+                                max = limit.max,
+                                refused = "peer_limit",
+                                "connection refused: too many sessions from this client address"
+                            );
+                            let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
+                                let _ = conn.write_all(limit.refusal).await;
+                                let _ = conn.shutdown().await;
+                            })
+                            .await;
+                            return;
+                        }
+                    },
+                    _ => None,
+                };
                 if let Some(peer) = accept_peer(&mut conn, source, intro, &trust).await {
                     handle(conn, peer).await;
                 }
@@ -249,5 +387,32 @@ impl crate::accept::Listen for Listener {
 
     fn accept(&self) -> impl std::future::Future<Output = io::Result<(Conn, Source)>> + Send {
         Listener::accept(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_limit_counts_per_address_and_uncounts_on_drop() {
+        let l = PeerLimit::new(2, b"421 busy\r\n");
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let p1 = l.try_acquire(a).unwrap();
+        let p2 = l.try_acquire(a).unwrap();
+        assert!(l.try_acquire(a).is_none());
+        let q = l.try_acquire(b).unwrap();
+        drop(p1);
+        assert_eq!(l.open(a), 1);
+        let p3 = l.try_acquire(a).unwrap();
+        drop((p2, p3, q));
+        assert_eq!(l.open(a), 0);
+        assert!(l.open.lock().unwrap().is_empty(), "no entry left behind");
+        // One IPv6 host owns its /64; a mapped IPv4 address is that address.
+        let v6: IpAddr = "2001:db8:1:2::5".parse().unwrap();
+        assert_eq!(peer_key(v6), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(peer_key(mapped), a);
     }
 }

@@ -14,6 +14,7 @@ pub mod accounts;
 pub mod chatmail;
 pub mod config;
 pub mod dkim;
+pub mod dns_records;
 pub mod imap;
 pub mod listener;
 pub mod login;
@@ -33,8 +34,8 @@ use crate::config::Config;
 use accounts::Accounts;
 use config::{ListenAddr, MailConfig};
 pub use listener::{
-    accept_peer, spawn_accept_loop, Conn, Intro, Listener, SocketMode, MAX_SESSIONS,
-    PROXY_HEADER_TIMEOUT,
+    accept_peer, spawn_accept_loop, spawn_accept_loop_limited, Conn, Intro, Listener, SocketMode,
+    MAX_SESSIONS, PROXY_HEADER_TIMEOUT,
 };
 use peer::TrustPolicy;
 use store::Store;
@@ -420,7 +421,9 @@ pub async fn start_with(
         ))
     });
     // DKIM: the MX's check, and the signing keys (made on first start)
-    // when mail can leave through the smarthost.
+    // when mail can leave through the smarthost, and always in chatmail
+    // mode, whose relay publishes them (`frontdoor mail dns`) before its
+    // first message leaves.
     let dkim_verify = match (&mail.inbound, mail.dkim_verify) {
         (Some(_), true) => Some(Arc::new(dkim::Verifier::new(
             &mail.dns_resolvers,
@@ -429,7 +432,9 @@ pub async fn start_with(
         _ => None,
     };
     let dkim_sign = match (&mail.submission, &mail.relay) {
-        (Some(_), Some(_)) if !mail.domains.is_empty() => {
+        (Some(_), relay)
+            if !mail.domains.is_empty() && (relay.is_some() || mail.chatmail.is_some()) =>
+        {
             let (dir, sel) = (mail.data_dir.clone(), mail.dkim_selector.clone());
             let s = tokio::task::spawn_blocking(move || dkim::Signer::load_or_generate(&dir, &sel))
                 .await
@@ -474,11 +479,27 @@ pub async fn start_with(
                 _ => None,
             },
         });
-        spawn_accept_loop(
+        // The MX is open to the world: sessions are limited per client.
+        let per_peer = match mode {
+            smtp::Mode::Inbound => Some(listener::PeerLimit::new(
+                mail.mx_max_connections_per_peer,
+                b"421 4.7.0 Too many connections from your address, try again later\r\n",
+            )),
+            _ => None,
+        };
+        if mode == smtp::Mode::Inbound && mail.mx_require_tls && starttls.is_none() {
+            tracing::error!(
+                "mail.mx.require_tls is on but the MX has no certificate for STARTTLS: \
+                 every delivery on {name} is refused (give tls.certificates, or set \
+                 mail.mx.require_tls: false)"
+            );
+        }
+        spawn_accept_loop_limited(
             name,
             l,
             intro,
             trust.clone(),
+            per_peer,
             shutdown.clone(),
             tracker.clone(),
             move |conn, peer| {

@@ -2,7 +2,8 @@
 //! launched with a ready file and a deadline ([`launch`]), its JSON log
 //! read as events ([`logs`]), polling with a deadline instead of sleeping
 //! ([`poll`]), certificates and client keys made at test time ([`certs`]),
-//! capture backends ([`capture`]) and TLS clients ([`tls`]).
+//! capture backends ([`capture`]), TLS clients ([`tls`]) and a DNS
+//! server with the records a test gives ([`dns`]).
 //!
 //! The names below (`Frontdoor`, `CaptureBackend`, `connect`, `write_cert`,
 //! `field`, …) are the kit's stable surface; the files hold the details.
@@ -10,6 +11,7 @@
 
 pub mod capture;
 pub mod certs;
+pub mod dns;
 pub mod launch;
 pub mod logs;
 pub mod poll;

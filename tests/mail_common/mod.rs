@@ -239,6 +239,13 @@ impl Client {
         Some(c)
     }
 
+    /// A client on a stream the caller connected (e.g. from another
+    /// source address); 10 s read timeout.
+    pub fn from_stream(s: TcpStream) -> Client {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Client { s, buf: Vec::new() }
+    }
+
     /// Connect, send the header, read the greeting.
     pub fn open(addr: SocketAddr, header: Option<&[u8]>) -> Client {
         let mut c = Self::connect(addr, header);

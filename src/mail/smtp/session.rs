@@ -23,6 +23,9 @@
 //!   no complete command left, before waiting for more bytes.
 //! - Every wait on the client has a deadline; too many errors end the session
 //!   with `421`; no input can make the session panic.
+//! - The inbound MX with `mail.mx.require_tls` (chatmail mode's default)
+//!   answers MAIL before STARTTLS with `530 5.7.0`, as Postfix does with
+//!   `smtpd_tls_security_level=encrypt`.
 //! - STARTTLS (inbound MX, when certificates exist): bytes pipelined after
 //!   the STARTTLS command arrived in plaintext and are discarded, never
 //!   executed inside TLS (RFC 3207 §4.2); after the handshake the session
@@ -512,6 +515,15 @@ impl Session<'_> {
         }
         if self.txn.is_some() {
             return self.error(r(503, "5.5.1 Nested MAIL command"));
+        }
+        if self.ctx.mode == Mode::Inbound
+            && self.ctx.cfg.mx_require_tls
+            && !self.tls_active
+            && !self.peer.tls
+        {
+            // Postfix's words with smtpd_tls_security_level=encrypt (RFC 3207 §4).
+            tracing::info!("plaintext MAIL refused: mail.mx.require_tls");
+            return self.error(r(530, "5.7.0 Must issue a STARTTLS command first"));
         }
         if params
             .size
