@@ -476,6 +476,7 @@ impl Frontdoor {
                 },
             }
         }
+        crate::handover::withdraw_all();
         let listeners = running.stop_all();
         for h in loops.into_iter().chain(listeners) {
             let _ = h.await;

@@ -120,6 +120,14 @@ pub fn withdraw(key: &str) {
     lock(&OFFERED).retain(|(x, _)| x.key != key);
 }
 
+/// Stop offering anything: the process stops. The copies kept for a
+/// successor close, so a listener whose accept loop ended refuses new
+/// connections at once instead of queueing them for nobody (a successor
+/// that took the sockets over has its own copies).
+pub fn withdraw_all() {
+    lock(&OFFERED).clear();
+}
+
 /// Take the inherited socket named `key`, or the one systemd passed for
 /// local address `addr`.
 fn take(key: &str, addr: Option<&str>) -> Option<OwnedFd> {

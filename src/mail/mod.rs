@@ -194,6 +194,8 @@ impl MailServers {
     /// Wait until all accept loops have stopped (after the shutdown token
     /// fired) and sessions ended, at most `grace` for the sessions.
     pub async fn wait(self, grace: Duration) {
+        // The copies kept for a successor close: nothing queues for nobody.
+        crate::handover::withdraw_all();
         self.tracker.close();
         if tokio::time::timeout(grace, self.tracker.wait())
             .await
