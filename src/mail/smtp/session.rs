@@ -87,6 +87,8 @@ pub struct SmtpContext {
     pub dkim_verify: Option<Arc<crate::mail::dkim::Verifier>>,
     /// DKIM signing of mail that leaves (submission).
     pub dkim_sign: Option<Arc<crate::mail::dkim::Signer>>,
+    /// The outbound queue, with direct delivery (submission).
+    pub queue: Option<Arc<crate::mail::delivery::Handle>>,
 }
 
 /// The TLS side of STARTTLS: the server certificates to answer with.
@@ -606,7 +608,9 @@ impl Session<'_> {
             }
             return;
         }
-        if self.ctx.mode == Mode::Submission && self.ctx.cfg.relay.is_some() {
+        if self.ctx.mode == Mode::Submission
+            && (self.ctx.cfg.relay.is_some() || self.ctx.queue.is_some())
+        {
             if let Some(t) = self.txn.as_mut() {
                 t.remote.push(to);
             }
@@ -821,6 +825,23 @@ impl Session<'_> {
                     Err(e) => {
                         tracing::warn!("{e}");
                         return self.reply(r(451, "4.4.1 Smarthost unavailable, try again later"));
+                    }
+                }
+            } else if let Some(queue) = &self.ctx.queue {
+                // Direct delivery: signed, then queued durably before the
+                // 250 (the queue's worker takes it from there).
+                let signed = match &self.ctx.dkim_sign {
+                    Some(s) => s.sign_message(&self.ctx.cfg.domains, &msg),
+                    None => msg.clone(),
+                };
+                match queue.enqueue(&txn.from, &txn.remote, signed).await {
+                    Ok(id) => {
+                        tracing::info!(queue_id = %id, rcpts = txn.remote.len(), "queued for delivery")
+                    }
+                    Err(e) => {
+                        tracing::error!("queueing failed: {e}");
+                        return self
+                            .reply(r(451, "4.3.0 Could not queue the message, try again later"));
                     }
                 }
             }
