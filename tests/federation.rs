@@ -675,3 +675,24 @@ impl SendTry for Client {
         self.s.write_all(s.as_bytes()).ok()
     }
 }
+
+#[test]
+fn in_chatmail_mode_cleartext_for_another_relay_is_refused_before_the_queue() {
+    let ca = Ca::new();
+    let port = free_port();
+    // Chatmail mode: direct delivery is its default (no `relay`).
+    let mut a = Relay::new(A, "127.0.5.2", port, &ca, "{ retry: 1s }\n  chatmail: {}");
+    let _dns = start_dns(port, &[(A, "127.0.5.2")], &a.txt());
+    a.start();
+    let from = format!("alice@{A}");
+    assert_eq!(
+        a.submit(&from, &format!("bob@{B}"), "clear@test"),
+        Some(523),
+        "{}",
+        a.log()
+    );
+    assert_eq!(a.queued(), 0);
+    assert!(a.events("queued for delivery").is_empty());
+    let refused = a.events("chatmail rule: outgoing mail refused");
+    assert_eq!(refused.len(), 1, "{}", a.log());
+}

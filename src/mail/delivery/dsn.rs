@@ -64,18 +64,33 @@ fn headers_of(msg: &[u8]) -> &[u8] {
     }
 }
 
-/// The report for `sender` about `failed` recipients of `original` (queued
-/// at `arrival`), from `MAILER-DAEMON@<domain>`, made at `now` by `host`.
-pub fn build(
-    host: &str,
-    domain: &str,
-    sender: &str,
-    arrival: i64,
-    now: i64,
-    token: &str,
-    failed: &[Failed],
-    original: &[u8],
-) -> Vec<u8> {
+/// Who reports to whom, and when.
+#[derive(Debug, Clone, Copy)]
+pub struct Report<'a> {
+    /// The reporting host (`Reporting-MTA`, `Message-ID` domain).
+    pub host: &'a str,
+    /// The domain of `MAILER-DAEMON@`.
+    pub domain: &'a str,
+    /// The original sender, who gets the report.
+    pub sender: &'a str,
+    /// When the original was queued (Unix seconds).
+    pub arrival: i64,
+    /// When the report is made.
+    pub now: i64,
+    /// Unique per report: the queue id.
+    pub token: &'a str,
+}
+
+/// The report about `failed` recipients of `original`.
+pub fn build(r: Report<'_>, failed: &[Failed], original: &[u8]) -> Vec<u8> {
+    let Report {
+        host,
+        domain,
+        sender,
+        arrival,
+        now,
+        token,
+    } = r;
     let boundary = format!("{token}/{host}");
     let mut m = String::new();
     m.push_str(&format!(
@@ -148,6 +163,17 @@ pub fn build(
 mod tests {
     use super::*;
 
+    fn rep<'a>(host: &'a str, domain: &'a str, sender: &'a str, token: &'a str) -> Report<'a> {
+        Report {
+            host,
+            domain,
+            sender,
+            arrival: 0,
+            now: 60,
+            token,
+        }
+    }
+
     #[test]
     fn report_shape() {
         let orig = b"From: a@x\r\nSubject: hi\r\nMessage-ID: <m1@x>\r\n\r\nsecret body\r\n";
@@ -157,7 +183,7 @@ mod tests {
             remote_mta: Some("mx.y".into()),
             expired: false,
         };
-        let d = String::from_utf8(build("mx.x", "x", "a@x", 0, 60, "T1", &[f], orig)).unwrap();
+        let d = String::from_utf8(build(rep("mx.x", "x", "a@x", "T1"), &[f], orig)).unwrap();
         assert!(d.contains("Content-Type: multipart/report; report-type=delivery-status;"));
         assert!(d.contains("Final-Recipient: rfc822; b@y\r\nAction: failed\r\nStatus: 5.1.1\r\nRemote-MTA: dns; mx.y\r\nDiagnostic-Code: smtp; RCPT TO: 550 5.1.1 No such user\r\n"));
         assert!(d.contains("Message-ID: <m1@x>\r\n"));
@@ -179,12 +205,7 @@ mod tests {
         assert_eq!(status_of(&f("451 4.4.1 later", true)), "4.4.7");
         assert!(!wants_dsn("", b"Subject: x\r\n\r\n"));
         let dsn = build(
-            "h",
-            "d",
-            "a@d",
-            0,
-            0,
-            "t",
+            rep("h", "d", "a@d", "t"),
             &[f("550 x", false)],
             b"A: b\r\n\r\n",
         );

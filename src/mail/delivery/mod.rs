@@ -470,12 +470,14 @@ impl Worker {
         };
         let domain = domain_of(&e.from).to_ascii_lowercase();
         let dsn = dsn::build(
-            &self.cfg.hostname,
-            &domain,
-            &e.from,
-            e.queued,
-            unix_now(),
-            &e.id,
+            dsn::Report {
+                host: &self.cfg.hostname,
+                domain: &domain,
+                sender: &e.from,
+                arrival: e.queued,
+                now: unix_now(),
+                token: &e.id,
+            },
             failed,
             &msg,
         );
