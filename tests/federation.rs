@@ -8,7 +8,10 @@
 //! (`dkim=pass`). Also: a message waits in the queue while the peer is down
 //! (`frontdoor mail queue` lists it) and goes once it is back (`--flush`);
 //! a peer answering 550 produces a delivery report in the sender's INBOX;
-//! kill -9 of the sending relay during deliveries loses nothing.
+//! kill -9 of the sending relay during deliveries loses nothing; in
+//! chatmail mode cleartext for another relay is refused before the queue;
+//! and Delta Chat 2.65 users signed up on each of two whole relays
+//! (`frontdoor serve`, port 443) chat end to end across them.
 //!
 //! Each test uses its own loopback addresses and DNS server, so they run
 //! in parallel. Needs root (port 25), dnsmasq and python3.
@@ -695,4 +698,164 @@ fn in_chatmail_mode_cleartext_for_another_relay_is_refused_before_the_queue() {
     assert!(a.events("queued for delivery").is_empty());
     let refused = a.events("chatmail rule: outgoing mail refused");
     assert_eq!(refused.len(), 1, "{}", a.log());
+}
+
+/// A whole chatmail relay (`frontdoor serve`): the front door on `ip:443`
+/// (IMAP, SMTP and the web side by ALPN, as Delta Chat expects), the MX on
+/// `ip:25`, a certificate from the CA for the domain and its `mta-sts.`
+/// name, direct delivery (chatmail mode's default) trusting the CA.
+fn chatmail_relay(domain: &str, ip: &str, dns_port: u16, ca: &Ca) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    ca.write(&p.join("ca.pem"));
+    ca.issue(p, "relay", &[domain, &format!("mta-sts.{domain}")]);
+    std::fs::write(p.join("keys.yaml"), "keys:\n").unwrap();
+    let yaml = format!(
+        r#"listeners:
+  - bind: "{ip}:443"
+    default_route: web
+tls:
+  certificates:
+    - cert: relay.crt
+      key: relay.key
+routes:
+  imap: {{ alpn: [imap], backend: "unix:imap.sock" }}
+  smtp: {{ alpn: [smtp], backend: "unix:submission.sock" }}
+  web: {{ alpn: ["http/1.1"], backend: "builtin:chatmail", proxy_protocol: none }}
+client_auth:
+  registry: keys.yaml
+  unknown_key: anonymous
+mail:
+  domains: ["{domain}"]
+  hostname: "{domain}"
+  data_dir: data
+  imap: {{ listen: "unix:imap.sock" }}
+  submission: {{ listen: "unix:submission.sock" }}
+  inbound: {{ listen: "{ip}:25" }}
+  dns: {{ resolvers: ["127.0.0.1:{dns_port}"] }}
+  delivery: {{ ca_file: ca.pem }}
+  queue: {{ retry: 1s, max_retry: 2s }}
+  chatmail: {{}}
+"#
+    );
+    std::fs::write(p.join("frontdoor.yaml"), yaml).unwrap();
+    dir
+}
+
+fn dkim_txt(data: &Path, domain: &str) -> Vec<(String, String)> {
+    let s = frontdoor::mail::dkim::Signer::load_or_generate(data, "dkim").unwrap();
+    vec![
+        (
+            format!("dkim-ed._domainkey.{domain}"),
+            s.txt_ed25519.clone(),
+        ),
+        (format!("dkim._domainkey.{domain}"), s.txt_rsa.clone()),
+    ]
+}
+
+/// Delta Chat core 2.65 end to end across two relays: sign-up by QR on
+/// each, an encrypted message each way, relayed MX to MX with DKIM.
+/// `_a.chat.test` and `_b.chat.test` resolve to 127.0.0.2 and 127.0.0.3
+/// through /etc/hosts for Delta Chat (`.ci/setup` adds them); the relays
+/// find each other's MX and keys through the test's dnsmasq.
+#[test]
+fn delta_chat_users_on_two_relays_chat_end_to_end() {
+    use std::net::ToSocketAddrs;
+    for (d, ip) in [(A, "127.0.0.2"), (B, "127.0.0.3")] {
+        let got: Vec<_> = (d, 443)
+            .to_socket_addrs()
+            .unwrap_or_else(|e| {
+                panic!("{d} does not resolve ({e}): add it to /etc/hosts as .ci/setup does")
+            })
+            .collect();
+        assert!(
+            got.iter().any(|a| a.ip().to_string() == ip),
+            "{d} must resolve to {ip} (/etc/hosts, as .ci/setup does): {got:?}"
+        );
+    }
+    let ca = Ca::new();
+    let port = free_port();
+    let dir_a = chatmail_relay(A, "127.0.0.2", port, &ca);
+    let dir_b = chatmail_relay(B, "127.0.0.3", port, &ca);
+    let mut txt = dkim_txt(&dir_a.path().join("data"), A);
+    txt.extend(dkim_txt(&dir_b.path().join("data"), B));
+    let _dns = start_dns(port, &[(A, "127.0.0.2"), (B, "127.0.0.3")], &txt);
+    let relay_a = Launch::new(["serve", "--config"])
+        .arg(dir_a.path().join("frontdoor.yaml"))
+        .start();
+    let relay_b = Launch::new(["serve", "--config"])
+        .arg(dir_b.path().join("frontdoor.yaml"))
+        .start();
+    let within = Duration::from_secs(240);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/deltachat/two_relays.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .args([A, B])
+        .arg(dir_a.path().join("dc-accounts"))
+        .arg(within.as_secs().to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 with deltachat-rpc-client (.ci/setup installs it)");
+    let (out, err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let out = std::thread::spawn(move || std::io::read_to_string(out).unwrap_or_default());
+    let err = std::thread::spawn(move || std::io::read_to_string(err).unwrap_or_default());
+    let mut status = None;
+    poll_until(within + Duration::from_secs(30), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    let diag = || {
+        format!(
+            "stdout:\n{out}\nstderr:\n{err}\nA:\n{}\nB:\n{}",
+            relay_a.log.text(),
+            relay_b.log.text()
+        )
+    };
+    assert!(status.is_some_and(|s| s.success()), "{}", diag());
+    eprintln!("{err}");
+    let line = |prefix: &str| -> String {
+        out.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line in:\n{out}"))
+            .trim()
+            .to_owned()
+    };
+    assert!(line("VERSION ").contains("2.65.0"), "{out}");
+    assert!(line("CONFIGURED A ").ends_with(&format!("@{A}")), "{out}");
+    assert!(line("CONFIGURED B ").ends_with(&format!("@{B}")), "{out}");
+    // Received, and shown with the padlock: end-to-end encrypted.
+    assert_eq!(
+        line("RECEIVED B "),
+        "1 hello from A on the first relay",
+        "{out}"
+    );
+    assert_eq!(
+        line("RECEIVED A "),
+        "1 hello from B on the second relay",
+        "{out}"
+    );
+    // Each way: queued and delivered over TLS by the sender's worker, and
+    // the receiving MX logged dkim=pass for it.
+    for (sender, receiver, peer) in [(&relay_a, &relay_b, B), (&relay_b, &relay_a, A)] {
+        let delivered = sender
+            .log
+            .event(|e| str_field(e, "message") == "queue: delivered")
+            .unwrap_or_else(|| panic!("no delivery: {}", diag()));
+        assert_eq!(str_field(&delivered, "host"), peer, "{delivered}");
+        assert_eq!(delivered["tls"], serde_json::json!(true), "{delivered}");
+        assert!(
+            receiver
+                .log
+                .count(|e| str_field(e, "message") == "DKIM: dkim=pass")
+                >= 1,
+            "{}",
+            diag()
+        );
+    }
 }
