@@ -30,7 +30,7 @@ use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::{Canonicalization, DkimSigner};
 use mail_auth::hickory_resolver::config::{
-    NameServerConfig, ProtocolConfig, ResolverConfig, ResolverOpts,
+    NameServerConfig, ProtocolConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };
 use mail_auth::{AuthenticatedMessage, AuthenticationResults, DkimResult, MessageAuthenticator};
 
@@ -129,6 +129,7 @@ fn resolver_opts(mut o: ResolverOpts) -> ResolverOpts {
 /// `ip:port`, UDP then TCP; the system's when the list is empty), shared by
 /// the DKIM checks and the delivery worker's MX lookups. A system without a
 /// usable resolver configuration gets one whose lookups fail, logged here.
+/// Configured resolvers are asked for every name (no hosts file).
 pub fn resolver_config(resolvers: &[SocketAddr]) -> (ResolverConfig, ResolverOpts) {
     if resolvers.is_empty() {
         match mail_auth::hickory_resolver::system_conf::read_system_conf() {
@@ -151,10 +152,11 @@ pub fn resolver_config(resolvers: &[SocketAddr]) -> (ResolverConfig, ResolverOpt
                 ]
             })
             .collect();
-        (
-            ResolverConfig::from_parts(None, vec![], servers),
-            resolver_opts(ResolverOpts::default()),
-        )
+        // Configured servers are the whole truth: /etc/hosts is not read
+        // (the system's resolvers, above, keep the system's habit).
+        let mut opts = resolver_opts(ResolverOpts::default());
+        opts.use_hosts_file = ResolveHosts::Never;
+        (ResolverConfig::from_parts(None, vec![], servers), opts)
     }
 }
 
