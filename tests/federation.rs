@@ -725,6 +725,7 @@ routes:
 client_auth:
   registry: keys.yaml
   unknown_key: anonymous
+metrics: {{ listen: "127.0.0.1:0" }}
 mail:
   domains: ["{domain}"]
   hostname: "{domain}"
