@@ -416,20 +416,24 @@ fn mail_waits_in_the_queue_while_the_peer_is_down_and_goes_on_flush() {
     let (_dns, mut a, mut b) = pair("127.0.2.2", "127.0.2.3", "{ retry: 1h }");
     a.start();
     let to = format!("bob@{B}");
-    assert_eq!(
-        a.submit(&format!("alice@{A}"), &to, "waits@test"),
-        Some(250)
-    );
-    // The first attempt fails (nothing on B's port 25): listed with its error.
+    let ids = ["waits1@test", "waits2@test", "waits3@test"];
+    for id in ids {
+        assert_eq!(a.submit(&format!("alice@{A}"), &to, id), Some(250));
+    }
+    // The first attempts fail (nothing on B's port 25): listed with their error.
     let mut listing = String::new();
     let listed = poll_until(Duration::from_secs(30), || {
         listing = a.queue_cli(false);
-        listing.contains("attempts=1")
+        listing.matches("attempts=1").count() == 3
     });
     assert!(listed, "{listing}\n{}", a.log());
-    assert!(listing.contains(&format!("to={to}")), "{listing}");
+    assert_eq!(
+        listing.matches(&format!("to={to} ")).count(),
+        3,
+        "{listing}"
+    );
     assert!(listing.contains(&format!("from=alice@{A}")), "{listing}");
-    assert!(listing.lines().any(|l| l == "1 queued"), "{listing}");
+    assert!(listing.lines().any(|l| l == "3 queued"), "{listing}");
     assert!(
         listing.contains("connect to _b.chat.test [127.0.2.3:25]"),
         "{listing}"
@@ -439,15 +443,26 @@ fn mail_waits_in_the_queue_while_the_peer_is_down_and_goes_on_flush() {
     let out = a.queue_cli(true);
     assert!(out.contains("flush requested"), "{out}");
     let ok = poll_until(Duration::from_secs(30), || {
-        !b.events("DKIM: dkim=pass").is_empty()
+        a.events("queue: delivered").len() == 3
     });
     assert!(ok, "A:\n{}\nB:\n{}", a.log(), b.log());
     assert!(poll_until(Duration::from_secs(10), || a.queued() == 0));
     assert!(!a
         .events("queue: flush requested, retrying every entry now")
         .is_empty());
+    // One connection for all three: B's replies name one session.
+    let replies: Vec<String> = a
+        .events("queue: delivered")
+        .iter()
+        .map(|e| str_field(e, "reply"))
+        .collect();
+    assert!(replies.iter().all(|r| r == &replies[0]), "{replies:?}");
+    assert_eq!(b.events("DKIM: dkim=pass").len(), 3, "{}", b.log());
     let msgs = b.stop_and_read(&to);
-    assert_eq!(message_ids(&msgs).get("<waits@test>"), Some(&1), "{msgs:?}");
+    let have = message_ids(&msgs);
+    for id in ids {
+        assert_eq!(have.get(&format!("<{id}>")), Some(&1), "{msgs:?}");
+    }
 }
 
 /// An SMTP server offering STARTTLS that refuses every recipient with 550.

@@ -1,5 +1,5 @@
 //! The bundled chatmail-style mail backends: the durable [`store`], the
-//! [`accounts`] and their throttled password checks ([`login`]), the SMTP servers ([`smtp`]), the IMAP server ([`imap`]) and how they are started from the
+//! [`accounts`] and their throttled password checks ([`login`]), the SMTP servers ([`smtp`]), the IMAP server ([`imap`]), direct delivery to other relays from the outbound queue ([`delivery`]) and how they are started from the
 //! configuration ([`start`]), with their background sweeps (messages past
 //! `delete_after`, chatmail accounts past `delete_inactive_users_after`:
 //! `inactive_loop`).

@@ -5,7 +5,8 @@
 //! Invariants:
 //! - `250` after DATA is sent only after every local recipient's copy is
 //!   durable in the store (one all-or-none store record) and every remote
-//!   recipient was accepted by the smarthost.
+//!   recipient was accepted by the smarthost or, with direct delivery, is
+//!   durably in the outbound queue.
 //! - Submission: with an identity from the front door the session starts
 //!   authenticated as its account; without, MAIL needs AUTH first (`530`).
 //!   MAIL FROM (`553 5.7.1`) and the `From:` header (`550 5.7.1`) must be
