@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::mail::smtp::relay::dot_stuff;
+use crate::mail::message::dot_stuff;
 use crate::smtp_reply::{read_reply, Reply};
 
 /// Deadline for the TCP connection.

@@ -5,7 +5,7 @@
 //! sender or for a report itself ([`wants_dsn`]), so two systems cannot
 //! bounce reports at each other.
 
-use crate::mail::smtp::message::rfc5322_date;
+use crate::mail::message::rfc5322_date;
 
 /// A recipient the report is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
