@@ -79,6 +79,21 @@ pub struct Scrape {
     pub registry: Option<RegistryScrape>,
     /// Each served certificate's names (joined by `,`) and notAfter.
     pub certs: Vec<(String, i64)>,
+    /// The bundled backend's outbound queue, with direct delivery.
+    pub queue: Option<QueueScrape>,
+}
+
+/// The outbound queue at scrape time (counts since start).
+#[derive(Debug, Default, Clone)]
+pub struct QueueScrape {
+    /// Messages in the queue.
+    pub depth: usize,
+    /// Recipients delivered.
+    pub delivered: u64,
+    /// Recipients failed for good, by reason.
+    pub failed: Vec<(&'static str, u64)>,
+    /// Deferred attempts (recipients), by reason.
+    pub deferred: Vec<(&'static str, u64)>,
 }
 
 /// The key registry at scrape time.
@@ -119,6 +134,12 @@ pub struct Metrics {
     /// 1 for the configuration in force, labelled with its file's SHA-256.
     pub config_hash: Family<HashLabel, Gauge>,
     reloads_seen: Mutex<(u64, u64)>,
+    queue_depth: Gauge,
+    queue_delivered: Counter,
+    queue_failed: Family<ReasonLabel, Counter>,
+    queue_deferred: Family<ReasonLabel, Counter>,
+    /// What the queue counters were at the last scrape.
+    queue_seen: Mutex<QueueScrape>,
     accounts_seen: Mutex<HashSet<String>>,
 }
 
@@ -149,6 +170,11 @@ impl Metrics {
             config_reloads: Family::default(),
             config_hash: Family::default(),
             reloads_seen: Mutex::new((0, 0)),
+            queue_depth: Gauge::default(),
+            queue_delivered: Counter::default(),
+            queue_failed: Family::default(),
+            queue_deferred: Family::default(),
+            queue_seen: Mutex::new(QueueScrape::default()),
             accounts_seen: Mutex::new(HashSet::new()),
             registry: Registry::default(),
         };
@@ -222,6 +248,26 @@ impl Metrics {
             "ACME certificate orders finished, by result",
             m.acme_orders.clone(),
         );
+        registry.register(
+            "mail_queue_depth",
+            "Messages in the outbound mail queue",
+            m.queue_depth.clone(),
+        );
+        registry.register(
+            "mail_queue_deliveries",
+            "Recipients delivered from the outbound queue",
+            m.queue_delivered.clone(),
+        );
+        registry.register(
+            "mail_queue_failures",
+            "Recipients the outbound queue gave up on, by reason",
+            m.queue_failed.clone(),
+        );
+        registry.register(
+            "mail_queue_deferrals",
+            "Delivery attempts left for a retry (per recipient), by reason",
+            m.queue_deferred.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -262,6 +308,27 @@ impl Metrics {
                     names: names.clone(),
                 })
                 .set(*not_after);
+        }
+        if let Some(q) = &scrape.queue {
+            let mut seen = self.queue_seen.lock().unwrap_or_else(|e| e.into_inner());
+            self.queue_depth
+                .set(i64::try_from(q.depth).unwrap_or(i64::MAX));
+            self.queue_delivered
+                .inc_by(q.delivered.saturating_sub(seen.delivered));
+            let before = |v: &[(&'static str, u64)], k: &str| {
+                v.iter().find(|(r, _)| *r == k).map_or(0, |(_, n)| *n)
+            };
+            for (reason, n) in &q.failed {
+                self.queue_failed
+                    .get_or_create(&ReasonLabel { reason })
+                    .inc_by(n.saturating_sub(before(&seen.failed, reason)));
+            }
+            for (reason, n) in &q.deferred {
+                self.queue_deferred
+                    .get_or_create(&ReasonLabel { reason })
+                    .inc_by(n.saturating_sub(before(&seen.deferred, reason)));
+            }
+            *seen = q.clone();
         }
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {

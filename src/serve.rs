@@ -287,7 +287,12 @@ async fn finish(a: FinishArgs) -> Result<(), ServeError> {
                 Err(e) => Err(e),
             };
             match started {
-                Ok(s) => Some(s),
+                Ok(s) => {
+                    if let Some(q) = &s.delivery {
+                        let _ = current.load().mail_queue.set(q.clone());
+                    }
+                    Some(s)
+                }
                 Err(e) => {
                     shutdown.cancel();
                     if let Some(t) = front_task {

@@ -1,7 +1,8 @@
 //! SMTP replies as a client reads them (RFC 5321 §4.2): the one pure parser
 //! and the one reading loop, shared by the front door's XCLIENT prelude
-//! (`frontdoor::xclient`) and the bundled servers' smarthost client
-//! (`mail::smtp::relay`).
+//! (`frontdoor::xclient`), the bundled servers' smarthost client
+//! (`mail::smtp::relay`) and the delivery worker's client
+//! (`mail::delivery::client`).
 //!
 //! Invariants:
 //! - [`parse_reply`] is pure, with an explicit "need more bytes" result

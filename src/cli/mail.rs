@@ -45,6 +45,19 @@ pub enum MailCmd {
         #[arg(long, value_name = "ADDR")]
         ip: Vec<std::net::IpAddr>,
     },
+    /// List the outbound queue (id, from, to, attempts, next attempt, last
+    /// error); with --flush, ask the running server to retry every entry now.
+    Queue {
+        /// The YAML configuration (its mail: section gives data_dir).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The data directory (default ./frontdoor-data).
+        #[arg(long, conflicts_with = "config")]
+        data_dir: Option<PathBuf>,
+        /// Retry every entry now (the server picks the request up within a second).
+        #[arg(long)]
+        flush: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +111,17 @@ pub fn run_mail(cmd: MailCmd) -> ExitCode {
     match cmd {
         MailCmd::Dns { config, check, ip } => match run_dns(&config, check, &ip) {
             Ok(code) => code,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        },
+        MailCmd::Queue {
+            config,
+            data_dir,
+            flush,
+        } => match run_queue(config, data_dir, flush) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("{e}");
                 ExitCode::from(1)
@@ -299,6 +323,59 @@ fn run_dns(config: &Path, check: bool, ip: &[std::net::IpAddr]) -> anyhow::Resul
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `frontdoor mail queue [--flush]`: reads the queue files directly (the
+/// server may be running); a flush is a request file the worker watches.
+fn run_queue(
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    flush: bool,
+) -> anyhow::Result<()> {
+    use frontdoor::mail::store::queue;
+    let dir = match (config, data_dir) {
+        (Some(c), _) => load_mail(&c)?.1.data_dir,
+        (None, Some(d)) => d,
+        (None, None) => PathBuf::from(DEFAULT_DATA_DIR),
+    };
+    let entries = queue::list_dir(&dir)?;
+    let fmt_time = |t: i64| {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64);
+        humantime::format_rfc3339_seconds(t).to_string()
+    };
+    for e in &entries {
+        let to: Vec<String> = e
+            .rcpts
+            .iter()
+            .map(|r| match r.status {
+                queue::RcptStatus::Pending => r.addr.clone(),
+                queue::RcptStatus::Delivered => format!("{} (delivered)", r.addr),
+                queue::RcptStatus::Failed => format!("{} (failed)", r.addr),
+            })
+            .collect();
+        let from = if e.from.is_empty() { "<>" } else { &e.from };
+        println!(
+            "{}  from={}  to={}  size={}  queued={}  attempts={}  next={}  error={}",
+            e.id,
+            frontdoor::log_safe::Escaped(from),
+            frontdoor::log_safe::Escaped(&to.join(",")),
+            e.size,
+            fmt_time(e.queued),
+            e.attempts,
+            fmt_time(e.next_attempt),
+            frontdoor::log_safe::Escaped(if e.last_error.is_empty() {
+                "-"
+            } else {
+                &e.last_error
+            }),
+        );
+    }
+    println!("{} queued", entries.len());
+    if flush {
+        let p = queue::request_flush(&dir)?;
+        println!("flush requested ({})", p.display());
+    }
+    Ok(())
 }
 
 /// SIGTERM and SIGINT, their handlers installed on creation.

@@ -119,6 +119,9 @@ pub struct Shared {
     /// the account page: the bundled IMAP and SMTP servers use the same
     /// ones (`mail::start_with`), so all logins share one throttle.
     pub logins: Option<Arc<crate::mail::login::Logins>>,
+    /// The bundled backend's outbound queue, once started (for metrics);
+    /// the same cell in every configuration a reload brings.
+    pub mail_queue: Arc<std::sync::OnceLock<Arc<crate::mail::delivery::Handle>>>,
 }
 
 impl crate::metrics::ScrapeSource for Shared {
@@ -143,6 +146,12 @@ impl crate::metrics::ScrapeSource for Shared {
                 .iter()
                 .map(|c| (c.meta.names.join(","), c.meta.not_after))
                 .collect(),
+            queue: self.mail_queue.get().map(|h| crate::metrics::QueueScrape {
+                depth: h.depth(),
+                delivered: h.stats.delivered.load(Ordering::Relaxed),
+                failed: h.stats.failed(),
+                deferred: h.stats.deferred(),
+            }),
         }
     }
 }
@@ -376,6 +385,7 @@ impl Frontdoor {
             over_ip_limit_log: Arc::new(RateLimitedLog::new(1000)),
             account_page,
             logins,
+            mail_queue: Arc::default(),
         };
         Ok(Self {
             current: Arc::new(Current::new(shared)),

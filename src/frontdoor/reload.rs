@@ -260,6 +260,7 @@ impl Running {
             // Read from `mail:`, which changes only at a restart.
             account_page: prev.account_page.clone(),
             logins: prev.logins.clone(),
+            mail_queue: prev.mail_queue.clone(),
         };
         let binds = keys;
         self.current.store(Arc::new(shared));

@@ -67,6 +67,34 @@ pub(crate) struct RawMail {
     account_page: Option<RawAccountPage>,
     #[serde(default)]
     mx: Option<RawMx>,
+    #[serde(default)]
+    delivery: Option<RawDelivery>,
+    #[serde(default)]
+    queue: Option<RawQueue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDelivery {
+    #[serde(default)]
+    direct: Option<bool>,
+    #[serde(default)]
+    tls: Option<String>,
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
+    #[serde(default)]
+    port: Option<u16>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQueue {
+    #[serde(default)]
+    lifetime: Option<String>,
+    #[serde(default)]
+    retry: Option<String>,
+    #[serde(default)]
+    max_retry: Option<String>,
 }
 
 /// `mail.account_page:`.
@@ -231,6 +259,48 @@ impl ListenAddr {
 }
 
 /// The validated `mail:` section.
+/// How the delivery worker checks a peer's certificate after STARTTLS
+/// (STARTTLS itself is always required to other relays).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryTls {
+    /// The certificate must chain to a trusted root (the system's, plus
+    /// `mail.delivery.ca_file`) and name the MX host.
+    Verify,
+    /// Any certificate: encrypted, not authenticated (opportunistic peers).
+    Encrypt,
+}
+
+/// Direct delivery to the recipients' MX hosts (`mail.delivery`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// On: remote mail goes to the MX hosts of its domain (default on in
+    /// chatmail mode without a smarthost).
+    pub direct: bool,
+    pub tls: DeliveryTls,
+    /// Extra trust anchors (PEM) for [`DeliveryTls::Verify`].
+    pub ca_file: Option<PathBuf>,
+    /// The port of the peers' MX (25; another only for tests and labs).
+    pub port: u16,
+}
+
+/// The outbound queue's timing (`mail.queue`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueTiming {
+    /// A message not delivered within this time is returned (DSN).
+    pub lifetime: std::time::Duration,
+    /// The first retry after a temporary failure; doubled each time ...
+    pub retry: std::time::Duration,
+    /// ... up to this.
+    pub max_retry: std::time::Duration,
+}
+
+/// Default `mail.queue.lifetime` (Postfix's `maximal_queue_lifetime`).
+pub const DEFAULT_QUEUE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(5 * 86400);
+/// Default first retry (Postfix's `minimal_backoff_time`).
+pub const DEFAULT_QUEUE_RETRY: std::time::Duration = std::time::Duration::from_secs(300);
+/// Default longest retry interval (Postfix's `maximal_backoff_time`).
+pub const DEFAULT_QUEUE_MAX_RETRY: std::time::Duration = std::time::Duration::from_secs(4000);
+
 #[derive(Debug, Clone)]
 pub struct MailConfig {
     /// Local mail domains, lower-case.
@@ -279,6 +349,8 @@ pub struct MailConfig {
     /// Most simultaneous MX sessions per client address
     /// (`mail.mx.max_connections_per_peer`).
     pub mx_max_connections_per_peer: usize,
+    pub delivery: Delivery,
+    pub queue: QueueTiming,
 }
 
 impl MailConfig {
@@ -307,7 +379,23 @@ impl MailConfig {
             account_page: None,
             mx_require_tls: false,
             mx_max_connections_per_peer: DEFAULT_MX_CONNECTIONS_PER_PEER,
+            delivery: Delivery {
+                direct: false,
+                tls: DeliveryTls::Verify,
+                ca_file: None,
+                port: 25,
+            },
+            queue: QueueTiming {
+                lifetime: DEFAULT_QUEUE_LIFETIME,
+                retry: DEFAULT_QUEUE_RETRY,
+                max_retry: DEFAULT_QUEUE_MAX_RETRY,
+            },
         }
+    }
+
+    /// True when remote recipients are accepted (smarthost or direct).
+    pub fn sends_remote(&self) -> bool {
+        self.relay.is_some() || self.delivery.direct
     }
 
     /// Is `domain` one of ours (case-insensitive)?
@@ -561,6 +649,78 @@ pub(crate) fn validate(raw: RawMail, base: &Path, r: &mut Reporter) -> MailConfi
         }
         Some(n) => n,
     };
+    let raw_delivery = raw.delivery.unwrap_or_default();
+    let tls = match raw_delivery.tls.as_deref() {
+        None | Some("verify") => DeliveryTls::Verify,
+        Some("encrypt") => DeliveryTls::Encrypt,
+        Some(other) => {
+            r.at(
+                "mail.delivery.tls",
+                format!("bad value {other:?}: expected verify or encrypt"),
+            );
+            DeliveryTls::Verify
+        }
+    };
+    let ca_file = raw_delivery
+        .ca_file
+        .map(|p| if p.is_absolute() { p } else { base.join(p) });
+    if let Some(p) = &ca_file {
+        if !p.is_file() {
+            r.at(
+                "mail.delivery.ca_file",
+                format!("{} is not a readable file", p.display()),
+            );
+        }
+    }
+    if raw_delivery.port == Some(0) {
+        r.at("mail.delivery.port", "must not be 0");
+    }
+    let direct = raw_delivery
+        .direct
+        .unwrap_or(chatmail.is_some() && raw.relay.is_none());
+    if direct && raw.relay.is_some() {
+        r.at(
+            "mail.delivery.direct",
+            "cannot be on together with mail.relay (a smarthost): pick one",
+        );
+    }
+    let delivery = Delivery {
+        direct,
+        tls,
+        ca_file,
+        port: raw_delivery.port.filter(|p| *p != 0).unwrap_or(25),
+    };
+    let raw_queue = raw.queue.unwrap_or_default();
+    let mut dur = |key: &str, v: Option<String>, default: std::time::Duration| match v {
+        None => default,
+        Some(s) => match humantime::parse_duration(&s) {
+            Ok(d) if d.as_millis() >= 100 => d,
+            Ok(_) => {
+                r.at(key, "must be at least 100ms");
+                default
+            }
+            Err(e) => {
+                r.at(
+                    key,
+                    format!("bad duration {s:?}: {e} (examples: 5d, 5m, 1h)"),
+                );
+                default
+            }
+        },
+    };
+    let queue = QueueTiming {
+        lifetime: dur(
+            "mail.queue.lifetime",
+            raw_queue.lifetime,
+            DEFAULT_QUEUE_LIFETIME,
+        ),
+        retry: dur("mail.queue.retry", raw_queue.retry, DEFAULT_QUEUE_RETRY),
+        max_retry: dur(
+            "mail.queue.max_retry",
+            raw_queue.max_retry,
+            DEFAULT_QUEUE_MAX_RETRY,
+        ),
+    };
     MailConfig {
         domains,
         data_dir,
@@ -584,6 +744,8 @@ pub(crate) fn validate(raw: RawMail, base: &Path, r: &mut Reporter) -> MailConfi
         account_page,
         mx_require_tls,
         mx_max_connections_per_peer,
+        delivery,
+        queue,
     }
 }
 

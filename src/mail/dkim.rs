@@ -30,7 +30,7 @@ use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::{Canonicalization, DkimSigner};
 use mail_auth::hickory_resolver::config::{
-    NameServerConfig, ProtocolConfig, ResolverConfig, ResolverOpts,
+    NameServerConfig, ProtocolConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };
 use mail_auth::{AuthenticatedMessage, AuthenticationResults, DkimResult, MessageAuthenticator};
 
@@ -125,15 +125,17 @@ fn resolver_opts(mut o: ResolverOpts) -> ResolverOpts {
     o
 }
 
-/// A resolver (in mail-auth's wrapper) asking `resolvers` (`ip:port`, UDP
-/// then TCP), or the system's resolvers when the list is empty; without a
-/// usable system configuration its lookups fail, logged once here.
-pub fn authenticator(resolvers: &[SocketAddr]) -> Result<MessageAuthenticator, DkimError> {
-    let (config, opts) = if resolvers.is_empty() {
+/// The DNS configuration of the bundled backend (`mail.dns.resolvers`,
+/// `ip:port`, UDP then TCP; the system's when the list is empty), shared by
+/// the DKIM checks and the delivery worker's MX lookups. A system without a
+/// usable resolver configuration gets one whose lookups fail, logged here.
+/// Configured resolvers are asked for every name (no hosts file).
+pub fn resolver_config(resolvers: &[SocketAddr]) -> (ResolverConfig, ResolverOpts) {
+    if resolvers.is_empty() {
         match mail_auth::hickory_resolver::system_conf::read_system_conf() {
             Ok((c, o)) => (c, resolver_opts(o)),
             Err(e) => {
-                tracing::warn!("DNS: no system resolver configuration ({e}); lookups will fail until mail.dns.resolvers is set");
+                tracing::warn!("no system resolver configuration ({e}); DNS lookups will fail until mail.dns.resolvers is set");
                 (
                     ResolverConfig::from_parts(None, vec![], Vec::<NameServerConfig>::new()),
                     resolver_opts(ResolverOpts::default()),
@@ -150,11 +152,19 @@ pub fn authenticator(resolvers: &[SocketAddr]) -> Result<MessageAuthenticator, D
                 ]
             })
             .collect();
-        (
-            ResolverConfig::from_parts(None, vec![], servers),
-            resolver_opts(ResolverOpts::default()),
-        )
-    };
+        // Configured servers are the whole truth: /etc/hosts is not read
+        // (the system's resolvers, above, keep the system's habit).
+        let mut opts = resolver_opts(ResolverOpts::default());
+        opts.use_hosts_file = ResolveHosts::Never;
+        (ResolverConfig::from_parts(None, vec![], servers), opts)
+    }
+}
+
+/// A resolver (in mail-auth's wrapper) asking `resolvers` (`ip:port`, UDP
+/// then TCP), or the system's resolvers when the list is empty; without a
+/// usable system configuration its lookups fail, logged once here.
+pub fn authenticator(resolvers: &[SocketAddr]) -> Result<MessageAuthenticator, DkimError> {
+    let (config, opts) = resolver_config(resolvers);
     MessageAuthenticator::new(config, opts).map_err(|e| DkimError::Resolver(e.to_string()))
 }
 

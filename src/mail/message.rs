@@ -116,9 +116,33 @@ pub fn rfc5322_date(unix: i64) -> String {
     )
 }
 
+/// Dot-stuff `msg` and terminate it (RFC 5321 4.5.2); ensures a final CRLF.
+pub fn dot_stuff(msg: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(msg.len() + 64);
+    let mut at_start = true;
+    for &b in msg {
+        if at_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        at_start = b == b'\n';
+    }
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stuffing() {
+        assert_eq!(dot_stuff(b".a\r\nb\r\n.\r\n"), b"..a\r\nb\r\n..\r\n.\r\n");
+        assert_eq!(dot_stuff(b"x"), b"x\r\n.\r\n");
+    }
 
     #[test]
     fn from_header_forms() {

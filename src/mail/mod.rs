@@ -1,5 +1,5 @@
 //! The bundled chatmail-style mail backends: the durable [`store`], the
-//! [`accounts`] and their throttled password checks ([`login`]), the SMTP servers ([`smtp`]), the IMAP server ([`imap`]) and how they are started from the
+//! [`accounts`] and their throttled password checks ([`login`]), the SMTP servers ([`smtp`]), the IMAP server ([`imap`]), direct delivery to other relays from the outbound queue ([`delivery`]) and how they are started from the
 //! configuration ([`start`]), with their background sweeps (messages past
 //! `delete_after`, chatmail accounts past `delete_inactive_users_after`:
 //! `inactive_loop`).
@@ -13,6 +13,7 @@
 pub mod accounts;
 pub mod chatmail;
 pub mod config;
+pub mod delivery;
 pub mod dkim;
 pub mod dns_records;
 pub mod imap;
@@ -52,6 +53,8 @@ pub enum MailError {
     Tls(#[from] rustls::Error),
     #[error(transparent)]
     Dkim(#[from] dkim::DkimError),
+    #[error(transparent)]
+    Delivery(#[from] delivery::DeliveryError),
 }
 
 /// `mail.delete_after`: remove messages older than `after`, shortly after
@@ -186,6 +189,8 @@ pub struct MailServers {
     pub lmtp: Option<ListenAddr>,
     pub inbound: Option<ListenAddr>,
     pub imap: Option<ListenAddr>,
+    /// The outbound queue and its worker, with direct delivery.
+    pub delivery: Option<Arc<delivery::Handle>>,
     /// Tracks accept loops and sessions; closed by [`MailServers::wait`].
     pub tracker: TaskTracker,
 }
@@ -393,8 +398,19 @@ pub async fn start_with(
         lmtp: None,
         inbound: None,
         imap: None,
+        delivery: None,
         tracker: tracker.clone(),
     };
+    if mail.delivery.direct {
+        let handle = delivery::start(
+            mail.clone(),
+            store.clone(),
+            accounts.clone(),
+            shutdown.clone(),
+            &tracker,
+        )?;
+        servers.delivery = Some(handle);
+    }
     let listeners = [
         (
             smtp::Mode::Submission,
@@ -423,9 +439,9 @@ pub async fn start_with(
         ))
     });
     // DKIM: the MX's check, and the signing keys (made on first start)
-    // when mail can leave through the smarthost, and always in chatmail
-    // mode, whose relay publishes them (`frontdoor mail dns`) before its
-    // first message leaves.
+    // when mail can leave (smarthost or direct delivery), and always in
+    // chatmail mode, whose relay publishes them (`frontdoor mail dns`)
+    // before its first message leaves.
     let dkim_verify = match (&mail.inbound, mail.dkim_verify) {
         (Some(_), true) => Some(Arc::new(dkim::Verifier::new(
             &mail.dns_resolvers,
@@ -433,10 +449,8 @@ pub async fn start_with(
         )?)),
         _ => None,
     };
-    let dkim_sign = match (&mail.submission, &mail.relay) {
-        (Some(_), relay)
-            if !mail.domains.is_empty() && (relay.is_some() || mail.chatmail.is_some()) =>
-        {
+    let dkim_sign = match &mail.submission {
+        Some(_) if !mail.domains.is_empty() && (mail.sends_remote() || mail.chatmail.is_some()) => {
             let (dir, sel) = (mail.data_dir.clone(), mail.dkim_selector.clone());
             let s = tokio::task::spawn_blocking(move || dkim::Signer::load_or_generate(&dir, &sel))
                 .await
@@ -478,6 +492,10 @@ pub async fn start_with(
             },
             dkim_sign: match mode {
                 smtp::Mode::Submission => dkim_sign.clone(),
+                _ => None,
+            },
+            queue: match mode {
+                smtp::Mode::Submission => servers.delivery.clone(),
                 _ => None,
             },
         });

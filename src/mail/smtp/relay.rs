@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use crate::mail::message::dot_stuff;
 use crate::smtp_reply::read_reply;
 
 /// Deadline for each step of the conversation.
@@ -58,24 +59,6 @@ impl Conn {
     }
 }
 
-/// Dot-stuff `msg` and terminate it (RFC 5321 4.5.2); ensures a final CRLF.
-pub fn dot_stuff(msg: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(msg.len() + 64);
-    let mut at_start = true;
-    for &b in msg {
-        if at_start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        at_start = b == b'\n';
-    }
-    if !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
-    out
-}
-
 /// Hand `msg` from `from` to `rcpts` to the smarthost at `addr` (`host:port`).
 pub async fn send(
     addr: &str,
@@ -108,15 +91,4 @@ pub async fn send(
     c.expect("end of data", two).await?;
     let _ = c.send(b"QUIT\r\n").await;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stuffing() {
-        assert_eq!(dot_stuff(b".a\r\nb\r\n.\r\n"), b"..a\r\nb\r\n..\r\n.\r\n");
-        assert_eq!(dot_stuff(b"x"), b"x\r\n.\r\n");
-    }
 }

@@ -5,7 +5,8 @@
 //! Invariants:
 //! - `250` after DATA is sent only after every local recipient's copy is
 //!   durable in the store (one all-or-none store record) and every remote
-//!   recipient was accepted by the smarthost.
+//!   recipient was accepted by the smarthost or, with direct delivery, is
+//!   durably in the outbound queue.
 //! - Submission: with an identity from the front door the session starts
 //!   authenticated as its account; without, MAIL needs AUTH first (`530`).
 //!   MAIL FROM (`553 5.7.1`) and the `From:` header (`550 5.7.1`) must be
@@ -87,6 +88,8 @@ pub struct SmtpContext {
     pub dkim_verify: Option<Arc<crate::mail::dkim::Verifier>>,
     /// DKIM signing of mail that leaves (submission).
     pub dkim_sign: Option<Arc<crate::mail::dkim::Signer>>,
+    /// The outbound queue, with direct delivery (submission).
+    pub queue: Option<Arc<crate::mail::delivery::Handle>>,
 }
 
 /// The TLS side of STARTTLS: the server certificates to answer with.
@@ -606,7 +609,9 @@ impl Session<'_> {
             }
             return;
         }
-        if self.ctx.mode == Mode::Submission && self.ctx.cfg.relay.is_some() {
+        if self.ctx.mode == Mode::Submission
+            && (self.ctx.cfg.relay.is_some() || self.ctx.queue.is_some())
+        {
             if let Some(t) = self.txn.as_mut() {
                 t.remote.push(to);
             }
@@ -821,6 +826,23 @@ impl Session<'_> {
                     Err(e) => {
                         tracing::warn!("{e}");
                         return self.reply(r(451, "4.4.1 Smarthost unavailable, try again later"));
+                    }
+                }
+            } else if let Some(queue) = &self.ctx.queue {
+                // Direct delivery: signed, then queued durably before the
+                // 250 (the queue's worker takes it from there).
+                let signed = match &self.ctx.dkim_sign {
+                    Some(s) => s.sign_message(&self.ctx.cfg.domains, &msg),
+                    None => msg.clone(),
+                };
+                match queue.enqueue(&txn.from, &txn.remote, signed).await {
+                    Ok(id) => {
+                        tracing::info!(queue_id = %id, rcpts = txn.remote.len(), "queued for delivery")
+                    }
+                    Err(e) => {
+                        tracing::error!("queueing failed: {e}");
+                        return self
+                            .reply(r(451, "4.3.0 Could not queue the message, try again later"));
                     }
                 }
             }

@@ -41,6 +41,7 @@ mod error;
 pub mod journal;
 mod mailboxes;
 mod messages;
+pub mod queue;
 mod state;
 mod types;
 

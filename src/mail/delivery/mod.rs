@@ -1,0 +1,511 @@
+//! Direct delivery to other relays (`mail.delivery.direct`, the default in
+//! chatmail mode without a smarthost): the worker that empties the durable
+//! queue ([`crate::mail::store::queue`]).
+//!
+//! - Submission queues a message for its remote recipients (already DKIM
+//!   signed) and answers `250` only once the queue file is durable
+//!   ([`Handle::enqueue`]).
+//! - The worker groups due recipients by domain, looks up the domain's MX
+//!   hosts ([`mx`]), opens one connection per domain (STARTTLS required,
+//!   the certificate checked as `mail.delivery.tls` says: [`client`]) and
+//!   sends every due message for that domain over it.
+//! - Each message's per-recipient results are made durable right after the
+//!   peer's reply, before the next message: delivered recipients are never
+//!   sent again unless a crash falls between the peer's `250` and that
+//!   write (at least once; see the queue's invariants).
+//! - A 4xx or a network failure leaves recipients pending, retried after
+//!   `mail.queue.retry`, doubling up to `mail.queue.max_retry`, until
+//!   `mail.queue.lifetime` has passed since queueing; a 5xx, a domain
+//!   without mail hosts, or the end of the lifetime fails them for good and
+//!   puts a delivery report ([`dsn`]) into the local sender's INBOX.
+//! - `frontdoor mail queue --flush` leaves a `flush` file in the queue
+//!   directory; the worker looks for it every second and retries all.
+//! - At most [`MAX_DESTINATIONS`] domains are served at once.
+
+pub mod any_cert;
+pub mod client;
+pub mod dsn;
+pub mod mx;
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::mail::accounts::{domain_of, Accounts};
+use crate::mail::config::{DeliveryTls, MailConfig};
+use crate::mail::store::queue::{Entry, Queue, RcptStatus};
+use crate::mail::store::{unix_now, Store, StoreError};
+use client::{ClientError, Conn, Outcome};
+
+/// Domains delivered to at the same time.
+pub const MAX_DESTINATIONS: usize = 16;
+/// Messages sent over one connection before it is closed and the rest wait
+/// for the next round (keeps one busy domain from holding a slot forever).
+pub const MAX_PER_CONNECTION: usize = 100;
+/// How often the worker looks for a flush request.
+const FLUSH_POLL: Duration = Duration::from_secs(1);
+
+/// Counters for the metrics endpoint (read at scrape time).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Recipients delivered.
+    pub delivered: AtomicU64,
+    /// Recipients failed for good, by reason.
+    failed: Mutex<BTreeMap<&'static str, u64>>,
+    /// Attempts that left recipients pending, by reason.
+    deferred: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Stats {
+    fn add(map: &Mutex<BTreeMap<&'static str, u64>>, reason: &'static str, n: u64) {
+        *map.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(reason)
+            .or_insert(0) += n;
+    }
+
+    /// Failures for good by reason (`refused`, `no_mail_host`, `expired`).
+    pub fn failed(&self) -> Vec<(&'static str, u64)> {
+        let g = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        g.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    /// Deferrals by reason (`peer_4xx`, `connection`, `dns`).
+    pub fn deferred(&self) -> Vec<(&'static str, u64)> {
+        let g = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
+        g.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+}
+
+/// What sessions and the metrics endpoint hold of the worker.
+#[derive(Debug)]
+pub struct Handle {
+    pub queue: Arc<Queue>,
+    pub stats: Arc<Stats>,
+    wake: Notify,
+}
+
+impl Handle {
+    /// Queue `msg` durably (blocking file I/O on the blocking pool), then
+    /// wake the worker. `Ok` means the sender may be told `250`.
+    pub async fn enqueue(
+        &self,
+        from: &str,
+        rcpts: &[String],
+        msg: Vec<u8>,
+    ) -> Result<String, StoreError> {
+        let (q, from, rcpts) = (self.queue.clone(), from.to_owned(), rcpts.to_vec());
+        let e = tokio::task::spawn_blocking(move || q.enqueue(&from, &rcpts, &msg))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("queue task: {e}")))??;
+        self.wake.notify_one();
+        Ok(e.id)
+    }
+
+    /// Entries in the queue now.
+    pub fn depth(&self) -> usize {
+        self.queue.len()
+    }
+}
+
+struct Worker {
+    handle: Arc<Handle>,
+    store: Store,
+    accounts: Accounts,
+    cfg: Arc<MailConfig>,
+    mx: mx::Mx,
+    tls: tokio_rustls::TlsConnector,
+    busy: Mutex<HashSet<String>>,
+    shutdown: CancellationToken,
+}
+
+/// Why the worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("mail.delivery: {0}")]
+    Tls(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Open the queue of `cfg.data_dir` (the store's lock is held by the
+/// caller) and start the worker on `tracker`.
+pub fn start(
+    cfg: Arc<MailConfig>,
+    store: Store,
+    accounts: Accounts,
+    shutdown: CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<Arc<Handle>, DeliveryError> {
+    let queue = Arc::new(Queue::open(&cfg.data_dir)?);
+    let tls = client::tls_connector(
+        cfg.delivery.tls == DeliveryTls::Verify,
+        cfg.delivery.ca_file.as_deref(),
+    )
+    .map_err(DeliveryError::Tls)?;
+    let n = queue.len();
+    if n > 0 {
+        tracing::info!(entries = n, "queue: resuming deliveries");
+    }
+    let handle = Arc::new(Handle {
+        queue,
+        stats: Arc::default(),
+        wake: Notify::new(),
+    });
+    let w = Arc::new(Worker {
+        handle: handle.clone(),
+        store,
+        accounts,
+        mx: mx::Mx::new(&cfg.dns_resolvers),
+        cfg,
+        tls,
+        busy: Mutex::new(HashSet::new()),
+        shutdown,
+    });
+    let t = tracker.clone();
+    tracker.spawn(async move { w.run(t).await });
+    Ok(handle)
+}
+
+/// The wait before attempt number `attempts + 1`.
+pub fn backoff(retry: Duration, max: Duration, attempts: u32) -> Duration {
+    let factor = 1u32.checked_shl(attempts.min(20)).unwrap_or(u32::MAX);
+    retry.saturating_mul(factor).min(max)
+}
+
+/// Due work for one domain: entries and their pending recipients there.
+type Batch = Vec<(Entry, Vec<String>)>;
+
+impl Worker {
+    fn busy(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.busy.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn run(self: Arc<Self>, tracker: TaskTracker) {
+        let done = Arc::new(Notify::new());
+        loop {
+            if self.handle.queue.take_flush_request() {
+                tracing::info!(
+                    entries = self.handle.queue.len(),
+                    "queue: flush requested, retrying every entry now"
+                );
+                self.handle.queue.make_all_due(unix_now());
+            }
+            let now = unix_now();
+            let mut groups: BTreeMap<String, Batch> = BTreeMap::new();
+            let mut next_due: Option<i64> = None;
+            {
+                let busy = self.busy();
+                for e in self.handle.queue.entries() {
+                    if e.next_attempt > now {
+                        next_due = Some(next_due.map_or(e.next_attempt, |n| n.min(e.next_attempt)));
+                        continue;
+                    }
+                    let mut by_dest: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                    for r in e.pending() {
+                        let d = domain_of(&r.addr)
+                            .trim_end_matches('.')
+                            .to_ascii_lowercase();
+                        by_dest.entry(d).or_default().push(r.addr.clone());
+                    }
+                    for (d, rcpts) in by_dest {
+                        if busy.contains(&d) {
+                            continue;
+                        }
+                        let g = groups.entry(d).or_default();
+                        if g.len() < MAX_PER_CONNECTION {
+                            g.push((e.clone(), rcpts));
+                        }
+                    }
+                }
+            }
+            for (dest, batch) in groups {
+                {
+                    let mut busy = self.busy();
+                    if busy.len() >= MAX_DESTINATIONS {
+                        break;
+                    }
+                    busy.insert(dest.clone());
+                }
+                let (w, done) = (self.clone(), done.clone());
+                tracker.spawn(async move {
+                    w.deliver_domain(&dest, batch).await;
+                    w.busy().remove(&dest);
+                    done.notify_one();
+                });
+            }
+            let wait = next_due
+                .map(|n| Duration::from_secs(n.saturating_sub(now).max(0) as u64))
+                .unwrap_or(FLUSH_POLL)
+                .min(FLUSH_POLL);
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = self.handle.wake.notified() => {}
+                _ = done.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Connect to the first MX host that answers and takes TLS.
+    async fn connect(&self, hosts: &[mx::Host]) -> Result<Conn, ClientError> {
+        let mut last = ClientError::Temporary("no mail host".into());
+        for h in hosts {
+            for ip in h.addrs.iter().take(4) {
+                let addr = SocketAddr::new(*ip, self.cfg.delivery.port);
+                match Conn::open(addr, &h.name, &self.cfg.hostname, Some(&self.tls)).await {
+                    Ok(c) => return Ok(c),
+                    Err(e) => {
+                        tracing::info!(host = %h.name, %addr, error = %e, "queue: mail host not usable");
+                        last = e;
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    async fn deliver_domain(&self, dest: &str, batch: Batch) {
+        let hosts = match self.mx.hosts(dest).await {
+            Ok(h) => h,
+            Err(mx::MxError::Permanent(why)) => {
+                for (e, rcpts) in batch {
+                    let res = rcpts
+                        .iter()
+                        .map(|r| (r.clone(), Outcome::Permanent(why.clone())))
+                        .collect();
+                    self.settle(&e, res, None, "no_mail_host").await;
+                }
+                return;
+            }
+            Err(e) => {
+                let why = e.to_string();
+                for (e, rcpts) in batch {
+                    let res = rcpts
+                        .iter()
+                        .map(|r| (r.clone(), Outcome::Temporary(why.clone())))
+                        .collect();
+                    self.settle(&e, res, None, "dns").await;
+                }
+                return;
+            }
+        };
+        let mut conn: Option<Conn> = None;
+        let mut down: Option<String> = None;
+        for (e, rcpts) in batch {
+            if self.shutdown.is_cancelled() {
+                break;
+            }
+            if let Some(why) = &down {
+                let res = rcpts
+                    .iter()
+                    .map(|r| (r.clone(), Outcome::Temporary(why.clone())))
+                    .collect();
+                self.settle(&e, res, None, "connection").await;
+                continue;
+            }
+            let q = self.handle.queue.clone();
+            let id = e.id.clone();
+            let msg = match tokio::task::spawn_blocking(move || q.message(&id)).await {
+                Ok(Ok(m)) => m,
+                Ok(Err(err)) => {
+                    tracing::error!(id = %e.id, error = %err, "queue: cannot read a queued message");
+                    continue;
+                }
+                Err(err) => {
+                    tracing::error!(id = %e.id, error = %err, "queue: read task failed");
+                    continue;
+                }
+            };
+            if conn.is_none() {
+                match self.connect(&hosts).await {
+                    Ok(c) => conn = Some(c),
+                    Err(err) => {
+                        let why = err.to_string();
+                        down = Some(why.clone());
+                        let res = rcpts
+                            .iter()
+                            .map(|r| (r.clone(), Outcome::Temporary(why.clone())))
+                            .collect();
+                        self.settle(&e, res, None, "connection").await;
+                        continue;
+                    }
+                }
+            }
+            let Some(c) = conn.as_mut() else { continue };
+            let host = c.host.clone();
+            let tls = c.tls;
+            let res = match c.send_message(&e.from, &rcpts, &msg).await {
+                Ok(outcomes) => rcpts.iter().cloned().zip(outcomes).collect::<Vec<_>>(),
+                Err(err) => {
+                    // The connection broke mid-transaction: what the peer
+                    // holds is unknown, so the recipients stay pending (a
+                    // retry may deliver twice; RFC 5321 §6.1 accepts that).
+                    conn = None;
+                    let why = err.to_string();
+                    rcpts
+                        .iter()
+                        .map(|r| (r.clone(), Outcome::Temporary(why.clone())))
+                        .collect()
+                }
+            };
+            for (r, o) in &res {
+                if let Outcome::Delivered(reply) = o {
+                    tracing::info!(id = %e.id, rcpt = %r, host = %host, tls, reply = %reply, "queue: delivered");
+                }
+            }
+            self.settle(&e, res, Some((host, msg)), "peer_4xx").await;
+        }
+        if let Some(c) = conn {
+            c.quit().await;
+        }
+    }
+
+    /// Make the results of one attempt durable, count them, and report
+    /// failures for good to the local sender. `sent` is the host and the
+    /// message bytes when they were read.
+    async fn settle(
+        &self,
+        e: &Entry,
+        results: Vec<(String, Outcome)>,
+        sent: Option<(String, Vec<u8>)>,
+        defer_reason: &'static str,
+    ) {
+        let now = unix_now();
+        let expired = now.saturating_sub(e.queued)
+            >= i64::try_from(self.cfg.queue.lifetime.as_secs()).unwrap_or(i64::MAX);
+        let mut durable = Vec::new();
+        let mut failed = Vec::new();
+        let mut temp_err = None;
+        let stats = &self.handle.stats;
+        for (rcpt, o) in results {
+            match o {
+                Outcome::Delivered(r) => {
+                    stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    durable.push((rcpt, RcptStatus::Delivered, r));
+                }
+                Outcome::Permanent(why) => {
+                    let reason = if defer_reason == "peer_4xx" {
+                        "refused"
+                    } else {
+                        "no_mail_host"
+                    };
+                    Stats::add(&stats.failed, reason, 1);
+                    tracing::warn!(id = %e.id, rcpt = %rcpt, error = %why, "queue: delivery failed for good");
+                    failed.push(dsn::Failed {
+                        rcpt: rcpt.clone(),
+                        diagnostic: why.clone(),
+                        remote_mta: sent.as_ref().map(|(h, _)| h.clone()),
+                        expired: false,
+                    });
+                    durable.push((rcpt, RcptStatus::Failed, why));
+                }
+                Outcome::Temporary(why) if expired => {
+                    Stats::add(&stats.failed, "expired", 1);
+                    tracing::warn!(id = %e.id, rcpt = %rcpt, error = %why, "queue: gave up after the queue lifetime");
+                    failed.push(dsn::Failed {
+                        rcpt: rcpt.clone(),
+                        diagnostic: why.clone(),
+                        remote_mta: None,
+                        expired: true,
+                    });
+                    durable.push((rcpt, RcptStatus::Failed, why));
+                }
+                Outcome::Temporary(why) => {
+                    Stats::add(&stats.deferred, defer_reason, 1);
+                    temp_err = Some(format!("{rcpt}: {why}"));
+                }
+            }
+        }
+        let retry = temp_err.map(|err| {
+            let wait = backoff(self.cfg.queue.retry, self.cfg.queue.max_retry, e.attempts);
+            let next = now.saturating_add(i64::try_from(wait.as_secs().max(1)).unwrap_or(i64::MAX));
+            tracing::info!(id = %e.id, error = %err, retry_in = %humantime::format_duration(wait), "queue: delivery deferred");
+            (next, err)
+        });
+        // The report goes in before the failure is recorded: a crash in
+        // between repeats the report rather than losing it.
+        if !failed.is_empty() {
+            self.report(e, &failed, sent.map(|(_, m)| m)).await;
+        }
+        let q = self.handle.queue.clone();
+        let id = e.id.clone();
+        match tokio::task::spawn_blocking(move || q.record(&id, &durable, retry)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => {
+                tracing::error!(id = %e.id, error = %err, "queue: recording a delivery failed")
+            }
+            Err(err) => tracing::error!(id = %e.id, error = %err, "queue: record task failed"),
+        }
+    }
+
+    /// A delivery report into the INBOX of the local sender of `e`.
+    async fn report(&self, e: &Entry, failed: &[dsn::Failed], msg: Option<Vec<u8>>) {
+        let msg = match msg {
+            Some(m) => m,
+            None => {
+                let (q, id) = (self.handle.queue.clone(), e.id.clone());
+                match tokio::task::spawn_blocking(move || q.message(&id)).await {
+                    Ok(Ok(m)) => m,
+                    _ => Vec::new(),
+                }
+            }
+        };
+        if !dsn::wants_dsn(&e.from, &msg) {
+            return;
+        }
+        let (accounts, from) = (self.accounts.clone(), e.from.clone());
+        let account = match tokio::task::spawn_blocking(move || accounts.account_for(&from)).await {
+            Ok(Ok(Some(a))) => a,
+            _ => {
+                tracing::info!(id = %e.id, from = %e.from, "queue: no local account for the sender; no delivery report");
+                return;
+            }
+        };
+        let domain = domain_of(&e.from).to_ascii_lowercase();
+        let dsn = dsn::build(
+            dsn::Report {
+                host: &self.cfg.hostname,
+                domain: &domain,
+                sender: &e.from,
+                arrival: e.queued,
+                now: unix_now(),
+                token: &e.id,
+            },
+            failed,
+            &msg,
+        );
+        let store = self.store.clone();
+        let acct = account.clone();
+        match tokio::task::spawn_blocking(move || store.deliver(&[acct], &dsn)).await {
+            Ok(Ok(_)) => {
+                tracing::info!(id = %e.id, account = %account, rcpts = failed.len(), "queue: delivery report stored for the sender")
+            }
+            Ok(Err(err)) => {
+                tracing::error!(id = %e.id, error = %err, "queue: storing the delivery report failed")
+            }
+            Err(err) => tracing::error!(id = %e.id, error = %err, "queue: report task failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let (r, m) = (Duration::from_secs(300), Duration::from_secs(4000));
+        assert_eq!(backoff(r, m, 0), Duration::from_secs(300));
+        assert_eq!(backoff(r, m, 1), Duration::from_secs(600));
+        assert_eq!(backoff(r, m, 3), Duration::from_secs(2400));
+        assert_eq!(backoff(r, m, 4), m);
+        assert_eq!(backoff(r, m, 40), m);
+    }
+}
