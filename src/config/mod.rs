@@ -64,6 +64,28 @@ pub struct Listener {
     /// Upstream load balancers whose PROXY v1/v2 header (sent before the
     /// TLS handshake) gives the real client address. Empty: no header is read.
     pub accept_proxy_from: Vec<ipnet::IpNet>,
+    /// `https_connect`: HTTP `CONNECT` tunnels to frontdoor's own mail
+    /// endpoints on the web route (`frontdoor::connect`).
+    pub https_connect: Option<HttpsConnect>,
+}
+
+/// `listeners[].https_connect`: who may open a tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpsConnect {
+    pub auth: ConnectAuth,
+}
+
+/// `https_connect.auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConnectAuth {
+    /// An account's password in `Proxy-Authorization: Basic` (the default).
+    #[default]
+    Password,
+    /// Anyone (the tunnel reaches only frontdoor's own endpoints, whose
+    /// logins still apply).
+    None,
+    /// A pinned client key on the outer TLS.
+    Key,
 }
 
 /// `tls.acme`: certificates by ACME with the tls-alpn-01 challenge.
