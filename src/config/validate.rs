@@ -17,9 +17,8 @@ use super::raw::{
 };
 use super::{
     parse_cidr, Acme, Backend, CertPaths, ClientAuth, ClientAuthMode, Config, ConnectAuth,
-    HttpsConnect, IdentityMode,
-    Listener, Protocol, Route, Timeouts, UnknownKey, ACME_DEFAULT_DIRECTORY,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_PER_IP_CONNECTIONS,
+    HttpsConnect, IdentityMode, Listener, Protocol, Route, Timeouts, UnknownKey,
+    ACME_DEFAULT_DIRECTORY, DEFAULT_MAX_CONNECTIONS, DEFAULT_PER_IP_CONNECTIONS,
 };
 use crate::diagnostics::{Reporter, SourceMap};
 use crate::mail::config::{ListenAddr, MailConfig};

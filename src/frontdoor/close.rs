@@ -105,7 +105,9 @@ pub enum CloseReason {
     /// A CONNECT request was refused (the reply says how).
     ConnectRefused(super::connect::Refused),
     /// A CONNECT tunnel ended; `inner` is its inner connection's id.
-    TunnelClosed { inner: String },
+    TunnelClosed {
+        inner: String,
+    },
 }
 
 impl CloseReason {

@@ -209,7 +209,7 @@ async fn run_tunnel(
         down: Arc::clone(&down),
     }));
     let inner_id = shared.next_id();
-    tracing::info!(id = %outer_id, client = %log.client, tunnel = %inner_id, target = %Escaped(&target), listener, "CONNECT tunnel opened");
+    tracing::info!(id = %outer_id, client = %log.client, tunnel = %inner_id, destination = %Escaped(&target), listener, "CONNECT tunnel opened");
     let Some(tls_config) = shared.tls.get(listener).cloned() else {
         log.emit(&CloseReason::TlsStateLost);
         return;
@@ -665,7 +665,9 @@ async fn open_tunnel(
     tunnelled: bool,
 ) -> Result<(usize, String), CloseReason> {
     let parsed = connect::parse(head);
-    let target = parsed.as_ref().map_or("-".to_owned(), |r| r.target.clone());
+    let target = parsed
+        .as_ref()
+        .map_or_else(|_| connect::raw_target(head), |r| r.target.clone());
     let checked = match parsed {
         Err(e) => Err(e),
         Ok(_) if tunnelled => Err(Refused::Nested),
@@ -688,7 +690,7 @@ async fn open_tunnel(
             tracing::warn!(
                 id = %peer.id,
                 client = %peer.addr,
-                target = %Escaped(&target),
+                destination = %Escaped(&target),
                 status = refused.status(),
                 reason = %refused,
                 "CONNECT refused"

@@ -134,18 +134,26 @@ pub fn parse(head: &[u8]) -> Result<Request, Refused> {
     })
 }
 
+/// The target of a request line as sent, for the log of one that did not
+/// parse (lossy UTF-8; escape it when logging).
+pub fn raw_target(head: &[u8]) -> String {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let target = line.split(|&b| b == b' ').nth(1).unwrap_or_default();
+    String::from_utf8_lossy(&target[..target.len().min(512)]).into_owned()
+}
+
 /// `host:port` or `[v6]:port` (RFC 9110 §7.2 authority form).
 fn split_target(target: &str) -> Result<(Option<String>, u16), Refused> {
     let (host, port) = if let Some(rest) = target.strip_prefix('[') {
-        let (h, p) = rest
-            .split_once("]:")
-            .ok_or(Refused::Malformed("target"))?;
+        let (h, p) = rest.split_once("]:").ok_or(Refused::Malformed("target"))?;
         if h.parse::<std::net::Ipv6Addr>().is_err() {
             return Err(Refused::Malformed("target"));
         }
         return Ok((None, p.parse().map_err(|_| Refused::Malformed("port"))?));
     } else {
-        target.rsplit_once(':').ok_or(Refused::Malformed("target"))?
+        target
+            .rsplit_once(':')
+            .ok_or(Refused::Malformed("target"))?
     };
     let port: u16 = port.parse().map_err(|_| Refused::Malformed("port"))?;
     if host.parse::<std::net::IpAddr>().is_ok() {
@@ -223,7 +231,10 @@ mod tests {
 
     #[test]
     fn ip_literals_have_no_host() {
-        assert_eq!(req("CONNECT 127.0.0.1:443 HTTP/1.1\r\n\r\n").unwrap().host, None);
+        assert_eq!(
+            req("CONNECT 127.0.0.1:443 HTTP/1.1\r\n\r\n").unwrap().host,
+            None
+        );
         let r = req("CONNECT [::1]:993 HTTP/1.1\r\n\r\n").unwrap();
         assert_eq!((r.host, r.port), (None, 993));
     }
