@@ -389,10 +389,13 @@ fn record_types(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
+/// What each client sent, one buffer per connection.
+type Wire = Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>;
+
 /// A TCP relay on `listen` to `to` that records what each client sent.
-fn recording_relay(listen: &str, to: SocketAddr) -> Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>> {
+fn recording_relay(listen: &str, to: SocketAddr) -> Wire {
     let l = TcpListener::bind(listen).unwrap_or_else(|e| panic!("{listen}: {e}"));
-    let seen: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>> = Arc::default();
+    let seen: Wire = Arc::default();
     let s2 = seen.clone();
     std::thread::spawn(move || {
         for c in l.incoming() {
