@@ -449,6 +449,19 @@ fn delta_chat_chats_through_the_https_proxy_with_no_mail_alpn_on_the_wire() {
     // The wire: the client reaches the proxy on 443, through the recorder.
     let wire = recording_relay("127.0.0.1:443", fd);
 
+    // A's proxy comes from the relay's invite QR (fresh credentials), B's
+    // from a URL with its own account's.
+    let invite = Command::new(BIN)
+        .args(["chatmail", "invite", "--proxy", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(invite.status.success());
+    let qr = String::from_utf8_lossy(&invite.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
     let accounts = data.path().join("dc-accounts");
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -471,6 +484,7 @@ fn delta_chat_chats_through_the_https_proxy_with_no_mail_alpn_on_the_wire() {
             "bob's long password",
             &accounts.display().to_string(),
             &DC_WITHIN.as_secs().to_string(),
+            &qr,
         ])
         .stdin(Stdio::null())
         .output()
@@ -494,6 +508,10 @@ fn delta_chat_chats_through_the_https_proxy_with_no_mail_alpn_on_the_wire() {
             .to_owned()
     };
     assert!(line("VERSION ").contains("2.65.0"), "{stdout}");
+    // Delta Chat reads the invite as a proxy for the relay's 443.
+    assert_eq!(line("QR A "), format!("proxy {DC_DOMAIN} 443"), "{stdout}");
+    assert_eq!(line(&format!("PROXY {a} ")), "1", "{stdout}");
+    assert_eq!(line(&format!("PROXY {b} ")), "1", "{stdout}");
     assert_eq!(
         line("RECEIVED B "),
         "hello from A through the proxy encrypted"
@@ -552,4 +570,89 @@ fn delta_chat_chats_through_the_https_proxy_with_no_mail_alpn_on_the_wire() {
             "a mail session outside a tunnel: {e}"
         );
     }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+#[tokio::test]
+async fn the_invite_and_the_status_page_give_a_proxy_url_that_opens_a_tunnel() {
+    let data = tempfile::tempdir().unwrap();
+    let relay = Launch::new(["serve", "--chatmail", DOMAIN, "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(data.path())
+        .start();
+    let web = relay.frontdoor_addrs()[0];
+    let out = Command::new(BIN)
+        .args(["chatmail", "invite", "--proxy", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let url = stdout.lines().next().unwrap();
+    // The form Delta Chat's QR decoder takes for a proxy: a port, no path.
+    let rest = url
+        .strip_prefix("https://")
+        .unwrap_or_else(|| panic!("{url}"));
+    let (userinfo, hostport) = rest.rsplit_once('@').unwrap_or_else(|| panic!("{url}"));
+    assert_eq!(hostport, format!("{DOMAIN}:443"), "{url}");
+    let (user, password) = userinfo.split_once(':').unwrap();
+    let (user, password) = (percent_decode(user), percent_decode(password));
+    assert!(user.ends_with(&format!("@{DOMAIN}")), "{user}");
+    assert!(stdout.contains('\u{2588}'), "no QR code: {stdout}");
+
+    // The URL's credentials open a tunnel (the account is made at this login).
+    let target = format!("{DOMAIN}:{}", web.port());
+    let (outer, h) = connect_request(web, &connect_line(&target, &basic(&user, &password))).await;
+    assert_eq!(h, "HTTP/1.1 200 Connection established\r\n\r\n");
+    let mut s = tunnel(outer, &["imap"]).await;
+    assert!(read_line(&mut s).await.unwrap().starts_with("* OK"));
+    drop(s);
+
+    // The page shows a proxy URL too (fresh credentials each time) and its QR.
+    let mut pages = Vec::new();
+    for _ in 0..2 {
+        let (mut s, h) = connect_request(
+            web,
+            &format!("GET / HTTP/1.1\r\nHost: {DOMAIN}\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(h.starts_with("HTTP/1.1 200 "), "{h}");
+        let mut body = String::new();
+        let _ = tokio::time::timeout(T, s.read_to_string(&mut body)).await;
+        let at = body
+            .find("Proxy: <code>https://")
+            .unwrap_or_else(|| panic!("{body}"));
+        let code = &body[at + 13..];
+        let code = code[..code.find("</code>").unwrap()].to_owned();
+        assert!(
+            code.ends_with(&format!("@{DOMAIN}:{}", web.port())),
+            "{code}"
+        );
+        assert_eq!(body.matches("<svg").count(), 2, "{body}");
+        assert!(!body.to_ascii_lowercase().contains("frontdoor"), "{body}");
+        pages.push(code);
+    }
+    assert_ne!(
+        pages[0], pages[1],
+        "the same proxy credentials on two pages"
+    );
 }

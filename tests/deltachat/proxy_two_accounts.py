@@ -6,7 +6,11 @@ encrypted text after importing B's vCard, B answers. Prints VERSION,
 CONFIGURED <addr>, RECEIVED B <text>, RECEIVED A <text>; exits 2 on timeout.
 Warnings and errors from the core go to stderr.
 
-usage: proxy_two_accounts.py PROXY HOST PORT A_ADDR A_PW B_ADDR B_PW ACCOUNTS_DIR TIMEOUT_S
+With A_PROXY_QR, A's proxy comes from that QR code instead (the relay's
+`chatmail invite --proxy`): it must parse as a proxy (prints QR A <kind>)
+and is set with set_config_from_qr.
+
+usage: proxy_two_accounts.py PROXY HOST PORT A_ADDR A_PW B_ADDR B_PW ACCOUNTS_DIR TIMEOUT_S [A_PROXY_QR]
   PROXY: host:port of the proxy, e.g. _chat.localhost:443
 """
 import os
@@ -20,6 +24,7 @@ from deltachat_rpc_client import DeltaChat, EventType, Rpc
 proxy, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 a_addr, a_pw, b_addr, b_pw, acc_dir = sys.argv[4:9]
 timeout = float(sys.argv[9])
+a_proxy_qr = sys.argv[10] if len(sys.argv) > 10 else None
 
 
 def bail():
@@ -48,9 +53,15 @@ with Rpc(accounts_dir=acc_dir) as rpc:
     accounts = []
     for addr, pw in ((a_addr, a_pw), (b_addr, b_pw)):
         acc = dc.add_account()
-        q = lambda s: urllib.parse.quote(s, safe="")
-        acc.set_config("proxy_url", f"https://{q(addr)}:{q(pw)}@{proxy}")
-        acc.set_config("proxy_enabled", "1")
+        if addr == a_addr and a_proxy_qr:
+            qr = acc.check_qr(a_proxy_qr)
+            print("QR A", qr["kind"], qr.get("host"), qr.get("port"), flush=True)
+            acc.set_config_from_qr(a_proxy_qr)
+        else:
+            q = lambda s: urllib.parse.quote(s, safe="")
+            acc.set_config("proxy_url", f"https://{q(addr)}:{q(pw)}@{proxy}")
+            acc.set_config("proxy_enabled", "1")
+        print("PROXY", addr, acc.get_config("proxy_enabled"), flush=True)
         t0 = time.time()
         acc.add_or_update_transport(
             {
