@@ -30,6 +30,10 @@ const PASSWORD: &str = "a long proxy password";
 /// A relay for DOMAIN: listener 0 the 443-style one (ALPN, web route with
 /// CONNECT), listener 1 a 993-style fixed IMAP route.
 fn config(dir: &Path, auth: &str, per_ip: usize) -> PathBuf {
+    config_with(dir, auth, per_ip, "")
+}
+
+fn config_with(dir: &Path, auth: &str, per_ip: usize, extra: &str) -> PathBuf {
     write_cert(dir, "chat", &[DOMAIN, &format!("mta-sts.{DOMAIN}")]);
     let yaml = format!(
         r#"
@@ -54,7 +58,7 @@ mail:
   imap: {{ listen: "unix:imap.sock" }}
   submission: {{ listen: "unix:submission.sock" }}
   chatmail: {{}}
-"#
+{extra}"#
     );
     let p = dir.join("frontdoor.yaml");
     std::fs::write(&p, yaml).unwrap();
@@ -655,4 +659,65 @@ async fn the_invite_and_the_status_page_give_a_proxy_url_that_opens_a_tunnel() {
         pages[0], pages[1],
         "the same proxy credentials on two pages"
     );
+}
+
+#[tokio::test]
+async fn auth_key_takes_a_pinned_key_on_the_outer_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = make_key(dir.path(), "phone");
+    std::fs::write(
+        dir.path().join("keys.yaml"),
+        format!(
+            "keys:\n  - name: phone\n    fingerprint: \"{}\"\n    account: {USER}\n    login: {USER}\n",
+            key.fingerprint
+        ),
+    )
+    .unwrap();
+    let cfg = config_with(
+        dir.path(),
+        "key",
+        100,
+        "client_auth: { registry: keys.yaml, unknown_key: anonymous }\n",
+    );
+    // The key's account must exist (a pinned key of a missing account is refused).
+    let mut add = Command::new(BIN)
+        .args(["accounts", "add", USER, "--config"])
+        .arg(&cfg)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    add.stdin.take().unwrap().write_all(PASSWORD.as_bytes()).unwrap();
+    assert!(add.wait().unwrap().success());
+    let fd = Frontdoor::start(&cfg, 2);
+    let web = fd.addrs[0];
+    let target = format!("{DOMAIN}:{}", web.port());
+
+    // Without a key: refused, credentials or not.
+    let (_, h) = connect_request(web, &connect_line(&target, &basic(USER, PASSWORD))).await;
+    assert!(h.starts_with("HTTP/1.1 403 "), "{h}");
+
+    // With the pinned key on the outer TLS: the tunnel opens.
+    let pem = |p: &Path| std::fs::read(p).unwrap();
+    let chain = rustls_pemfile::certs(&mut &pem(&key.cert)[..])
+        .map(|c| c.unwrap())
+        .collect();
+    let k = rustls_pemfile::private_key(&mut &pem(&key.key)[..]).unwrap().unwrap();
+    let outer_cfg = client_config(&[], Some(ClientCert { chain, key: k }), Tls::V13);
+    let mut outer = connect_with(web, outer_cfg, DOMAIN).await.unwrap();
+    outer
+        .write_all(connect_line(&target, "").as_bytes())
+        .await
+        .unwrap();
+    let h = head(&mut outer).await;
+    assert_eq!(h, "HTTP/1.1 200 Connection established\r\n\r\n");
+    let mut s = tunnel(outer, &["imap"]).await;
+    assert!(read_line(&mut s).await.unwrap().starts_with("* OK"));
+    drop(s);
+    let outer = fd
+        .events()
+        .wait_event(T, |e| closed_with(e, "tunnel_closed"))
+        .await
+        .unwrap_or_else(|| panic!("{}", fd.logs()));
+    assert_eq!(str_field(&outer, "key"), "phone");
 }

@@ -472,6 +472,40 @@ limits: { max_connections: 20000 }
     }
 
     #[test]
+    fn https_connect_is_checked_against_what_it_needs() {
+        let with = |connect: &str, extra: &str| {
+            let text = GOOD.replace(
+                "    default_route: web\n",
+                &format!("    default_route: web\n    https_connect: {connect}\n"),
+            ) + extra;
+            Config::parse(Path::new("f.yaml"), &text)
+        };
+        let mail = "mail: { domains: [example.org], data_dir: /tmp/m }\n";
+        let c = with("{}", mail).unwrap();
+        assert_eq!(
+            c.listeners[0].https_connect,
+            Some(HttpsConnect {
+                auth: ConnectAuth::Password
+            })
+        );
+        let c = with("{ auth: none }", "").unwrap();
+        assert_eq!(c.listeners[0].https_connect.map(|h| h.auth), Some(ConnectAuth::None));
+        let msg = |r: Result<Config, Problems>| r.unwrap_err().to_string();
+        let e = msg(with("{ auth: password }", ""));
+        assert!(e.contains("f.yaml:5: listeners[0].https_connect.auth: auth: password checks accounts of the bundled mail servers"), "{e}");
+        let e = msg(with("{ auth: key }", mail));
+        assert!(e.contains("listeners[0].https_connect.auth: auth: key needs a client_auth section"), "{e}");
+        let e = msg(with("{ auth: maybe }", mail));
+        assert!(e.contains("unknown value \"maybe\" (expected password, none or key)"), "{e}");
+        let fixed = GOOD.replace(
+            "    default_route: web\n",
+            "    default_route: web\n  - bind: \"127.0.0.1:993\"\n    route: imap\n    https_connect: { auth: none }\n",
+        );
+        let e = msg(Config::parse(Path::new("f.yaml"), &fixed));
+        assert!(e.contains("listeners[1].https_connect: CONNECT is served on the web route"), "{e}");
+    }
+
+    #[test]
     fn every_problem_is_reported_with_its_line() {
         let bad = GOOD
             .replace("default_route: web", "default_route: nosuch")
