@@ -687,7 +687,11 @@ async fn auth_key_takes_a_pinned_key_on_the_outer_tls() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    add.stdin.take().unwrap().write_all(PASSWORD.as_bytes()).unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(PASSWORD.as_bytes())
+        .unwrap();
     assert!(add.wait().unwrap().success());
     let fd = Frontdoor::start(&cfg, 2);
     let web = fd.addrs[0];
@@ -702,7 +706,9 @@ async fn auth_key_takes_a_pinned_key_on_the_outer_tls() {
     let chain = rustls_pemfile::certs(&mut &pem(&key.cert)[..])
         .map(|c| c.unwrap())
         .collect();
-    let k = rustls_pemfile::private_key(&mut &pem(&key.key)[..]).unwrap().unwrap();
+    let k = rustls_pemfile::private_key(&mut &pem(&key.key)[..])
+        .unwrap()
+        .unwrap();
     let outer_cfg = client_config(&[], Some(ClientCert { chain, key: k }), Tls::V13);
     let mut outer = connect_with(web, outer_cfg, DOMAIN).await.unwrap();
     outer

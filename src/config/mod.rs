@@ -489,20 +489,32 @@ limits: { max_connections: 20000 }
             })
         );
         let c = with("{ auth: none }", "").unwrap();
-        assert_eq!(c.listeners[0].https_connect.map(|h| h.auth), Some(ConnectAuth::None));
+        assert_eq!(
+            c.listeners[0].https_connect.map(|h| h.auth),
+            Some(ConnectAuth::None)
+        );
         let msg = |r: Result<Config, Problems>| r.unwrap_err().to_string();
         let e = msg(with("{ auth: password }", ""));
         assert!(e.contains("f.yaml:5: listeners[0].https_connect.auth: auth: password checks accounts of the bundled mail servers"), "{e}");
         let e = msg(with("{ auth: key }", mail));
-        assert!(e.contains("listeners[0].https_connect.auth: auth: key needs a client_auth section"), "{e}");
+        assert!(
+            e.contains("listeners[0].https_connect.auth: auth: key needs a client_auth section"),
+            "{e}"
+        );
         let e = msg(with("{ auth: maybe }", mail));
-        assert!(e.contains("unknown value \"maybe\" (expected password, none or key)"), "{e}");
+        assert!(
+            e.contains("unknown value \"maybe\" (expected password, none or key)"),
+            "{e}"
+        );
         let fixed = GOOD.replace(
             "    default_route: web\n",
             "    default_route: web\n  - bind: \"127.0.0.1:993\"\n    route: imap\n    https_connect: { auth: none }\n",
         );
         let e = msg(Config::parse(Path::new("f.yaml"), &fixed));
-        assert!(e.contains("listeners[1].https_connect: CONNECT is served on the web route"), "{e}");
+        assert!(
+            e.contains("listeners[1].https_connect: CONNECT is served on the web route"),
+            "{e}"
+        );
     }
 
     #[test]
