@@ -144,18 +144,17 @@ pub fn raw_target(head: &[u8]) -> String {
 
 /// `host:port` or `[v6]:port` (RFC 9110 §7.2 authority form).
 fn split_target(target: &str) -> Result<(Option<String>, u16), Refused> {
-    let (host, port) = if let Some(rest) = target.strip_prefix('[') {
+    if let Some(rest) = target.strip_prefix('[') {
         let (h, p) = rest.split_once("]:").ok_or(Refused::Malformed("target"))?;
         if h.parse::<std::net::Ipv6Addr>().is_err() {
             return Err(Refused::Malformed("target"));
         }
-        return Ok((None, p.parse().map_err(|_| Refused::Malformed("port"))?));
-    } else {
-        target
-            .rsplit_once(':')
-            .ok_or(Refused::Malformed("target"))?
-    };
-    let port: u16 = port.parse().map_err(|_| Refused::Malformed("port"))?;
+        return Ok((None, port_of(p)?));
+    }
+    let (host, port) = target
+        .rsplit_once(':')
+        .ok_or(Refused::Malformed("target"))?;
+    let port = port_of(port)?;
     if host.parse::<std::net::IpAddr>().is_ok() {
         return Ok((None, port));
     }
@@ -172,6 +171,14 @@ fn split_target(target: &str) -> Result<(Option<String>, u16), Refused> {
         return Err(Refused::Malformed("target host"));
     }
     Ok((Some(host), port))
+}
+
+/// A port: digits only (`u16`'s parser would take a `+`).
+fn port_of(p: &str) -> Result<u16, Refused> {
+    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Refused::Malformed("port"));
+    }
+    p.parse().map_err(|_| Refused::Malformed("port"))
 }
 
 /// `Basic <base64(user:password)>` (RFC 7617 §2).
@@ -245,6 +252,8 @@ mod tests {
             "GET / HTTP/1.1\r\n\r\n",
             "CONNECT a.example HTTP/1.1\r\n\r\n",
             "CONNECT a.example:99999 HTTP/1.1\r\n\r\n",
+            "CONNECT a.example:+443 HTTP/1.1\r\n\r\n",
+            "CONNECT [::1]:+993 HTTP/1.1\r\n\r\n",
             "CONNECT a.example:443 HTTP/2\r\n\r\n",
             "CONNECT a/b:443 HTTP/1.1\r\n\r\n",
             "CONNECT a.example:443 HTTP/1.1\r\nbroken\r\n\r\n",
