@@ -748,8 +748,7 @@ async fn check_connect(
         .zip(&shared.ports)
         .map(|(l, &port)| SocketAddr::new(l.bind.ip(), port))
         .collect();
-    let listener =
-        connect::target_listener(req, &names, &bound, local).ok_or(Refused::Foreign)?;
+    let listener = connect::target_listener(req, &names, &bound, local).ok_or(Refused::Foreign)?;
     // Passthrough routes hand on raw TLS from a socket: not through a tunnel.
     if cfg.listener_has_passthrough(&cfg.listeners[listener]) {
         return Err(Refused::Foreign);
