@@ -273,7 +273,7 @@ def req(m, p, body=None, cookie=None):
     h.request(m, p, body=urllib.parse.urlencode(body) if body else None, headers=hd)
     r = h.getresponse(); d = r.read().decode(); h.close(); return r, d
 r, page = req("GET", "/")
-print("STATUS", r.status, "<h1>frontdoor</h1>" in page, 'href="/account"' in page)
+print("STATUS", r.status, "<h1>Mail server</h1>" in page, 'href="/account"' in page)
 for user in ("bob", "alice"):
     r, page = req("GET", "/account")
     ck = r.getheader("Set-Cookie").split(";")[0]

@@ -79,7 +79,7 @@ fn fresh_directory_becomes_a_working_relay_and_is_reused() {
         .args(["-sk", &format!("https://127.0.0.1:{port}/")])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&page.stdout).contains("<h1>frontdoor</h1>"));
+    assert!(String::from_utf8_lossy(&page.stdout).contains("<h1>Mail server</h1>"));
     // An account, then a message through SMTP submission on ALPN smtp.
     let mut add = Command::new(Frontdoor::bin())
         .args(["accounts", "add", "alice@localhost", "--data-dir"])

@@ -668,7 +668,7 @@ async fn builtin_status_page_over_http1_with_curl() {
     .await
     .unwrap();
     let body = String::from_utf8_lossy(&out.stdout);
-    assert!(body.contains("<h1>frontdoor</h1>"), "{body}");
+    assert!(body.contains("<h1>Mail server</h1>"), "{body}");
     assert!(body.contains("ALPN imap, http/1.1"), "{body}");
     assert!(body.trim_end().ends_with("200 1.1"), "{body}");
     // No ALPN at all goes to the default route `web` too; h2 is not offered.

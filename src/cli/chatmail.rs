@@ -1,6 +1,7 @@
 //! `frontdoor chatmail …` and the terminal QR codes of the CLI: the
-//! relay's `dcaccount:` invite (`chatmail invite`) and the `dclogin:` URL
-//! `accounts add` prints. The URIs come from the library
+//! relay's `dcaccount:` invite (`chatmail invite`), its `https://` proxy
+//! URL (`chatmail invite --proxy`) and the `dclogin:` URL `accounts add`
+//! prints. The URIs come from the library
 //! (`mail::chatmail::uri`); this module only finds the relay's domain in
 //! the configuration and renders.
 
@@ -9,7 +10,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use frontdoor::mail::chatmail::uri::{dcaccount_uri, InviteForm};
+use frontdoor::config::{Config, ConnectAuth};
+use frontdoor::mail::chatmail::uri::{dcaccount_uri, proxy_url, InviteForm};
 use frontdoor::mail::config::MailConfig;
 
 #[derive(Debug, Args)]
@@ -30,8 +32,13 @@ pub enum ChatmailCmd {
         data_dir: Option<PathBuf>,
         /// `dcaccount:DOMAIN` (the client picks its own credentials) instead
         /// of `dcaccount:https://DOMAIN/new` (the relay's /new gives them).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "proxy")]
         short: bool,
+        /// The relay's HTTPS proxy for Delta Chat instead (`https://USER:PASSWORD@HOST:443`,
+        /// the first listener with `https_connect`): under `auth: password`
+        /// with fresh credentials whose account is created at the first login.
+        #[arg(long)]
+        proxy: bool,
     },
 }
 
@@ -63,10 +70,55 @@ pub fn print_with_qr(uri: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
-fn mail_of(config: &Path) -> anyhow::Result<MailConfig> {
-    let cfg = frontdoor::config::Config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    cfg.mail
-        .ok_or_else(|| anyhow::anyhow!("{}: no mail: section", config.display()))
+fn load(config: &Path) -> anyhow::Result<(Config, MailConfig)> {
+    let cfg = Config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mail = cfg
+        .mail
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("{}: no mail: section", config.display()))?;
+    Ok((cfg, mail))
+}
+
+/// The proxy URL of the first listener with `https_connect`, for `domain`.
+fn proxy_invite(cfg: &Config, mail: &MailConfig, domain: &str) -> anyhow::Result<String> {
+    let Some((l, hc)) = cfg
+        .listeners
+        .iter()
+        .find_map(|l| l.https_connect.map(|h| (l, h)))
+    else {
+        anyhow::bail!(
+            "{}: no listener has https_connect (add `https_connect: {{ auth: password }}` to the 443 listener)",
+            cfg.path.display()
+        );
+    };
+    // Port 0 (a test's) stands for the port the relay is reached on.
+    let port = match l.bind.port() {
+        0 => 443,
+        p => p,
+    };
+    Ok(match hc.auth {
+        ConnectAuth::None | ConnectAuth::Key => {
+            if hc.auth == ConnectAuth::Key {
+                eprintln!("note: this listener takes CONNECT only with a pinned client key, which Delta Chat does not send");
+            }
+            proxy_url(domain, port, None)
+        }
+        ConnectAuth::Password => {
+            let Some(c) = &mail.chatmail else {
+                anyhow::bail!("auth: password needs an account; not a chatmail relay");
+            };
+            if !c.new_accounts {
+                anyhow::bail!("new accounts are switched off (mail.chatmail.new_accounts: false): no fresh proxy credentials; use an existing account's address and password in https://ADDRESS:PASSWORD@{domain}:{port}");
+            }
+            let creds = frontdoor::web::newemail::mint(
+                domain,
+                c.username_max_length,
+                c.password_min_length.saturating_add(3),
+                &mut frontdoor::web::newemail::os_random,
+            )?;
+            proxy_url(domain, port, Some((&creds.email, &creds.password)))
+        }
+    })
 }
 
 /// `frontdoor chatmail …`
@@ -77,13 +129,14 @@ pub fn run(args: ChatmailArgs) -> ExitCode {
                 config,
                 data_dir,
                 short,
+                proxy,
             } => {
                 let config = config.unwrap_or_else(|| {
                     data_dir
                         .unwrap_or_else(|| PathBuf::from(super::embedded::DEFAULT_DATA_DIR))
                         .join("frontdoor.yaml")
                 });
-                let mail = mail_of(&config)?;
+                let (cfg, mail) = load(&config)?;
                 let Some(chatmail) = &mail.chatmail else {
                     anyhow::bail!(
                         "{}: not a chatmail relay (no mail.chatmail section)",
@@ -94,6 +147,10 @@ pub fn run(args: ChatmailArgs) -> ExitCode {
                     .domains
                     .first()
                     .ok_or_else(|| anyhow::anyhow!("{}: no mail domain", config.display()))?;
+                if proxy {
+                    print_with_qr(&proxy_invite(&cfg, &mail, domain)?);
+                    return Ok(());
+                }
                 let form = if short {
                     InviteForm::Domain
                 } else {

@@ -137,6 +137,10 @@ pub fn chatmail_config(domain: &str, listen: SocketAddr) -> String {
 listeners:
   - bind: "{listen}"           # imap, smtp and the relay's web side on one port (ALPN)
     default_route: web
+    # Delta Chat's https:// proxy (https://USER:PASSWORD@{domain}:443): an
+    # HTTP CONNECT tunnel to this relay's own IMAP/SMTP, so the wire shows
+    # one TLS connection with no mail ALPN. `frontdoor chatmail invite --proxy`.
+    https_connect: {{ auth: password }}
 tls:
   # Self-signed for {domain} and mta-sts.{domain}. Delta Chat accepts it for a
   # name starting with "_" (it still checks the name); for a public relay

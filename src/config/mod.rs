@@ -64,6 +64,28 @@ pub struct Listener {
     /// Upstream load balancers whose PROXY v1/v2 header (sent before the
     /// TLS handshake) gives the real client address. Empty: no header is read.
     pub accept_proxy_from: Vec<ipnet::IpNet>,
+    /// `https_connect`: HTTP `CONNECT` tunnels to frontdoor's own mail
+    /// endpoints on the web route (`frontdoor::connect`).
+    pub https_connect: Option<HttpsConnect>,
+}
+
+/// `listeners[].https_connect`: who may open a tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpsConnect {
+    pub auth: ConnectAuth,
+}
+
+/// `https_connect.auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConnectAuth {
+    /// An account's password in `Proxy-Authorization: Basic` (the default).
+    #[default]
+    Password,
+    /// Anyone (the tunnel reaches only frontdoor's own endpoints, whose
+    /// logins still apply).
+    None,
+    /// A pinned client key on the outer TLS.
+    Key,
 }
 
 /// `tls.acme`: certificates by ACME with the tls-alpn-01 challenge.
@@ -446,6 +468,52 @@ limits: { max_connections: 20000 }
                 b"h2".to_vec(),
                 b"http/1.1".to_vec()
             ]
+        );
+    }
+
+    #[test]
+    fn https_connect_is_checked_against_what_it_needs() {
+        let with = |connect: &str, extra: &str| {
+            let text = GOOD.replace(
+                "    default_route: web\n",
+                &format!("    default_route: web\n    https_connect: {connect}\n"),
+            ) + extra;
+            Config::parse(Path::new("f.yaml"), &text)
+        };
+        let mail = "mail: { domains: [example.org], data_dir: /tmp/m }\n";
+        let c = with("{}", mail).unwrap();
+        assert_eq!(
+            c.listeners[0].https_connect,
+            Some(HttpsConnect {
+                auth: ConnectAuth::Password
+            })
+        );
+        let c = with("{ auth: none }", "").unwrap();
+        assert_eq!(
+            c.listeners[0].https_connect.map(|h| h.auth),
+            Some(ConnectAuth::None)
+        );
+        let msg = |r: Result<Config, Problems>| r.unwrap_err().to_string();
+        let e = msg(with("{ auth: password }", ""));
+        assert!(e.contains("f.yaml:5: listeners[0].https_connect.auth: auth: password checks accounts of the bundled mail servers"), "{e}");
+        let e = msg(with("{ auth: key }", mail));
+        assert!(
+            e.contains("listeners[0].https_connect.auth: auth: key needs a client_auth section"),
+            "{e}"
+        );
+        let e = msg(with("{ auth: maybe }", mail));
+        assert!(
+            e.contains("unknown value \"maybe\" (expected password, none or key)"),
+            "{e}"
+        );
+        let fixed = GOOD.replace(
+            "    default_route: web\n",
+            "    default_route: web\n  - bind: \"127.0.0.1:993\"\n    route: imap\n    https_connect: { auth: none }\n",
+        );
+        let e = msg(Config::parse(Path::new("f.yaml"), &fixed));
+        assert!(
+            e.contains("listeners[1].https_connect: CONNECT is served on the web route"),
+            "{e}"
         );
     }
 

@@ -53,6 +53,15 @@ pub(super) struct RawListener {
     pub(super) client_auth: Option<String>,
     #[serde(default)]
     pub(super) accept_proxy_protocol: Option<RawAcceptProxy>,
+    #[serde(default)]
+    pub(super) https_connect: Option<RawHttpsConnect>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHttpsConnect {
+    #[serde(default)]
+    pub(super) auth: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

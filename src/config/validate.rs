@@ -16,9 +16,9 @@ use super::raw::{
     RawTls,
 };
 use super::{
-    parse_cidr, Acme, Backend, CertPaths, ClientAuth, ClientAuthMode, Config, IdentityMode,
-    Listener, Protocol, Route, Timeouts, UnknownKey, ACME_DEFAULT_DIRECTORY,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_PER_IP_CONNECTIONS,
+    parse_cidr, Acme, Backend, CertPaths, ClientAuth, ClientAuthMode, Config, ConnectAuth,
+    HttpsConnect, IdentityMode, Listener, Protocol, Route, Timeouts, UnknownKey,
+    ACME_DEFAULT_DIRECTORY, DEFAULT_MAX_CONNECTIONS, DEFAULT_PER_IP_CONNECTIONS,
 };
 use crate::diagnostics::{Reporter, SourceMap};
 use crate::mail::config::{ListenAddr, MailConfig};
@@ -44,6 +44,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path, path: &Path, r: &mut Reporte
     );
     require_registry(&listeners, &routes, client_auth.as_ref(), r);
     let mail = raw.mail.map(|m| crate::mail::config::validate(m, base, r));
+    connect_needs(&listeners, client_auth.is_some(), mail.is_some(), r);
     if let Some(m) = &mail {
         mail_identity_needs_secret(m, client_auth.as_ref(), !listeners.is_empty(), r);
     }
@@ -395,6 +396,33 @@ fn listener(
             }
         }
     }
+    let https_connect = rl.https_connect.as_ref().map(|hc| {
+        let ap = SourceMap::child(&SourceMap::child(&p, "https_connect"), "auth");
+        let auth = match hc.auth.as_deref() {
+            None | Some("password") => ConnectAuth::Password,
+            Some("none") => ConnectAuth::None,
+            Some("key") => ConnectAuth::Key,
+            Some(o) => {
+                r.at(
+                    &ap,
+                    format!("unknown value {o:?} (expected password, none or key)"),
+                );
+                ConnectAuth::Password
+            }
+        };
+        HttpsConnect { auth }
+    });
+    if let (Some(_), Some(ri)) = (&https_connect, route) {
+        if routes[ri].protocol != Protocol::Http {
+            r.at(
+                &SourceMap::child(&p, "https_connect"),
+                format!(
+                    "CONNECT is served on the web route, and this listener sends everything to route {:?}",
+                    routes[ri].name
+                ),
+            );
+        }
+    }
     Listener {
         bind,
         default_route,
@@ -402,6 +430,7 @@ fn listener(
         route,
         client_auth,
         accept_proxy_from,
+        https_connect,
     }
 }
 
@@ -513,6 +542,25 @@ fn require_registry(
             "",
             "client_auth: required is set but there is no client_auth section with a registry",
         );
+    }
+}
+
+/// `https_connect.auth: key` checks keys against the registry, and `auth:
+/// password` accounts of the bundled servers.
+fn connect_needs(listeners: &[Listener], registry: bool, mail: bool, r: &mut Reporter) {
+    for (i, l) in listeners.iter().enumerate() {
+        let at = format!("listeners[{i}].https_connect.auth");
+        match l.https_connect.map(|h| h.auth) {
+            Some(ConnectAuth::Key) if !registry => r.at(
+                &at,
+                "auth: key needs a client_auth section with a registry of pinned keys",
+            ),
+            Some(ConnectAuth::Password) if !mail => r.at(
+                &at,
+                "auth: password checks accounts of the bundled mail servers: add a mail: section, or use auth: key or none",
+            ),
+            _ => {}
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use crate::web::markup::escape as esc;
 pub fn page(shared: &Shared) -> String {
     let cfg = &shared.config;
     let mut h = String::from(
-        "<!doctype html><html><head><meta charset=utf-8><title>frontdoor</title></head><body>\n<h1>frontdoor</h1>\n<p>A TLS front door for mail: IMAP, SMTP submission and the web on one port, routed by ALPN.</p>\n<h2>Listeners</h2><ul>\n",
+        "<!doctype html><html><head><meta charset=utf-8><title>Mail server</title></head><body>\n<h1>Mail server</h1>\n<p>IMAP, SMTP submission and the web on one port, routed by ALPN.</p>\n<h2>Listeners</h2><ul>\n",
     );
     for l in &cfg.listeners {
         let what = match l.route {

@@ -102,6 +102,12 @@ pub enum CloseReason {
     Xclient(XclientError),
     /// The relay ended.
     Relay(End),
+    /// A CONNECT request was refused (the reply says how).
+    ConnectRefused(super::connect::Refused),
+    /// A CONNECT tunnel ended; `inner` is its inner connection's id.
+    TunnelClosed {
+        inner: String,
+    },
 }
 
 impl CloseReason {
@@ -152,6 +158,8 @@ impl CloseReason {
             Self::Relay(End::Stopped(_)) => "stopped",
             Self::Relay(End::ClientError(_)) => "client_error",
             Self::Relay(End::BackendError(_)) => "backend_error",
+            Self::ConnectRefused(_) => "connect_refused",
+            Self::TunnelClosed { .. } => "tunnel_closed",
         }
     }
 }
@@ -188,6 +196,8 @@ impl fmt::Display for CloseReason {
             Self::GreetingNotWritten => f.write_str("client gone before the greeting was written"),
             Self::Xclient(e) => write!(f, "XCLIENT prelude failed: {e}"),
             Self::Relay(end) => end.fmt(f),
+            Self::ConnectRefused(r) => write!(f, "CONNECT refused ({}): {r}", r.status()),
+            Self::TunnelClosed { inner } => write!(f, "tunnel closed (inner connection {inner})"),
         }
     }
 }

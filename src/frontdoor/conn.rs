@@ -8,19 +8,29 @@
 //! `timeouts.connect` for the backend, `timeouts.idle` for the relay. The
 //! identity is derived here, after every handshake (full or resumed), from
 //! the certificate rustls kept for the session and the registry in force now.
+//!
+//! The pipeline runs over any [`ClientIo`]: the accepted socket, or the
+//! plaintext of a connection that opened an HTTP `CONNECT` tunnel on a
+//! listener with `https_connect` (`connect`). A tunnel's inner connection
+//! goes through the same phases as if it had arrived on the target
+//! listener, with the real client address, the outer connection's
+//! connection permit and per-address slot, and its own close line (`via`
+//! names the outer connection); a CONNECT inside a tunnel is refused.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::admission::{self, AccountCheck, Facts, Refusal};
 use super::backend::{self, BackendStream};
+use super::client_io::{ClientIo, Tunnelled};
 use super::close::{CloseReason, HandshakeFailure};
+use super::connect::{self, Refused};
 pub use super::handshake::passthrough_route;
 use super::handshake::{self, Handshaken};
 use super::prelude;
@@ -28,7 +38,7 @@ use super::relay::{self, End};
 use super::tls_stream;
 use super::Shared;
 use crate::auth::{ClientKey, Identity};
-use crate::config::IdentityMode;
+use crate::config::{ConnectAuth, HttpsConnect, IdentityMode, Protocol};
 use crate::log_safe::Escaped;
 use crate::tls::client_hello::Hello;
 
@@ -66,6 +76,8 @@ struct CloseLog<'a> {
     down: u64,
     /// Who carried the TLS records: `record13`, `rustls`, `-` (none relayed).
     records: &'static str,
+    /// The outer connection's id, for a connection inside a CONNECT tunnel.
+    via: Option<&'a str>,
 }
 
 impl CloseLog<'_> {
@@ -90,6 +102,7 @@ impl CloseLog<'_> {
             bytes_down = self.down,
             duration_ms = self.started.elapsed().as_millis() as u64,
             records = self.records,
+            via = %self.via.unwrap_or("-"),
             reason,
             reason_code = reason_code,
             "connection closed"
@@ -144,14 +157,80 @@ pub async fn handle(
         &id,
         listener,
         tls_config,
-        tcp,
+        ClientIo::Tcp(tcp),
         client,
         &mut ip_slot,
+        None,
     ))
     .await;
-    if let Some(mut r) = set_up {
-        r.relay(&shared).await;
+    match set_up {
+        Setup::Relay(mut r) => r.relay(&shared).await,
+        Setup::Tunnel(t) => Box::pin(run_tunnel(&shared, &id, *t, &mut ip_slot)).await,
+        Setup::Ended => {}
     }
+}
+
+/// How `setup` ended.
+enum Setup<'a> {
+    Relay(Box<Relaying<'a>>),
+    /// A CONNECT tunnel was opened: its inner connection comes next.
+    Tunnel(Box<Tunnelling<'a>>),
+    /// Closed here (the close line is logged).
+    Ended,
+}
+
+/// An outer connection whose CONNECT was answered `200`.
+struct Tunnelling<'a> {
+    log: CloseLog<'a>,
+    tls: tls_stream::TlsStream,
+    /// The target listener.
+    listener: usize,
+    target: String,
+}
+
+/// Run a tunnel's inner connection through the pipeline as if it had
+/// arrived on the target listener, then log the outer connection's close.
+async fn run_tunnel(
+    shared: &Shared,
+    outer_id: &str,
+    t: Tunnelling<'_>,
+    ip_slot: &mut Option<super::per_ip::IpSlot>,
+) {
+    let Tunnelling {
+        mut log,
+        tls,
+        listener,
+        target,
+    } = t;
+    let (up, down) = (Arc::default(), Arc::default());
+    let io = ClientIo::Tunnel(Box::new(Tunnelled {
+        outer: tls,
+        up: Arc::clone(&up),
+        down: Arc::clone(&down),
+    }));
+    let inner_id = shared.next_id();
+    tracing::info!(id = %outer_id, client = %log.client, tunnel = %inner_id, destination = %Escaped(&target), listener, "CONNECT tunnel opened");
+    let Some(tls_config) = shared.tls.get(listener).cloned() else {
+        log.emit(&CloseReason::TlsStateLost);
+        return;
+    };
+    let inner = Box::pin(setup(
+        shared,
+        &inner_id,
+        listener,
+        tls_config,
+        io,
+        log.client,
+        ip_slot,
+        Some(outer_id),
+    ))
+    .await;
+    if let Setup::Relay(mut r) = inner {
+        r.relay(shared).await;
+    }
+    log.up = up.load(Ordering::Relaxed);
+    log.down = down.load(Ordering::Relaxed);
+    log.emit(&CloseReason::TunnelClosed { inner: inner_id });
 }
 
 /// What the relay phase of a connection holds.
@@ -190,17 +269,19 @@ impl Relaying<'_> {
 }
 
 /// Everything up to the relay: upstream PROXY header, handshake, identity,
-/// route, backend connect, PROXY header, XCLIENT. `None` when the connection
-/// ended here (its close line is already logged).
+/// route, backend connect, PROXY header, XCLIENT; `via`: the outer
+/// connection's id, inside a tunnel.
+#[allow(clippy::too_many_arguments)]
 async fn setup<'a>(
     shared: &'a Shared,
     id: &'a str,
     listener: usize,
     tls_config: Arc<rustls::ServerConfig>,
-    tcp: TcpStream,
+    io: ClientIo,
     client: SocketAddr,
     ip_slot: &mut Option<super::per_ip::IpSlot>,
-) -> Option<Box<Relaying<'a>>> {
+    via: Option<&'a str>,
+) -> Setup<'a> {
     let mut log = CloseLog {
         id,
         client,
@@ -214,18 +295,40 @@ async fn setup<'a>(
         up: 0,
         down: 0,
         records: "-",
+        via,
     };
     match set_up(
-        shared, id, listener, tls_config, tcp, client, ip_slot, &mut log,
+        shared, id, listener, tls_config, io, client, ip_slot, &mut log,
     )
     .await
     {
-        Ok(conn) => Some(Box::new(Relaying { log, conn })),
+        Ok(Next::Relay(conn)) => Setup::Relay(Box::new(Relaying { log, conn })),
+        Ok(Next::Tunnel {
+            tls,
+            listener,
+            target,
+        }) => Setup::Tunnel(Box::new(Tunnelling {
+            log,
+            tls,
+            listener,
+            target,
+        })),
         Err(why) => {
             closed_early(shared, &log, &why);
-            None
+            Setup::Ended
         }
     }
+}
+
+/// What `set_up` leads to.
+enum Next {
+    Relay(Ready),
+    /// `200` sent: the tunnel's inner connection arrives on `listener`.
+    Tunnel {
+        tls: tls_stream::TlsStream,
+        listener: usize,
+        target: String,
+    },
 }
 
 /// Count what a connection that ended before the relay says about the
@@ -265,26 +368,32 @@ async fn set_up<'a>(
     id: &'a str,
     listener: usize,
     tls_config: Arc<rustls::ServerConfig>,
-    tcp: TcpStream,
+    io: ClientIo,
     mut client: SocketAddr,
     ip_slot: &mut Option<super::per_ip::IpSlot>,
     log: &mut CloseLog<'a>,
-) -> Result<Ready, CloseReason> {
+) -> Result<Next, CloseReason> {
     let cfg = shared.config.clone();
     let l = &cfg.listeners[listener];
     // A listener bound to one address and port accepts only on it: no
-    // getsockname call needed.
-    let mut local = if l.bind.ip().is_unspecified() || l.bind.port() == 0 {
-        tcp.local_addr().unwrap_or(l.bind)
-    } else {
-        l.bind
+    // getsockname call needed. A tunnel arrives at the target's address.
+    let bound = SocketAddr::new(
+        l.bind.ip(),
+        shared.ports.get(listener).copied().unwrap_or(l.bind.port()),
+    );
+    let mut local = match io.tcp() {
+        Some(tcp) if l.bind.ip().is_unspecified() || l.bind.port() == 0 => {
+            tcp.local_addr().unwrap_or(bound)
+        }
+        _ => bound,
     };
+    let tunnelled = io.is_tunnel();
     let tls = Box::pin(handshake::handshake(
         shared,
         id,
         l,
         tls_config,
-        tcp,
+        io,
         &mut client,
         &mut local,
         ip_slot,
@@ -416,6 +525,27 @@ async fn set_up<'a>(
     };
     let route = &cfg.routes[ri];
     log.route = Some(&shared.config.routes[ri]);
+    if let (Some(hc), Protocol::Http) = (l.https_connect, route.protocol) {
+        if matches!(peer.alpn.as_deref(), None | Some(b"http/1.1")) {
+            if let Some(head) = Box::pin(sniff_connect(&mut tls)).await {
+                let tunnel = Box::pin(open_tunnel(
+                    shared, &mut tls, &head, hc, &peer, local, tunnelled,
+                ))
+                .await;
+                return match tunnel {
+                    Ok((listener, target)) => {
+                        log.route = None;
+                        Ok(Next::Tunnel {
+                            tls,
+                            listener,
+                            target,
+                        })
+                    }
+                    Err(why) => Err(why),
+                };
+            }
+        }
+    }
     let _open_metric = count_routed(shared, ri, log.alpn.as_deref(), &peer);
 
     if route.backend.is_builtin() {
@@ -480,13 +610,174 @@ async fn set_up<'a>(
         .await?;
     }
 
-    Ok(Ready {
+    Ok(Next::Relay(Ready {
         tls,
         be,
         route: ri,
         identity: peer.identity.clone(),
         _open_metric,
+    }))
+}
+
+/// The first bytes of a web-route connection, if they start a CONNECT
+/// request: its whole head (bounded by `http_head`); what follows the head
+/// is put back. Anything else is put back whole, for the web route.
+async fn sniff_connect(tls: &mut tls_stream::TlsStream) -> Option<Vec<u8>> {
+    let mut first = [0u8; connect::PREFIX.len()];
+    let mut n = 0;
+    // Browsers may open a connection well before their request: past this,
+    // the connection is the web route's as it stands.
+    let _ = tokio::time::timeout(crate::http_head::READ_TIMEOUT, async {
+        while n < first.len() && connect::PREFIX.starts_with(&first[..n]) {
+            match tls.read(&mut first[n..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
+            }
+        }
     })
+    .await;
+    tls.unread(&first[..n]);
+    if first[..n] != *connect::PREFIX {
+        return None;
+    }
+    let mut head = match crate::http_head::read_head(tls).await {
+        Ok(h) => h,
+        // Incomplete or too long: the parser says why.
+        Err(_) => return Some(Vec::new()),
+    };
+    if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+        tls.unread(&head[end + 4..]);
+        head.truncate(end + 4);
+    }
+    Some(head)
+}
+
+/// Check a CONNECT request (target, credentials) and answer it: the target
+/// listener and the target as sent once `200` is written, else the refusal
+/// (answered and logged).
+async fn open_tunnel(
+    shared: &Shared,
+    tls: &mut tls_stream::TlsStream,
+    head: &[u8],
+    hc: HttpsConnect,
+    peer: &Peer,
+    local: SocketAddr,
+    tunnelled: bool,
+) -> Result<(usize, String), CloseReason> {
+    let parsed = connect::parse(head);
+    let target = parsed
+        .as_ref()
+        .map_or_else(|_| connect::raw_target(head), |r| r.target.clone());
+    let checked = match parsed {
+        Err(e) => Err(e),
+        Ok(_) if tunnelled => Err(Refused::Nested),
+        Ok(req) => Box::pin(check_connect(shared, &req, hc, peer, local)).await,
+    };
+    let timeout = shared.config.timeouts.connect;
+    match checked {
+        Ok(listener) => {
+            let sent = tokio::time::timeout(timeout, async {
+                tls.write_all(connect::ESTABLISHED).await?;
+                tls.flush().await
+            })
+            .await;
+            match sent {
+                Ok(Ok(())) => Ok((listener, target)),
+                _ => Err(CloseReason::GreetingNotWritten),
+            }
+        }
+        Err(refused) => {
+            tracing::warn!(
+                id = %peer.id,
+                client = %peer.addr,
+                destination = %Escaped(&target),
+                status = refused.status(),
+                reason = %refused,
+                "CONNECT refused"
+            );
+            let _ = tokio::time::timeout(timeout, async {
+                let _ = tls.write_all(refused.reply()).await;
+                let _ = tls.shutdown().await;
+            })
+            .await;
+            Err(CloseReason::ConnectRefused(refused))
+        }
+    }
+}
+
+/// Whether `req` may open a tunnel: its credentials (per `auth`), then its
+/// target (one of our names, on a port one of our listeners is bound to,
+/// whose TLS we terminate).
+async fn check_connect(
+    shared: &Shared,
+    req: &connect::Request,
+    hc: HttpsConnect,
+    peer: &Peer,
+    local: SocketAddr,
+) -> Result<usize, Refused> {
+    match hc.auth {
+        ConnectAuth::None => {}
+        ConnectAuth::Key => {
+            if peer.identity.is_none() {
+                return Err(Refused::KeyRequired);
+            }
+        }
+        ConnectAuth::Password => {
+            let Some((user, password)) = &req.credentials else {
+                return Err(Refused::Credentials);
+            };
+            let Some(logins) = &shared.logins else {
+                return Err(Refused::Unavailable);
+            };
+            match logins.check(Some(peer.addr.ip()), user, password).await {
+                Ok(Some(_)) => {}
+                Ok(None) => return Err(Refused::Credentials),
+                Err(e) if e.is_limit() => return Err(Refused::Throttled),
+                Err(e) => {
+                    tracing::error!(id = %peer.id, error = %e, "CONNECT: password check failed");
+                    return Err(Refused::Unavailable);
+                }
+            }
+        }
+    }
+    let cfg = &shared.config;
+    let names = own_names(shared);
+    let bound: Vec<SocketAddr> = cfg
+        .listeners
+        .iter()
+        .zip(&shared.ports)
+        .map(|(l, &port)| SocketAddr::new(l.bind.ip(), port))
+        .collect();
+    let listener = connect::target_listener(req, &names, &bound, local).ok_or(Refused::Foreign)?;
+    // Passthrough routes hand on raw TLS from a socket: not through a tunnel.
+    if cfg.listener_has_passthrough(&cfg.listeners[listener]) {
+        return Err(Refused::Foreign);
+    }
+    Ok(listener)
+}
+
+/// The names frontdoor answers for: its mail domains and host name, its
+/// certificates' names, the SNI route names, the ACME domains (lower case).
+fn own_names(shared: &Shared) -> Vec<String> {
+    let cfg = &shared.config;
+    let mut names: Vec<String> = Vec::new();
+    if let Some(m) = &cfg.mail {
+        names.extend(m.domains.iter().cloned());
+        names.push(m.hostname.clone());
+    }
+    for c in shared.resolver.current().certs() {
+        names.extend(c.meta.names.iter().cloned());
+    }
+    for l in &cfg.listeners {
+        names.extend(l.sni_routes.keys().cloned());
+    }
+    if let Some(a) = &cfg.acme {
+        names.extend(a.domains.iter().cloned());
+    }
+    for n in &mut names {
+        n.make_ascii_lowercase();
+    }
+    names
 }
 
 /// Connect to route `ri`'s backend (terminated and passthrough routes

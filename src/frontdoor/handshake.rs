@@ -1,13 +1,16 @@
 //! The handshake phase of a connection: the upstream load balancer's PROXY
 //! header (when the client address is trusted for one), the key-failure
 //! throttle, the ClientHello peek that picks a passthrough route, and the
-//! TLS handshake itself, each wait bounded by `timeouts.handshake`.
+//! TLS handshake itself, each wait bounded by `timeouts.handshake`. A
+//! connection inside a CONNECT tunnel (`ClientIo::Tunnel`) has neither an
+//! upstream header nor a passthrough route: its TLS is always terminated.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpStream;
 
+use super::client_io::ClientIo;
 use super::close::CloseReason;
 use super::tls_stream;
 use super::Shared;
@@ -34,12 +37,18 @@ pub async fn handshake(
     id: &str,
     l: &Listener,
     tls_config: Arc<rustls::ServerConfig>,
-    mut tcp: TcpStream,
+    io: ClientIo,
     client: &mut SocketAddr,
     local: &mut SocketAddr,
     ip_slot: &mut Option<super::per_ip::IpSlot>,
 ) -> Result<Handshaken, CloseReason> {
     let cfg = &shared.config;
+    let mut tcp = match io {
+        ClientIo::Tcp(tcp) => tcp,
+        tunnel @ ClientIo::Tunnel(_) => {
+            return Box::pin(terminate(shared, id, tls_config, tunnel, *client)).await
+        }
+    };
     if l.accept_proxy_from.iter().any(|n| n.contains(&client.ip())) {
         // An upstream load balancer: its header gives the real client.
         match tokio::time::timeout(
@@ -103,10 +112,37 @@ pub async fn handshake(
         }
     }
 
+    Box::pin(terminate(
+        shared,
+        id,
+        tls_config,
+        ClientIo::Tcp(tcp),
+        *client,
+    ))
+    .await
+}
+
+/// The TLS handshake, bounded by `timeouts.handshake` and the drain.
+async fn terminate(
+    shared: &Shared,
+    id: &str,
+    tls_config: Arc<rustls::ServerConfig>,
+    io: ClientIo,
+    client: SocketAddr,
+) -> Result<Handshaken, CloseReason> {
+    let cfg = &shared.config;
+    if io.is_tunnel() {
+        // The same key-failure throttle as a direct connection.
+        if let Some(auth) = &shared.auth {
+            if !Box::pin(auth.throttle(client.ip())).await {
+                return Err(CloseReason::Throttled);
+            }
+        }
+    }
     let tls = tokio::select! {
         r = tracing::Instrument::instrument(
-            tokio::time::timeout(cfg.timeouts.handshake, Box::pin(tls_stream::accept(tcp, tls_config))),
-            tracing::info_span!("handshake", id = %id, client = %*client),
+            tokio::time::timeout(cfg.timeouts.handshake, Box::pin(tls_stream::accept(io, tls_config))),
+            tracing::info_span!("handshake", id = %id, client = %client),
         ) => match r {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {

@@ -13,8 +13,10 @@
 pub mod admission;
 pub mod backend;
 pub mod builtin;
+pub mod client_io;
 pub mod close;
 pub mod conn;
+pub mod connect;
 pub mod drain;
 pub mod handshake;
 pub mod per_ip;
@@ -92,6 +94,9 @@ pub struct Shared {
     pub config: Arc<Config>,
     /// Each listener's TLS settings, in `config.listeners` order.
     pub tls: Vec<Arc<rustls::ServerConfig>>,
+    /// Each listener's bound port, in `config.listeners` order (port 0
+    /// resolved): a CONNECT tunnel's target port names a listener by it.
+    pub ports: Vec<u16>,
     /// Each listener's key, in `config.listeners` order.
     keys: Vec<ListenKey>,
     pub resolver: Arc<SniResolver>,
@@ -116,8 +121,9 @@ pub struct Shared {
     /// The account page (`mail.account_page`), on the built-in web routes.
     pub account_page: Option<Arc<crate::web::account::AccountPage>>,
     /// The password checks of this process, when it has mail accounts and
-    /// the account page: the bundled IMAP and SMTP servers use the same
-    /// ones (`mail::start_with`), so all logins share one throttle.
+    /// the account page or a CONNECT entry with `auth: password`: the
+    /// bundled IMAP and SMTP servers use the same ones
+    /// (`mail::start_with`), so all logins share one throttle.
     pub logins: Option<Arc<crate::mail::login::Logins>>,
     /// The bundled backend's outbound queue, once started (for metrics);
     /// the same cell in every configuration a reload brings.
@@ -362,6 +368,13 @@ impl Frontdoor {
             }
             _ => None,
         };
+        let connect_logins = config.listeners.iter().any(|l| {
+            l.https_connect
+                .is_some_and(|h| h.auth == crate::config::ConnectAuth::Password)
+        });
+        if let (None, true, Some(accounts)) = (&logins, connect_logins, &accounts) {
+            logins = Some(crate::mail::login::Logins::new(accounts.clone(), 0));
+        }
         let limit = Arc::new(Semaphore::new(config.max_connections));
         let per_ip = per_ip::PerIp::new(config.per_ip_connections);
         let metrics = Arc::new(crate::metrics::Metrics::new());
@@ -370,6 +383,7 @@ impl Frontdoor {
             tls: reload::tls_configs(&config, &resolver, auth.as_ref())?,
             keys: listen_keys(&config),
             web: reload::web(&config, &ports),
+            ports,
             config: Arc::new(config),
             resolver,
             auth,

@@ -244,6 +244,7 @@ impl Running {
             tls,
             keys: keys.clone(),
             web: web(&next, &ports),
+            ports,
             config: Arc::new(next),
             resolver: prev.resolver.clone(),
             auth,

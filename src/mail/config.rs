@@ -58,6 +58,8 @@ pub(crate) struct RawMail {
     #[serde(default)]
     hostname: Option<String>,
     #[serde(default)]
+    banner: Option<String>,
+    #[serde(default)]
     chatmail: Option<crate::mail::chatmail::config::RawChatmail>,
     #[serde(default)]
     dns: Option<RawDns>,
@@ -330,6 +332,11 @@ pub struct MailConfig {
     pub auto_create: bool,
     /// Name used in greetings and Received: headers.
     pub hostname: String,
+    /// `mail.banner`: the server's name in the IMAP and SMTP greetings,
+    /// the IMAP `ID` reply and `Received:` headers. `None` (the default):
+    /// none of them names a product or a version, so that nothing before
+    /// login tells an observer inside a tunnel what answers.
+    pub banner: Option<String>,
     /// Chatmail mode (`mail.chatmail:`), when on.
     pub chatmail: Option<crate::mail::chatmail::ChatmailConfig>,
     /// DNS servers for DKIM key lookups (`mail.dns.resolvers`); empty: the
@@ -372,6 +379,7 @@ impl MailConfig {
             delete_after: None,
             auto_create: false,
             hostname: "localhost".into(),
+            banner: None,
             chatmail: None,
             dns_resolvers: Vec::new(),
             dkim_selector: DEFAULT_DKIM_SELECTOR.into(),
@@ -583,6 +591,24 @@ pub(crate) fn validate(raw: RawMail, base: &Path, r: &mut Reporter) -> MailConfi
         .hostname
         .or_else(|| domains.first().cloned())
         .unwrap_or_else(|| "localhost".into());
+    let banner = match raw.banner {
+        Some(b) if b.is_empty() => None,
+        Some(b)
+            if b.len() <= 64
+                && b.bytes().all(|c| c.is_ascii_graphic() || c == b' ')
+                && !b.contains(['"', '\\', '(', ')', '[', ']']) =>
+        {
+            Some(b)
+        }
+        Some(b) => {
+            r.at(
+                "mail.banner",
+                format!("bad banner {b:?}: at most 64 printable ASCII characters, without quotes, backslashes, parentheses or brackets"),
+            );
+            None
+        }
+        None => None,
+    };
     let mut dns_resolvers = Vec::new();
     for (i, a) in raw.dns.unwrap_or_default().resolvers.iter().enumerate() {
         match a.parse::<SocketAddr>() {
@@ -737,6 +763,7 @@ pub(crate) fn validate(raw: RawMail, base: &Path, r: &mut Reporter) -> MailConfi
         delete_after,
         auto_create,
         hostname,
+        banner,
         chatmail,
         dns_resolvers,
         dkim_selector,

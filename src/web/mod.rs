@@ -70,6 +70,9 @@ pub struct Web {
     autoconfig: String,
     mta_sts: String,
     page: String,
+    /// `https_connect.auth: password` on the port the page names: each
+    /// page gets fresh proxy credentials (`status`).
+    proxy_mint: Option<u16>,
     csp: String,
     limiter: ratelimit::NewAccountLimiter,
     paths: Vec<proxy::PathBackend>,
@@ -148,10 +151,27 @@ impl Web {
                 }
             }
         }
+        // The first listener with a CONNECT entry, on the port it is bound to.
+        let entry = cfg
+            .listeners
+            .iter()
+            .zip(bound.iter().copied().chain(std::iter::repeat(0)))
+            .find_map(|(l, port)| l.https_connect.map(|h| (h.auth, port)));
+        let (static_proxy, proxy_mint) = match entry {
+            Some((crate::config::ConnectAuth::Password, port)) if chatmail.new_accounts => {
+                (None, Some(port))
+            }
+            Some((crate::config::ConnectAuth::None, port)) => (
+                Some(crate::mail::chatmail::uri::proxy_url(&domain, port, None)),
+                None,
+            ),
+            _ => (None, None),
+        };
         Some(Self {
             autoconfig: autoconfig::xml(&domain, &ports),
             mta_sts: autoconfig::mta_sts(&domain),
-            page: status::page(&domain, chatmail.new_accounts),
+            page: status::page(&domain, chatmail.new_accounts, static_proxy.as_deref()),
+            proxy_mint,
             csp: status::csp(),
             limiter: ratelimit::NewAccountLimiter::new(chatmail.new_account_rate_per_minute),
             domain,
@@ -462,7 +482,15 @@ async fn route(
         }
     }
     if path == "/" {
-        let mut r = respond(StatusCode::OK, "text/html; charset=utf-8", web.page.clone());
+        let page = match web.proxy_mint {
+            Some(port) => status::page(
+                &web.domain,
+                web.chatmail.new_accounts,
+                proxy_credentials(web, port).as_deref(),
+            ),
+            None => web.page.clone(),
+        };
+        let mut r = respond(StatusCode::OK, "text/html; charset=utf-8", page);
         if let Ok(v) = HeaderValue::from_str(&web.csp) {
             r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
         }
@@ -487,6 +515,24 @@ fn status_route(req: &Request<Incoming>, page: &Arc<str>) -> (Response<Body>, &'
         ),
         "status",
     )
+}
+
+/// A proxy URL with fresh credentials (their account is made at its first
+/// login, as for `/new`); `None` without random bytes.
+fn proxy_credentials(web: &Web, port: u16) -> Option<String> {
+    let c = &web.chatmail;
+    let creds = newemail::mint(
+        &web.domain,
+        c.username_max_length,
+        c.password_min_length.saturating_add(3),
+        &mut newemail::os_random,
+    )
+    .ok()?;
+    Some(crate::mail::chatmail::uri::proxy_url(
+        &web.domain,
+        port,
+        Some((&creds.email, &creds.password)),
+    ))
 }
 
 /// `POST /new`: newemail.py's answer, or why not.

@@ -3,7 +3,11 @@
 //! once at start. Delta Chat core (`src/qr.rs`, `decode_account`) takes
 //! `dcaccount:<domain>` (the client picks its own credentials; the account
 //! is made at the first login) and `dcaccount:https://<domain>/new` (the
-//! client asks `POST /new` for them).
+//! client asks `POST /new` for them). With a CONNECT entry on the relay
+//! (`https_connect`), the page also gives its `https://` proxy URL and QR
+//! code, which Delta Chat adds as a proxy (`src/qr.rs`: an `https://` URL
+//! with a port and no path); under `auth: password` the URL carries fresh
+//! credentials, minted for each page. The title names no product.
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
@@ -48,8 +52,8 @@ pub fn csp() -> String {
 }
 
 /// The page for `domain`; `new_accounts` false says that signing up is
-/// closed and shows no invite code.
-pub fn page(domain: &str, new_accounts: bool) -> String {
+/// closed and shows no invite code; `proxy`: the proxy URL to show.
+pub fn page(domain: &str, new_accounts: bool, proxy: Option<&str>) -> String {
     let d = escape(domain);
     let mut h = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{d} chatmail relay</title><style>{STYLE}</style></head><body>\n<h1>{d}</h1>\n<p>This is a chatmail relay: a mail server for Delta Chat and other chatmail apps.</p>\n"
@@ -65,6 +69,13 @@ pub fn page(domain: &str, new_accounts: bool) -> String {
     } else {
         h.push_str("<p>This relay does not accept new accounts.</p>\n");
     }
+    if let Some(url) = proxy {
+        let qr = qr_svg(url).unwrap_or_default();
+        let url_e = escape(url);
+        h.push_str(&format!(
+            "<h2>Where mail ports are blocked</h2>\n<p>Add this proxy in Delta Chat (Settings, Advanced, Proxy: scan or paste it): mail then travels inside one HTTPS connection to this relay.</p>\n{qr}\n<p>Proxy: <code>{url_e}</code></p>\n"
+        ));
+    }
     h.push_str("</body></html>\n");
     h
 }
@@ -75,11 +86,19 @@ mod tests {
 
     #[test]
     fn page_has_svg_and_escaped_invite() {
-        let p = page("chat.example.org", true);
+        let p = page("chat.example.org", true, None);
         assert!(p.contains("<svg xmlns=\"http://www.w3.org/2000/svg\""));
         assert!(p.contains("<code>dcaccount:chat.example.org</code>"));
         assert!(!p.contains("<?xml"));
-        let closed = page("chat.example.org", false);
+        let closed = page("chat.example.org", false, None);
+        assert!(!closed.contains("Proxy:"));
+        let proxied = page(
+            "chat.example.org",
+            true,
+            Some("https://a%40b:p%26@chat.example.org:443"),
+        );
+        assert!(proxied.contains("<code>https://a%40b:p%26@chat.example.org:443</code>"));
+        assert_eq!(proxied.matches("<svg").count(), 2);
         assert!(!closed.contains("<svg"));
         assert!(csp().starts_with("default-src 'none'; style-src 'sha256-"));
     }

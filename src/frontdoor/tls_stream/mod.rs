@@ -93,7 +93,10 @@ impl Transport for TcpStream {
 
 impl Transport for tokio::io::DuplexStream {}
 
-pub struct TlsStream<T = TcpStream> {
+/// An outer TLS connection carrying a tunnel (`client_io`).
+impl<T: Transport> Transport for TlsStream<T> {}
+
+pub struct TlsStream<T = super::client_io::ClientIo> {
     tcp: T,
     /// rustls, for the handshake; TLS 1.2 also for the records after it.
     conn: Option<UnbufferedServerConnection>,
@@ -327,6 +330,20 @@ impl<T: Transport> TlsStream<T> {
     ) -> io::Result<&mut UnbufferedServerConnection> {
         conn.as_mut()
             .ok_or_else(|| general("TLS connection state lost"))
+    }
+
+    /// Put plaintext already read back in front of what comes next: the
+    /// first bytes a connection was sniffed by (`conn`, CONNECT) are read
+    /// again by whoever serves it.
+    pub fn unread(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let mut plain = Vec::with_capacity(bytes.len() + self.plain.len() - self.plain_off);
+        plain.extend_from_slice(bytes);
+        plain.extend_from_slice(&self.plain[self.plain_off..]);
+        self.plain = plain;
+        self.plain_off = 0;
     }
 
     /// The server name the client asked for, as rustls saw it; handed

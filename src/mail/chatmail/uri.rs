@@ -1,7 +1,11 @@
 //! The URIs Delta Chat scans to join a chatmail relay: `dclogin:` for an
 //! existing account (address and password, Delta Chat's
 //! `src/qr/dclogin_scheme.rs`) and `dcaccount:` for signing up on a relay
-//! (`src/qr.rs` `decode_account`). Pure string building, no I/O.
+//! (`src/qr.rs` `decode_account`), and the `https://` proxy URL of the
+//! relay's CONNECT entry (`src/qr.rs` reads an `http(s)://` URL with a
+//! port, no path and no query as a proxy; `src/net/proxy.rs` takes the
+//! percent-decoded user and password for `Proxy-Authorization: Basic`).
+//! Pure string building, no I/O.
 //!
 //! Invariant: every byte that is not an RFC 3986 unreserved character (nor
 //! the `@` of the address) is percent-encoded, so the address survives
@@ -31,6 +35,21 @@ pub fn dclogin_url(address: &str, password: &str) -> String {
         percent_encode(address, b"@"),
         percent_encode(password, b"")
     )
+}
+
+/// `https://USER:PASSWORD@HOST:PORT` (no credentials: `https://HOST:PORT`),
+/// with no trailing slash: Delta Chat takes a URL with a path for a web
+/// link, not a proxy. User and password are percent-encoded whole (the
+/// address's `@` too).
+pub fn proxy_url(host: &str, port: u16, credentials: Option<(&str, &str)>) -> String {
+    match credentials {
+        Some((user, password)) => format!(
+            "https://{}:{}@{host}:{port}",
+            percent_encode(user, b""),
+            percent_encode(password, b"")
+        ),
+        None => format!("https://{host}:{port}"),
+    }
 }
 
 /// Which `dcaccount:` form to give out.
@@ -65,6 +84,18 @@ mod tests {
         assert_eq!(
             dclogin_url("a/b?c@x.org", "a+b&c=d %é"),
             "dclogin:a%2Fb%3Fc@x.org?p=a%2Bb%26c%3Dd%20%25%C3%A9&v=1"
+        );
+    }
+
+    #[test]
+    fn proxy_urls_are_what_delta_chat_reads_as_a_proxy() {
+        assert_eq!(
+            proxy_url("_chat.localhost", 443, None),
+            "https://_chat.localhost:443"
+        );
+        assert_eq!(
+            proxy_url("chat.example", 443, Some(("abc@chat.example", "p@:/?#%w"))),
+            "https://abc%40chat.example:p%40%3A%2F%3F%23%25w@chat.example:443"
         );
     }
 

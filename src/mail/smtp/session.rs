@@ -263,9 +263,15 @@ where
                 quit: false,
                 id,
             };
-            let greet = match ctx.mode {
-                Mode::Lmtp => format!("{} LMTP frontdoor ready", ctx.cfg.hostname),
-                _ => format!("{} ESMTP frontdoor ready", ctx.cfg.hostname),
+            // RFC 5321 §4.3.1: the domain, then free text; a product name
+            // only when the operator chose one (`mail.banner`).
+            let kind = match ctx.mode {
+                Mode::Lmtp => "LMTP",
+                _ => "ESMTP",
+            };
+            let greet = match &ctx.cfg.banner {
+                Some(b) => format!("{} {kind} {b} ready", ctx.cfg.hostname),
+                None => format!("{} {kind} ready", ctx.cfg.hostname),
             };
             s.reply(r(220, &greet));
             let mut buf: Vec<u8> = Vec::new();
@@ -720,8 +726,12 @@ impl Session<'_> {
             .filter(|c| c.is_ascii_graphic())
             .take(255)
             .collect();
+        let comment = match &self.ctx.cfg.banner {
+            Some(b) => format!(" ({b})"),
+            None => String::new(),
+        };
         format!(
-            "Received: from {helo} ([{client}])\r\n\tby {} (frontdoor) with {with} id {};\r\n\t{}\r\n",
+            "Received: from {helo} ([{client}])\r\n\tby {}{comment} with {with} id {};\r\n\t{}\r\n",
             self.ctx.cfg.hostname,
             self.id,
             rfc5322_date(unix_now())

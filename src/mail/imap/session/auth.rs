@@ -212,14 +212,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     // ---- mailboxes ----
 
+    /// ID (RFC 2971 §3.3): `NIL` unless `mail.banner` names the server;
+    /// never a version.
     pub(super) fn id(&mut self) -> Reply {
-        response::id(
-            &mut self.out,
-            Some(&[
-                ("name", "frontdoor"),
-                ("version", env!("CARGO_PKG_VERSION")),
-            ]),
-        );
+        match self.ctx.cfg.banner.as_deref() {
+            Some(b) => response::id(&mut self.out, Some(&[("name", b)])),
+            None => response::id(&mut self.out, None),
+        }
         ok("ID completed")
     }
 

@@ -257,16 +257,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return Ok(());
             }
             let caps = Code::Capability(self.caps().iter().map(|s| s.to_string()).collect());
-            let text = format!("frontdoor IMAP ready, logged in as {account}");
+            let text = match self.ctx.cfg.banner.as_deref() {
+                Some(b) => format!("{b} ready, logged in as {account}"),
+                None => format!("ready, logged in as {account}"),
+            };
             response::untagged(&mut self.out, Status::Preauth, Some(&caps), &text);
         } else {
             let caps = Code::Capability(self.caps().iter().map(|s| s.to_string()).collect());
-            response::untagged(
-                &mut self.out,
-                Status::Ok,
-                Some(&caps),
-                "frontdoor IMAP ready",
-            );
+            let text = match self.ctx.cfg.banner.as_deref() {
+                Some(b) => format!("{b} ready"),
+                None => "ready".to_owned(),
+            };
+            response::untagged(&mut self.out, Status::Ok, Some(&caps), &text);
         }
         loop {
             self.process_buffer().await?;
