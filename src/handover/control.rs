@@ -100,7 +100,10 @@ pub async fn serve(
         tokio::spawn(async move {
             let _permit = permit;
             match one(&stream).await {
-                Ok(()) => handed_over.cancel(),
+                Ok(Some(())) => handed_over.cancel(),
+                // Closed before asking: another instance checking whether
+                // this socket is alive (see `bind`).
+                Ok(None) => tracing::debug!("control socket: closed without a request"),
                 Err(why) => tracing::warn!(reason = %why, "takeover aborted: still serving"),
             }
         });
@@ -123,11 +126,15 @@ fn peer_allowed(s: &UnixStream) -> bool {
 }
 
 /// One takeover: the ask, the sockets, the successor's `READY`.
-async fn one(s: &UnixStream) -> Result<(), String> {
-    let (ask, _) = tokio::time::timeout(ASK_WITHIN, fds::recv_line(s))
+async fn one(s: &UnixStream) -> Result<Option<()>, String> {
+    let asked = tokio::time::timeout(ASK_WITHIN, fds::recv_line(s))
         .await
-        .map_err(|_| "no request within 5 s".to_owned())?
-        .map_err(|e| format!("reading the request: {e}"))?;
+        .map_err(|_| "no request within 5 s".to_owned())?;
+    let ask = match asked {
+        Ok((ask, _)) => ask,
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(format!("reading the request: {e}")),
+    };
     if ask != b"TAKEOVER 1" {
         return Err(format!(
             "unknown request {}",
@@ -176,5 +183,5 @@ async fn one(s: &UnixStream) -> Result<(), String> {
         "successor ready: no longer accepting; draining"
     );
     let _ = fds::send(s, b"DRAINING\n", &[]).await;
-    Ok(())
+    Ok(Some(()))
 }
