@@ -448,7 +448,7 @@ impl Frontdoor {
 
     /// Serve until `shutdown` fires; then drain and return. Each
     /// configuration that arrives on `reloads` (already checked as
-    /// `frontdoor check` does) replaces the one in force: see [`reload`].
+    /// `frontdoor check` does) replaces the one in force (the `reload` module says how).
     pub async fn run(
         self,
         shutdown: CancellationToken,
