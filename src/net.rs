@@ -76,21 +76,47 @@ impl Stream {
     ) -> Poll<io::Result<usize>> {
         // Bounded: a WouldBlock clears the readiness, so the next
         // `poll_read_ready` returns Pending until the socket is readable.
+        // A short read (less than `bufs` holds) drained the socket too:
+        // its readiness is cleared as well, as tokio's own `poll_read`
+        // does, so the next poll waits for the next event instead of
+        // paying a `readv` that fails with EAGAIN.
+        let cap: usize = bufs.iter().map(|b| b.len()).sum();
         loop {
+            let mut short = 0;
             let r = match self {
                 Stream::Tcp(s) => {
                     std::task::ready!(s.poll_read_ready(cx))?;
-                    s.try_read_vectored(bufs)
+                    s.try_io(tokio::io::Interest::READABLE, || {
+                        drained(s.try_read_vectored(&mut *bufs), cap, &mut short)
+                    })
                 }
                 Stream::Unix(s) => {
                     std::task::ready!(s.poll_read_ready(cx))?;
-                    s.try_read_vectored(bufs)
+                    s.try_io(tokio::io::Interest::READABLE, || {
+                        drained(s.try_read_vectored(&mut *bufs), cap, &mut short)
+                    })
                 }
             };
             match r {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && short > 0 => {
+                    return Poll::Ready(Ok(short))
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 r => return Poll::Ready(r),
             }
         }
+    }
+}
+
+/// A read of `n` bytes, 0 < n < `cap`, emptied the socket: it is reported
+/// as `WouldBlock`, which makes `try_io` clear the readiness it saw before
+/// the read (a later event is not lost), and `n` is kept in `short`.
+fn drained(r: io::Result<usize>, cap: usize, short: &mut usize) -> io::Result<usize> {
+    match r {
+        Ok(n) if n > 0 && n < cap => {
+            *short = n;
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+        r => r,
     }
 }
