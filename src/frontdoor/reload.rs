@@ -231,13 +231,15 @@ impl Running {
             Some(CertStore::load(&next.certificates).map_err(StartError::CertificateFiles)?)
         };
         let mut tls = tls_configs(&next, &prev.resolver, auth.as_ref())?;
-        // A listener that stays keeps its session cache: clients resume
-        // across the reload, and one cache is kept per listener, not one
-        // per configuration an open connection still holds.
+        // A listener that stays keeps its session cache and its ticket
+        // keys: clients resume across the reload, and one of each is kept
+        // per listener, not one per configuration an open connection still
+        // holds.
         for (i, key) in keys.iter().enumerate() {
             let old = prev.keys.iter().position(|k| k == key);
             if let (Some(o), Some(cfg)) = (old, Arc::get_mut(&mut tls[i])) {
                 cfg.session_storage = prev.tls[o].session_storage.clone();
+                cfg.ticketer = prev.tls[o].ticketer.clone();
             }
         }
         // Nothing below fails: from here on the reload happens.

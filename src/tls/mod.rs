@@ -18,8 +18,10 @@ use rustls::ServerConfig;
 
 pub use certs::{CertStore, SniResolver};
 
-/// Sessions remembered for resumption per listener. A resumed session skips
-/// the certificate verifier, so the connection code re-checks the key.
+/// TLS 1.2 sessions remembered by id per listener (TLS 1.3, and TLS 1.2
+/// clients that take tickets, resume with a ticket instead). A resumed
+/// session skips the certificate verifier, so the connection code re-checks
+/// the key.
 const SESSION_CACHE: usize = 4096;
 
 pub fn server_config(
@@ -37,6 +39,13 @@ pub fn server_config(
     let mut cfg = builder.with_cert_resolver(resolver);
     cfg.alpn_protocols = alpn;
     cfg.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
+    // Stateless tickets: the session travels, sealed, in the client's
+    // ticket, so the server keeps nothing per session however many clients
+    // resume (docs/performance.md, "Resumption"). ring's ticketer seals
+    // with ChaCha20-Poly1305 under a random key that it replaces every 6 hours,
+    // still opening tickets of the key before: a ticket lives at most 12
+    // hours, and a key is never written anywhere.
+    cfg.ticketer = rustls::crypto::ring::Ticketer::new()?;
     // TLS 1.3 records after the handshake are protected by
     // frontdoor::record13, with the keys rustls hands over.
     cfg.enable_secret_extraction = true;
