@@ -6,6 +6,7 @@
 #   benches/run.sh --quick    # 1 run, fewer iterations (under 2 minutes)
 #   benches/run.sh --scale    # also: as many idle connections as the fd cap allows (frontdoor)
 #   benches/run.sh --only frontdoor,haproxy   # a subset of proxies
+#   benches/run.sh --workloads latency,resume  # a subset of workloads
 #
 # Each proxy runs pinned to CPU 0; the load generator and the echo backend
 # run on CPU 1. What is measured is the proxy's own CPU time (utime+stime of
@@ -18,13 +19,15 @@ QUICK=0
 SCALE=0
 RUNS=3
 PROXIES="frontdoor haproxy nginx"
+WORKLOADS="idle handshake cert resume relay latency floor"
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1; RUNS=1 ;;
         --scale) SCALE=1 ;;
         --runs) RUNS=$2; shift ;;
         --only) PROXIES=$(echo "$2" | tr , ' '); shift ;;
-        -h|--help) sed -n 2,13p "$0"; exit 0 ;;
+        --workloads) WORKLOADS=$(echo "$2" | tr , ' '); shift ;;
+        -h|--help) sed -n 2,14p "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -58,9 +61,10 @@ done
 # --- build ------------------------------------------------------------------
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 log "building frontdoor and the bench tools (release)"
-(cd "$ROOT" && cargo build --release --quiet --bin frontdoor --example loadgen --example echo_backend)
+(cd "$ROOT" && cargo build --release --quiet --bin frontdoor --example loadgen --example echo_backend --example hs_cost)
 BIN=$CARGO_TARGET_DIR/release
 LOADGEN=$BIN/examples/loadgen
+HSCOST=$BIN/examples/hs_cost
 ECHO=$BIN/examples/echo_backend
 FRONTDOOR=${FRONTDOOR_BIN:-$BIN/frontdoor}   # FRONTDOOR_BIN: measure another build
 
@@ -134,8 +138,17 @@ EOF
 
 # --- backend ----------------------------------------------------------------
 # Port 0: the backend picks free ports and prints them.
-$PIN_LOAD "$ECHO" "v2=127.0.0.1:0" "v1=127.0.0.1:0" "none=127.0.0.1:0" >"$WORK/echo.log" 2>&1 &
-PIDS+=($!)
+# BENCH_BACKEND=python: the Python one of benches/rtt.py instead (one
+# thread per connection; for the latency workloads, not for bulk).
+if [ "${BENCH_BACKEND:-rust}" = python ]; then
+    for m in v2 v1 none; do
+        $PIN_LOAD python3 "$ROOT/benches/rtt.py" --addr 127.0.0.1:0 serve --proxy-header $m >>"$WORK/echo.log" 2>&1 &
+        PIDS+=($!)
+    done
+else
+    $PIN_LOAD "$ECHO" "v2=127.0.0.1:0" "v1=127.0.0.1:0" "none=127.0.0.1:0" >"$WORK/echo.log" 2>&1 &
+    PIDS+=($!)
+fi
 for _ in $(seq 1 100); do
     [ "$(grep -c '^listening' "$WORK/echo.log")" = 3 ] && break
     sleep 0.1
@@ -234,19 +247,66 @@ stream {
 }
 EOF
 
+# The floor's plain-TCP job: the same proxies without TLS termination.
+# frontdoor: a passthrough route (it reads the ClientHello to choose, then
+# relays TCP); HAProxy and nginx: plain TCP proxies. The client sends a
+# ClientHello and reads the greeting and the hello's echo (loadgen --hello).
+cat > "$WORK/frontdoor-plain.yaml" <<EOF
+listeners:
+  - bind: "127.0.0.1:$PX"
+    route: pass
+tls:
+  certificates:
+    - cert: $WORK/server.crt
+      key: $WORK/server.key
+routes:
+  pass:
+    alpn: ["http/1.1"]
+    mode: passthrough
+    backend: "127.0.0.1:$BE_V2"
+    proxy_protocol: v2
+timeouts: { handshake: 10s, connect: 5s, idle: 30m }
+limits: { max_connections: 20000, per_ip_connections: 20000 }
+EOF
+cat > "$WORK/haproxy-plain.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 9900
+    log stderr format raw local0 err
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 30m
+    timeout server 30m
+frontend fd
+    bind 127.0.0.1:$PX
+    default_backend bk
+backend bk
+    server s1 127.0.0.1:$BE_V2 send-proxy-v2
+EOF
+sed -e "s|listen 127.0.0.1:$PX ssl;|listen 127.0.0.1:$PX;|" -e '/^ *ssl_/d' "$WORK/nginx.conf" > "$WORK/nginx-plain.conf"
+
+start_plain() { # name: the plain-TCP configuration
+    case "$1" in
+        frontdoor) FD_CONFIG=$WORK/frontdoor-plain.yaml start_proxy frontdoor ;;
+        haproxy) HAPROXY_CONFIG=$WORK/haproxy-plain.cfg start_proxy haproxy ;;
+        nginx) NGINX_CONFIG=$WORK/nginx-plain.conf start_proxy nginx ;;
+    esac
+}
+
 start_proxy() { # name -> sets PROXY_PID
     case "$1" in
         frontdoor)
             # Errors and warnings only, like HAProxy and nginx below (none of
             # the three writes a line per connection): FD_LOG=info to include it.
-            RUST_LOG=${FD_LOG:-warn} $PIN_PROXY "$FRONTDOOR" serve --config "$WORK/frontdoor.yaml" \
+            RUST_LOG=${FD_LOG:-warn} $PIN_PROXY "$FRONTDOOR" serve --config "${FD_CONFIG:-$WORK/frontdoor.yaml}" \
                 >/dev/null 2>"$WORK/frontdoor.log" &
             ;;
         haproxy)
-            $PIN_PROXY haproxy -db -f "$WORK/haproxy.cfg" >/dev/null 2>"$WORK/haproxy.log" &
+            $PIN_PROXY haproxy -db -f "${HAPROXY_CONFIG:-$WORK/haproxy.cfg}" >/dev/null 2>"$WORK/haproxy.log" &
             ;;
         nginx)
-            $PIN_PROXY nginx -p "$WORK/nginx" -c "$WORK/nginx.conf" >/dev/null 2>"$WORK/nginx.log" &
+            $PIN_PROXY nginx -p "$WORK/nginx" -c "${NGINX_CONFIG:-$WORK/nginx.conf}" >/dev/null 2>"$WORK/nginx.log" &
             ;;
     esac
     PROXY_PID=$!
@@ -344,26 +404,67 @@ idle_kib() { # count -> KiB per idle connection (prints "kib total_rss_kib")
 
 median() { tr ' ' '\n' | { grep -v '^$' || true; } | sort -g | awk '{v[NR]=$1} END {if (NR == 0) print "-"; else if (NR % 2) print v[(NR+1)/2]; else printf "%.1f\n", (v[NR/2] + v[NR/2+1]) / 2}'; }
 
+has() { [[ " $WORKLOADS " == *" $1 "* ]]; }
+RTT=(python3 "$ROOT/benches/rtt.py" --addr "127.0.0.1:$PX")
+pyrtt() { $PIN_LOAD "${RTT[@]}" "$@"; }
+
 T_START=$(date +%s)
 for run in $(seq 1 "$RUNS"); do
-    # direct to the backend: the latency baseline
-    out=$(loadgen --addr "127.0.0.1:$BE_NONE" --plain --deadline 60 pingpong --rounds "$PP_N")
-    add direct p50 "$(kv "$out" p50_us)"; add direct p99 "$(kv "$out" p99_us)"
+    if has latency; then
+        # direct to the backend: the latency baseline, for both clients
+        out=$(loadgen --addr "127.0.0.1:$BE_NONE" --plain --deadline 60 pingpong --rounds "$PP_N")
+        add direct p50 "$(kv "$out" p50_us)"; add direct p99 "$(kv "$out" p99_us)"
+        out=$($PIN_LOAD python3 "$ROOT/benches/rtt.py" --addr "127.0.0.1:$BE_NONE" --plain pingpong --rounds "$PP_N")
+        add direct py50 "$(kv "$out" p50_us)"; add direct py99 "$(kv "$out" p99_us)"
+    fi
+    if has floor; then
+        # The floor: the same job without TLS (frontdoor's plain route; the
+        # other two as plain TCP proxies), and the crypto of one handshake.
+        out=$($PIN_PROXY "$HSCOST" --iters "$HS_N")
+        add floor crypto_us "$(kv "$out" crypto_us)"; add floor kx_us "$(kv "$out" x25519_us)"
+        add floor rustls_us "$(kv "$out" server_us)"; add floor rustls_rs_us "$(kv "$out" resumed_us)"
+    fi
     for px in $PROXIES; do
         log "run $run/$RUNS: $px"
         start_proxy "$px"
         loadgen "${LG[@]}" handshake --count 20 >/dev/null   # warm up
-        read -r kib total < <(idle_kib "$IDLE_N")
-        add "$px" idle_kib "$kib"; add "$px" idle_rss "$total"
-        add "$px" hs_us "$(cpu_per "$HS_N" 1e6 loadgen "${LG[@]}" handshake --count "$HS_N")"
-        if [ "$px" != frontdoor ] || [ "$FD_CLIENT_AUTH" = 1 ]; then
+        if has idle; then
+            read -r kib total < <(idle_kib "$IDLE_N")
+            add "$px" idle_kib "$kib"; add "$px" idle_rss "$total"
+        fi
+        if has handshake; then
+            add "$px" hs_us "$(cpu_per "$HS_N" 1e6 loadgen "${LG[@]}" handshake --count "$HS_N")"
+            add "$px" hs_seq_us "$(cpu_per "$HS_N" 1e6 pyrtt handshake --count "$HS_N")"
+        fi
+        if has cert && { [ "$px" != frontdoor ] || [ "$FD_CLIENT_AUTH" = 1 ]; }; then
             add "$px" hs_cert_us "$(cpu_per "$HS_N" 1e6 loadgen "${LG[@]}" "${CERT[@]}" handshake --count "$HS_N")"
         fi
-        gib=$(awk -v b="$BULK_BYTES" 'BEGIN {print 2 * b / 1073741824}')
-        add "$px" bulk_ms "$(cpu_per "$gib" 1e3 loadgen "${LG[@]}" bulk --bytes "$BULK_BYTES" --conns 2)"
-        out=$(loadgen "${LG[@]}" pingpong --rounds "$PP_N")
-        add "$px" p50 "$(kv "$out" p50_us)"; add "$px" p99 "$(kv "$out" p99_us)"
+        if has resume; then
+            add "$px" rs_us "$(cpu_per "$HS_N" 1e6 loadgen "${LG[@]}" --resume handshake --count "$HS_N")"
+            if [ "$px" != frontdoor ] || [ "$FD_CLIENT_AUTH" = 1 ]; then
+                add "$px" rs_cert_us "$(cpu_per "$HS_N" 1e6 loadgen "${LG[@]}" "${CERT[@]}" --resume handshake --count "$HS_N")"
+            fi
+        fi
+        if has relay; then
+            gib=$(awk -v b="$BULK_BYTES" 'BEGIN {print 2 * b / 1073741824}')
+            add "$px" bulk_ms "$(cpu_per "$gib" 1e3 loadgen "${LG[@]}" bulk --bytes "$BULK_BYTES" --conns 2)"
+        fi
+        if has latency; then
+            out=$(loadgen "${LG[@]}" pingpong --rounds "$PP_N")
+            add "$px" p50 "$(kv "$out" p50_us)"; add "$px" p99 "$(kv "$out" p99_us)"
+            a=$(cpu_ticks "$PROXY_PID")
+            out=$(pyrtt pingpong --rounds "$PP_N")
+            b=$(cpu_ticks "$PROXY_PID")
+            echo "$out" >&2
+            add "$px" py50 "$(kv "$out" p50_us)"; add "$px" py99 "$(kv "$out" p99_us)"
+            add "$px" py_cpu "$(awk -v a="$a" -v b="$b" -v t="$TCK" -v n="$PP_N" 'BEGIN {printf "%.1f", (b - a) / t * 1e6 / n}')"
+        fi
         stop_proxy
+        if has floor; then
+            start_plain "$px"
+            add "$px" tcp_us "$(cpu_per "$HS_N" 1e6 loadgen --addr "127.0.0.1:$PX" --plain --hello --deadline 180 handshake --count "$HS_N")"
+            stop_proxy
+        fi
     done
 done
 if [ "$SCALE" = 1 ]; then
@@ -374,22 +475,39 @@ if [ "$SCALE" = 1 ]; then
     read -r kib total < <(idle_kib "$n")
     SCALE_LINE="frontdoor held $n idle TLS connections: RSS $((total / 1024)) MiB, $kib KiB per connection"
     stop_proxy
+    # Session memory: 100,000 resumed handshakes, each issuing new tickets.
+    for px in $PROXIES; do
+        log "scale: 100000 resumed handshakes through $px"
+        start_proxy "$px"
+        loadgen "${LG[@]}" --resume handshake --count 2000 >/dev/null
+        before=$(rss_kib "$PROXY_PID")
+        out=$(loadgen "${LG[@]}" --resume handshake --count 100000)
+        after=$(rss_kib "$PROXY_PID")
+        SCALE_LINE="$SCALE_LINE
+$px: RSS $before -> $after KiB over 100,000 resumed handshakes ($((after - before)) KiB; $(kv "$out" resumed) resumed)"
+        stop_proxy
+    done
 fi
 T_END=$(date +%s)
 
 # --- table ------------------------------------------------------------------
-d50=$(echo "${R[direct.p50]}" | median)
-d99=$(echo "${R[direct.p99]}" | median)
+d50=$(echo "${R[direct.p50]:-}" | median)
+d99=$(echo "${R[direct.p99]:-}" | median)
+dp50=$(echo "${R[direct.py50]:-}" | median)
+dp99=$(echo "${R[direct.py99]:-}" | median)
 for px in $PROXIES; do
-    R[$px.add50]=$(for v in ${R[$px.p50]}; do awk -v a="$v" -v d="$d50" 'BEGIN {printf "%.1f ", a - d}'; done)
-    R[$px.add99]=$(for v in ${R[$px.p99]}; do awk -v a="$v" -v d="$d99" 'BEGIN {printf "%.1f ", a - d}'; done)
+    R[$px.add50]=$(for v in ${R[$px.p50]:-}; do awk -v a="$v" -v d="$d50" 'BEGIN {printf "%.1f ", a - d}'; done)
+    R[$px.add99]=$(for v in ${R[$px.p99]:-}; do awk -v a="$v" -v d="$d99" 'BEGIN {printf "%.1f ", a - d}'; done)
+    R[$px.addpy50]=$(for v in ${R[$px.py50]:-}; do awk -v a="$v" -v d="$dp50" 'BEGIN {printf "%.1f ", a - d}'; done)
+    R[$px.addpy99]=$(for v in ${R[$px.py99]:-}; do awk -v a="$v" -v d="$dp99" 'BEGIN {printf "%.1f ", a - d}'; done)
 done
 
 echo
 echo "frontdoor benchmark: $(date -u +%Y-%m-%dT%H:%MZ), $RUNS run(s), median shown"
 echo "machine: $NPROC CPUs, $CPU_MODEL, Linux $KERNEL; proxy on CPU 0, load on CPU 1"
 echo "versions: $("$FRONTDOOR" --version), $(haproxy -v 2>/dev/null | head -1 | awk '{print "HAProxy " $3}'), $(nginx -v 2>&1 | sed 's/.*: //'), $(openssl version | awk '{print "OpenSSL " $2}')"
-echo "workload: TLS 1.3, X25519, AES-128-GCM, ECDSA P-256 server certificate, no resumption, PROXY v2 (nginx: v1) to a greeting+echo backend"
+echo "workload: TLS 1.3, X25519, AES-128-GCM, ECDSA P-256 server certificate, PROXY v2 (nginx: v1) to a greeting+echo backend; resumed: TLS 1.3 tickets, PSK-DHE"
+echo "workloads run: $WORKLOADS"
 echo
 row() { # label key
     local label=$1 key=$2 px vals=() v best=""
@@ -410,13 +528,44 @@ row() { # label key
 printf '| %-38s | %10s | %10s | %10s | %9s |\n' metric frontdoor haproxy nginx "fd/best"
 printf '|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..40})" "------------" "------------" "------------" "-----------"
 row "handshake CPU (us)" hs_us
+row "handshake CPU, one at a time (us)" hs_seq_us
 row "handshake + client cert CPU (us)" hs_cert_us
+row "resumed handshake CPU (us)" rs_us
+row "resumed + client cert CPU (us)" rs_cert_us
+row "plain TCP connection CPU (us)" tcp_us
 row "relay CPU per GiB, both ways (ms)" bulk_ms
 row "RSS per idle TLS connection (KiB)" idle_kib
 row "RSS at $IDLE_N idle connections (KiB)" idle_rss
-row "added latency p50 (us)" add50
-row "added latency p99 (us)" add99
+row "added latency p50, loadgen 64 B (us)" add50
+row "added latency p99, loadgen 64 B (us)" add99
+row "added latency p50, python 32 B (us)" addpy50
+row "added latency p99, python 32 B (us)" addpy99
+row "CPU per python round trip (us)" py_cpu
 echo
-echo "direct to backend: p50 ${d50} µs, p99 ${d99} µs (plain TCP, $PP_N round trips of 64 bytes)"
+if has latency; then
+    echo "direct to backend: loadgen p50 ${d50} µs, p99 ${d99} µs; python p50 ${dp50} µs, p99 ${dp99} µs (plain TCP, $PP_N round trips)"
+fi
+if has floor; then
+    crypto=$(echo "${R[floor.crypto_us]}" | median); kx=$(echo "${R[floor.kx_us]}" | median)
+    echo "floor, CPU 0, ring: the crypto of a full handshake (X25519 + ECDSA P-256 signature) $crypto µs, of a resumed one (X25519) $kx µs;"
+    echo "  rustls' server side of a whole handshake in memory (no sockets): full $(echo "${R[floor.rustls_us]}" | median) µs, resumed $(echo "${R[floor.rustls_rs_us]}" | median) µs"
+    for px in $PROXIES; do
+        hs=$(echo "${R[$px.hs_us]:-}" | median); tcp=$(echo "${R[$px.tcp_us]:-}" | median)
+        rs=$(echo "${R[$px.rs_us]:-}" | median)
+        awk -v p="$px" -v h="$hs" -v t="$tcp" -v r="$rs" -v c="$crypto" -v k="$kx" 'BEGIN {
+            if (h == "-" || c == "-" || c <= 0) exit
+            printf "  %s: full handshake %.2fx the floor (crypto + its own plain TCP connection, %.0f µs)", p, h / (c + t), c + t
+            if (r != "-") printf ", resumed %.2fx (%.0f µs)", r / (k + t), k + t
+            printf "\n" }'
+    done
+fi
 [ -n "${SCALE_LINE:-}" ] && echo "$SCALE_LINE"
+if [ "$RUNS" -gt 1 ]; then
+    echo "each run, in order (the table shows their medians):"
+    for key in hs_us hs_seq_us hs_cert_us rs_us rs_cert_us tcp_us bulk_ms idle_kib add50 add99 addpy50 addpy99 py_cpu; do
+        line="  $key:"
+        for px in $PROXIES; do line="$line $px [$(echo ${R[$px.$key]:-})]"; done
+        echo "$line"
+    done
+fi
 echo "runtime: $((T_END - T_START)) s"

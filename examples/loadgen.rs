@@ -2,8 +2,10 @@
 //! of `echo_backend`: handshakes, bulk relay, idle connections, ping-pong.
 //!
 //! It speaks TLS 1.3 only, X25519 only, one cipher suite (AES-128-GCM by
-//! default) and never resumes a session, so every proxy under test does the
-//! same work per connection. The server certificate is not verified: this
+//! default) and never resumes a session unless `--resume` says so (then
+//! every connection resumes with a ticket of an earlier one, PSK with
+//! X25519, as rustls and OpenSSL clients do), so every proxy under test
+//! does the same work per connection. The server certificate is not verified: this
 //! tool measures cost, not trust, and only talks to loopback. Every mode is
 //! bounded in count and by `--deadline`.
 //!
@@ -66,11 +68,21 @@ struct Common {
     /// Give up after this many seconds.
     #[arg(long, global = true, default_value_t = 300)]
     deadline: u64,
+    /// With --plain: send a TLS ClientHello first and read its echo after
+    /// the greeting, so that a proxy's TLS passthrough route (which reads
+    /// the hello to choose) carries the connection without terminating it.
+    #[arg(long, global = true, requires = "plain")]
+    hello: bool,
+    /// Resume TLS 1.3 sessions with the server's tickets (handshake mode
+    /// counts how many did).
+    #[arg(long, global = true)]
+    resume: bool,
 }
 
 #[derive(Subcommand)]
 enum Mode {
-    /// N full handshakes (no resumption), each reading the backend greeting.
+    /// N handshakes (full, or resumed with --resume), each reading the
+    /// backend greeting.
     Handshake {
         #[arg(long, default_value_t = 1000)]
         count: usize,
@@ -176,7 +188,11 @@ fn client_config(c: &Common) -> Result<Arc<ClientConfig>, Error> {
         }
         _ => b.with_no_client_auth(),
     };
-    cfg.resumption = Resumption::disabled();
+    cfg.resumption = if c.resume {
+        Resumption::in_memory_sessions(256)
+    } else {
+        Resumption::disabled()
+    };
     if !c.alpn.is_empty() {
         cfg.alpn_protocols = vec![c.alpn.as_bytes().to_vec()];
     }
@@ -189,6 +205,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 struct Dialer {
     addr: SocketAddr,
     tls: Option<(TlsConnector, ServerName<'static>)>,
+    /// Connections whose handshake resumed a session.
+    resumed: std::sync::atomic::AtomicUsize,
+    /// `--hello`: the ClientHello sent first on a plain connection.
+    hello: Option<Vec<u8>>,
 }
 
 impl Dialer {
@@ -204,15 +224,41 @@ impl Dialer {
                 ServerName::try_from(c.sni.clone())?,
             ))
         };
-        Ok(Self { addr: c.addr, tls })
+        let hello = if c.hello {
+            let mut conn = rustls::ClientConnection::new(
+                client_config(c)?,
+                ServerName::try_from(c.sni.clone())?,
+            )?;
+            let mut out = Vec::new();
+            conn.write_tls(&mut out)?;
+            Some(out)
+        } else {
+            None
+        };
+        Ok(Self {
+            addr: c.addr,
+            tls,
+            resumed: Default::default(),
+            hello,
+        })
     }
 
     /// Connect, handshake, and read the one-line greeting.
     async fn open(&self) -> Result<tokio::io::BufReader<Box<dyn Io>>, Error> {
-        let tcp = TcpStream::connect(self.addr).await?;
+        let mut tcp = TcpStream::connect(self.addr).await?;
         tcp.set_nodelay(true)?;
+        if let Some(h) = &self.hello {
+            tcp.write_all(h).await?;
+        }
         let s: Box<dyn Io> = match &self.tls {
-            Some((conn, name)) => Box::new(conn.connect(name.clone(), tcp).await?),
+            Some((conn, name)) => {
+                let tls = conn.connect(name.clone(), tcp).await?;
+                if tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+                    self.resumed
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Box::new(tls)
+            }
             None => Box::new(tcp),
         };
         // A small reader buffer: the greeting is one short line, and idle
@@ -222,6 +268,11 @@ impl Dialer {
         r.read_until(b'\n', &mut line).await?;
         if !line.ends_with(b"\n") {
             return Err("connection closed before the greeting".into());
+        }
+        if let Some(h) = &self.hello {
+            // The echo of the hello, so that nothing is left unread.
+            let mut back = vec![0u8; h.len()];
+            r.read_exact(&mut back).await?;
         }
         Ok(r)
     }
@@ -263,7 +314,8 @@ async fn handshake(d: Arc<Dialer>, count: usize, conc: usize) -> Result<String, 
         eprintln!("loadgen: first error: {f}");
     }
     Ok(format!(
-        "mode=handshake n={count} errors={errors} secs={secs:.3} per_sec={:.0}",
+        "mode=handshake n={count} errors={errors} resumed={} secs={secs:.3} per_sec={:.0}",
+        d.resumed.load(std::sync::atomic::Ordering::Relaxed),
         count as f64 / secs
     ))
 }
