@@ -32,6 +32,10 @@ pub enum ClientError {
     /// A 5xx for the whole transaction (MAIL FROM refused, 554 greeting).
     #[error("{0}")]
     Permanent(String),
+    /// The TLS handshake after STARTTLS failed (among others: the
+    /// certificate did not verify): temporary, like [`Self::Temporary`].
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// The result for one recipient.
@@ -186,7 +190,7 @@ impl Conn {
         let stream = tokio::time::timeout(STEP_TIMEOUT, connector.connect(name, io))
             .await
             .map_err(|_| temp(&format!("TLS with {host}"), "timeout"))?
-            .map_err(|e| temp(&format!("TLS with {host}"), e))?;
+            .map_err(|e| ClientError::Tls(format!("TLS with {host}: {e}")))?;
         let mut c = Conn {
             io: Box::new(stream),
             buf: Vec::new(),
@@ -294,6 +298,16 @@ pub fn tls_connector(
     verify: bool,
     ca_file: Option<&std::path::Path>,
 ) -> Result<tokio_rustls::TlsConnector, String> {
+    let cfg = client_config(verify, ca_file)?;
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(cfg)))
+}
+
+/// The client configuration behind [`tls_connector`] (also the MTA-STS
+/// policy fetch's, with its ALPN added).
+pub fn client_config(
+    verify: bool,
+    ca_file: Option<&std::path::Path>,
+) -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -325,5 +339,5 @@ pub fn tls_connector(
             .with_custom_certificate_verifier(Arc::new(super::any_cert::AnyCert(provider)))
             .with_no_client_auth()
     };
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(cfg)))
+    Ok(cfg)
 }
