@@ -18,6 +18,13 @@
 //!   `mail.queue.lifetime` has passed since queueing; a 5xx, a domain
 //!   without mail hosts, or the end of the lifetime fails them for good and
 //!   puts a delivery report ([`dsn`]) into the local sender's INBOX.
+//! - MTA-STS ([`mta_sts`]): before connecting, the domain's policy is
+//!   looked up (cached or fetched). `enforce`: only MX hosts the policy
+//!   names are tried, and their certificate must verify for the MX name
+//!   (the system's roots plus `mail.delivery.ca_file`, even with
+//!   `mail.delivery.tls: encrypt`); no matching host or a failed TLS
+//!   handshake defers the message (reason `mta_sts`). `testing`: what
+//!   would fail is logged and delivery goes on as without a policy.
 //! - `frontdoor mail queue --flush` leaves a `flush` file in the queue
 //!   directory; the worker looks for it every second and retries all.
 //! - At most [`MAX_DESTINATIONS`] domains are served at once.
@@ -25,6 +32,7 @@
 pub mod any_cert;
 pub mod client;
 pub mod dsn;
+pub mod mta_sts;
 pub mod mx;
 
 use std::collections::{BTreeMap, HashSet};
@@ -120,7 +128,11 @@ struct Worker {
     accounts: Accounts,
     cfg: Arc<MailConfig>,
     mx: mx::Mx,
+    /// As `mail.delivery.tls` says.
     tls: tokio_rustls::TlsConnector,
+    /// Always verifying (an `enforce` policy's connections).
+    verified: tokio_rustls::TlsConnector,
+    sts: mta_sts::Sts,
     busy: Mutex<HashSet<String>>,
     shutdown: CancellationToken,
 }
@@ -144,11 +156,19 @@ pub fn start(
     tracker: &TaskTracker,
 ) -> Result<Arc<Handle>, DeliveryError> {
     let queue = Arc::new(Queue::open(&cfg.data_dir)?);
-    let tls = client::tls_connector(
-        cfg.delivery.tls == DeliveryTls::Verify,
-        cfg.delivery.ca_file.as_deref(),
-    )
-    .map_err(DeliveryError::Tls)?;
+    let ca = cfg.delivery.ca_file.as_deref();
+    let verified_cfg = client::client_config(true, ca).map_err(DeliveryError::Tls)?;
+    let verified = tokio_rustls::TlsConnector::from(Arc::new(verified_cfg.clone()));
+    let tls = match cfg.delivery.tls {
+        DeliveryTls::Verify => verified.clone(),
+        DeliveryTls::Encrypt => client::tls_connector(false, ca).map_err(DeliveryError::Tls)?,
+    };
+    let mut web_cfg = verified_cfg;
+    web_cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let sts = mta_sts::Sts::new(
+        &cfg.data_dir,
+        tokio_rustls::TlsConnector::from(Arc::new(web_cfg)),
+    );
     let n = queue.len();
     if n > 0 {
         tracing::info!(entries = n, "queue: resuming deliveries");
@@ -165,6 +185,8 @@ pub fn start(
         mx: mx::Mx::new(&cfg.dns_resolvers),
         cfg,
         tls,
+        verified,
+        sts,
         busy: Mutex::new(HashSet::new()),
         shutdown,
     });
@@ -254,12 +276,16 @@ impl Worker {
     }
 
     /// Connect to the first MX host that answers and takes TLS.
-    async fn connect(&self, hosts: &[mx::Host]) -> Result<Conn, ClientError> {
+    async fn connect(
+        &self,
+        hosts: &[mx::Host],
+        tls: &tokio_rustls::TlsConnector,
+    ) -> Result<Conn, ClientError> {
         let mut last = ClientError::Temporary("no mail host".into());
         for h in hosts {
             for ip in h.addrs.iter().take(4) {
                 let addr = SocketAddr::new(*ip, self.cfg.delivery.port);
-                match Conn::open(addr, &h.name, &self.cfg.hostname, Some(&self.tls)).await {
+                match Conn::open(addr, &h.name, &self.cfg.hostname, Some(tls)).await {
                     Ok(c) => return Ok(c),
                     Err(e) => {
                         tracing::info!(host = %h.name, %addr, error = %e, "queue: mail host not usable");
@@ -296,18 +322,21 @@ impl Worker {
                 return;
             }
         };
+        let Some((hosts, tls, sts)) = self.apply_sts(dest, hosts, &batch).await else {
+            return;
+        };
         let mut conn: Option<Conn> = None;
-        let mut down: Option<String> = None;
+        let mut down: Option<(String, &'static str)> = None;
         for (e, rcpts) in batch {
             if self.shutdown.is_cancelled() {
                 break;
             }
-            if let Some(why) = &down {
+            if let Some((why, reason)) = &down {
                 let res = rcpts
                     .iter()
                     .map(|r| (r.clone(), Outcome::Temporary(why.clone())))
                     .collect();
-                self.settle(&e, res, None, "connection").await;
+                self.settle(&e, res, None, reason).await;
                 continue;
             }
             let q = self.handle.queue.clone();
@@ -324,16 +353,32 @@ impl Worker {
                 }
             };
             if conn.is_none() {
-                match self.connect(&hosts).await {
+                match self.connect(&hosts, tls).await {
                     Ok(c) => conn = Some(c),
                     Err(err) => {
-                        let why = err.to_string();
-                        down = Some(why.clone());
+                        let (why, reason) = match (&sts, &err) {
+                            (Some(p), ClientError::Tls(_))
+                                if p.policy.mode == mta_sts::Mode::Enforce =>
+                            {
+                                (
+                                    format!(
+                                        "MTA-STS policy of {dest} (enforce, id {}): {err}",
+                                        p.id
+                                    ),
+                                    "mta_sts",
+                                )
+                            }
+                            _ => (err.to_string(), "connection"),
+                        };
+                        if reason == "mta_sts" {
+                            tracing::warn!(domain = %crate::log_safe::Escaped(dest), error = %why, "MTA-STS: no mail host passed the policy; deferred");
+                        }
+                        down = Some((why.clone(), reason));
                         let res = rcpts
                             .iter()
                             .map(|r| (r.clone(), Outcome::Temporary(why.clone())))
                             .collect();
-                        self.settle(&e, res, None, "connection").await;
+                        self.settle(&e, res, None, reason).await;
                         continue;
                     }
                 }
@@ -357,7 +402,8 @@ impl Worker {
             };
             for (r, o) in &res {
                 if let Outcome::Delivered(reply) = o {
-                    tracing::info!(id = %e.id, rcpt = %r, host = %host, tls, reply = %reply, "queue: delivered");
+                    let mta_sts = sts.as_ref().map_or("none", |p| p.policy.mode.as_str());
+                    tracing::info!(id = %e.id, rcpt = %r, host = %host, tls, mta_sts, reply = %reply, "queue: delivered");
                 }
             }
             self.settle(&e, res, Some((host, msg)), "peer_4xx").await;
@@ -365,6 +411,65 @@ impl Worker {
         if let Some(c) = conn {
             c.quit().await;
         }
+    }
+
+    /// The domain's MTA-STS policy applied to its MX hosts: the hosts to
+    /// try, the TLS connector to use and the policy. `None` when an
+    /// `enforce` policy leaves no host (the batch is then deferred here).
+    async fn apply_sts(
+        &self,
+        dest: &str,
+        hosts: Vec<mx::Host>,
+        batch: &Batch,
+    ) -> Option<(
+        Vec<mx::Host>,
+        &tokio_rustls::TlsConnector,
+        Option<mta_sts::Cached>,
+    )> {
+        let Some(p) = self.sts.policy(self.mx.resolver(), dest).await else {
+            return Some((hosts, &self.tls, None));
+        };
+        let mode = p.policy.mode;
+        let names = |hs: &[mx::Host]| {
+            hs.iter()
+                .map(|h| h.name.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let (ok, off): (Vec<_>, Vec<_>) = hosts
+            .iter()
+            .cloned()
+            .partition(|h| p.policy.allows(&h.name));
+        match mode {
+            mta_sts::Mode::None => return Some((hosts, &self.tls, Some(p))),
+            mta_sts::Mode::Testing => {
+                if !off.is_empty() {
+                    tracing::warn!(domain = %crate::log_safe::Escaped(dest), id = %p.id, hosts = %names(&off), "MTA-STS testing: these mail hosts are not in the policy (an enforce policy would skip them); delivering anyway");
+                }
+                tracing::info!(domain = %crate::log_safe::Escaped(dest), id = %p.id, mode = mode.as_str(), "MTA-STS: policy applied");
+                return Some((hosts, &self.tls, Some(p)));
+            }
+            mta_sts::Mode::Enforce => {}
+        }
+        tracing::info!(domain = %crate::log_safe::Escaped(dest), id = %p.id, mode = mode.as_str(), hosts = %names(&ok), skipped = %names(&off), "MTA-STS: policy applied");
+        if ok.is_empty() {
+            let why = format!(
+                "MTA-STS policy of {dest} (enforce, id {}): no mail host matches its mx patterns ({}); MX hosts: {}",
+                p.id,
+                crate::log_safe::Escaped(p.policy.mx.join(",")),
+                names(&hosts)
+            );
+            tracing::warn!(domain = %crate::log_safe::Escaped(dest), error = %why, "MTA-STS: deferred");
+            for (e, rcpts) in batch {
+                let res = rcpts
+                    .iter()
+                    .map(|r| (r.clone(), Outcome::Temporary(why.clone())))
+                    .collect();
+                self.settle(e, res, None, "mta_sts").await;
+            }
+            return None;
+        }
+        Some((ok, &self.verified, Some(p)))
     }
 
     /// Make the results of one attempt durable, count them, and report
