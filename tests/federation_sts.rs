@@ -8,9 +8,11 @@
 //! dns` prints. With a certificate valid for the MX name the message goes
 //! and `_a`'s log says the enforce policy was applied; with one that does
 //! not name the MX host it stays queued with the MTA-STS reason until the
-//! certificate is fixed and the queue flushed.
+//! certificate is fixed and the queue flushed. A policy served by a plain
+//! HTTPS server whose `mx` names other hosts defers the message while it
+//! is `enforce` and only warns once it is `testing` under a new `id`.
 //!
-//! Needs root (ports 25 and 443), dnsmasq.
+//! Needs root (ports 25 and 443), dnsmasq, python3.
 
 mod common;
 mod federation_common;
@@ -156,5 +158,124 @@ fn an_enforce_policy_keeps_mail_queued_while_the_mx_certificate_does_not_verify(
     assert!(ok, "A:\n{}\nB:\n{}", a.log(), b.log.text());
     let d = &a.events("queue: delivered")[0];
     assert_eq!(str_field(d, "mta_sts"), "enforce", "{d}");
+    assert!(poll_until(Duration::from_secs(10), || a.queued() == 0));
+}
+
+/// An HTTPS server on `argv[1]:443` (certificate `argv[2]`, key `argv[3]`)
+/// answering every GET with the file `argv[4]` as `text/plain`.
+const POLICY_SERVER: &str = r#"
+import http.server, ssl, sys
+ip, crt, key, path = sys.argv[1:5]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = open(path, "rb").read()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+srv = http.server.HTTPServer((ip, 443), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(crt, key)
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print("READY", flush=True)
+srv.serve_forever()
+"#;
+
+/// Kills the child on drop.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_policy_naming_other_mx_hosts_defers_when_enforced_and_only_warns_in_testing() {
+    use std::io::BufRead;
+    let (ip_a, ip_b) = ("127.0.9.2", "127.0.9.3");
+    let ca = Ca::new();
+    let port = free_port();
+    let mut a = Relay::new(A, ip_a, port, &ca, "{ retry: 1h }");
+    let mut b = Relay::new(B, ip_b, port, &ca, "{ retry: 1h }");
+    let web = tempfile::tempdir().unwrap();
+    let sts_host = format!("mta-sts.{B}");
+    ca.issue(web.path(), "web", &[&sts_host]);
+    let policy = web.path().join("policy.txt");
+    std::fs::write(
+        &policy,
+        "version: STSv1\nmode: enforce\nmx: mx.elsewhere.test\nmx: *.elsewhere.test\nmax_age: 86400\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", POLICY_SERVER, ip_b])
+        .arg(web.path().join("web.crt"))
+        .arg(web.path().join("web.key"))
+        .arg(&policy)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _web = Killed(child);
+    assert_eq!(line.trim(), "READY");
+    let mut keys = a.txt();
+    keys.extend(b.txt());
+    let records = |id: &str| {
+        let mut txt = keys.clone();
+        txt.push((format!("_mta-sts.{B}"), format!("v=STSv1; id={id}")));
+        start_dns_with(
+            port,
+            &[(A, ip_a), (B, ip_b)],
+            &[(sts_host.as_str(), ip_b)],
+            &txt,
+        )
+    };
+    let dns = records("one");
+    b.start();
+    a.start();
+    let (from, to) = (format!("alice@{A}"), format!("bob@{B}"));
+    assert_eq!(a.submit(&from, &to, "sts-mx@test"), Some(250));
+    let mut listing = String::new();
+    let deferred = poll_until(Duration::from_secs(60), || {
+        listing = a.queue_cli(false);
+        listing.contains("attempts=1")
+    });
+    assert!(deferred, "{listing}\n{}", a.log());
+    assert!(
+        listing.contains(&format!(
+            "MTA-STS policy of {B} (enforce, id one): no mail host matches its mx patterns (mx.elsewhere.test,*.elsewhere.test); MX hosts: {B}"
+        )),
+        "{listing}"
+    );
+    assert!(a.events("queue: delivered").is_empty());
+    // The domain switches to testing under a new id: fetched again, the
+    // mismatch is only logged, and the message goes.
+    std::fs::write(
+        &policy,
+        "version: STSv1\nmode: testing\nmx: mx.elsewhere.test\nmax_age: 86400\n",
+    )
+    .unwrap();
+    drop(dns);
+    let _dns = records("two");
+    a.queue_cli(true);
+    let ok = poll_until(Duration::from_secs(60), || {
+        !a.events("queue: delivered").is_empty()
+    });
+    assert!(ok, "A:\n{}\nB:\n{}", a.log(), b.log());
+    let d = &a.events("queue: delivered")[0];
+    assert_eq!(str_field(d, "mta_sts"), "testing", "{d}");
+    let warned = a.events(
+        "MTA-STS testing: these mail hosts are not in the policy (an enforce policy would skip them); delivering anyway",
+    );
+    assert_eq!(warned.len(), 1, "{}", a.log());
+    assert_eq!(str_field(&warned[0], "hosts"), B);
+    assert_eq!(a.events("MTA-STS: policy fetched").len(), 2, "{}", a.log());
     assert!(poll_until(Duration::from_secs(10), || a.queued() == 0));
 }
