@@ -371,7 +371,7 @@ impl Worker {
                             _ => (err.to_string(), "connection"),
                         };
                         if reason == "mta_sts" {
-                            tracing::warn!(domain = %crate::log_safe::Escaped(dest), error = %why, "MTA-STS: no mail host passed the policy; deferred");
+                            tracing::warn!(domain = %crate::log_safe::Escaped(dest), error = %crate::log_safe::Escaped(&why), "MTA-STS: no mail host passed the policy; deferred");
                         }
                         down = Some((why.clone(), reason));
                         let res = rcpts
@@ -459,7 +459,7 @@ impl Worker {
                 crate::log_safe::Escaped(p.policy.mx.join(",")),
                 names(&hosts)
             );
-            tracing::warn!(domain = %crate::log_safe::Escaped(dest), error = %why, "MTA-STS: deferred");
+            tracing::warn!(domain = %crate::log_safe::Escaped(dest), error = %crate::log_safe::Escaped(&why), "MTA-STS: deferred");
             for (e, rcpts) in batch {
                 let res = rcpts
                     .iter()
