@@ -68,6 +68,8 @@ pub struct Stats {
     failed: Mutex<BTreeMap<&'static str, u64>>,
     /// Attempts that left recipients pending, by reason.
     deferred: Mutex<BTreeMap<&'static str, u64>>,
+    /// Destination attempts an MTA-STS policy applied to, by mode.
+    mta_sts: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Stats {
@@ -84,9 +86,16 @@ impl Stats {
         g.iter().map(|(k, v)| (*k, *v)).collect()
     }
 
-    /// Deferrals by reason (`peer_4xx`, `connection`, `dns`).
+    /// Deferrals by reason (`peer_4xx`, `connection`, `dns`, `mta_sts`).
     pub fn deferred(&self) -> Vec<(&'static str, u64)> {
         let g = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
+        g.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    /// Destination attempts an MTA-STS policy applied to, by mode
+    /// (`enforce`, `testing`, `none`).
+    pub fn mta_sts(&self) -> Vec<(&'static str, u64)> {
+        let g = self.mta_sts.lock().unwrap_or_else(|p| p.into_inner());
         g.iter().map(|(k, v)| (*k, *v)).collect()
     }
 }
@@ -430,6 +439,7 @@ impl Worker {
             return Some((hosts, &self.tls, None));
         };
         let mode = p.policy.mode;
+        Stats::add(&self.handle.stats.mta_sts, mode.as_str(), 1);
         let names = |hs: &[mx::Host]| {
             hs.iter()
                 .map(|h| h.name.as_str())
