@@ -10,7 +10,8 @@
 //! not name the MX host it stays queued with the MTA-STS reason until the
 //! certificate is fixed and the queue flushed. A policy served by a plain
 //! HTTPS server whose `mx` names other hosts defers the message while it
-//! is `enforce` and only warns once it is `testing` under a new `id`.
+//! is `enforce` and only warns once it is `testing` under a new `id` (about
+//! the hosts and about the MX certificate, which names another host).
 //!
 //! Needs root (ports 25 and 443), dnsmasq, python3.
 
@@ -200,8 +201,11 @@ fn a_policy_naming_other_mx_hosts_defers_when_enforced_and_only_warns_in_testing
     let (ip_a, ip_b) = ("127.0.9.2", "127.0.9.3");
     let ca = Ca::new();
     let port = free_port();
-    let mut a = Relay::new(A, ip_a, port, &ca, "{ retry: 1h }");
+    let mut a = sender(ip_a, port, &ca);
     let mut b = Relay::new(B, ip_b, port, &ca, "{ retry: 1h }");
+    // B's MX certificate names another host: `encrypt` takes it, and the
+    // testing policy reports it.
+    ca.issue(b.dir.path(), "mx", &["mx.elsewhere.test"]);
     let web = tempfile::tempdir().unwrap();
     let sts_host = format!("mta-sts.{B}");
     ca.issue(web.path(), "web", &[&sts_host]);
@@ -276,6 +280,16 @@ fn a_policy_naming_other_mx_hosts_defers_when_enforced_and_only_warns_in_testing
     );
     assert_eq!(warned.len(), 1, "{}", a.log());
     assert_eq!(str_field(&warned[0], "hosts"), B);
+    let cert = a.events(
+        "MTA-STS testing: this certificate would not pass an enforce policy; delivering anyway",
+    );
+    assert_eq!(cert.len(), 1, "{}", a.log());
+    assert_eq!(str_field(&cert[0], "host"), B);
+    assert!(
+        str_field(&cert[0], "error").contains("not valid for name"),
+        "{}",
+        cert[0]
+    );
     assert_eq!(a.events("MTA-STS: policy fetched").len(), 2, "{}", a.log());
     assert!(poll_until(Duration::from_secs(10), || a.queued() == 0));
 }

@@ -313,26 +313,9 @@ pub fn client_config(
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| e.to_string())?;
     let cfg = if verify {
-        let mut roots = rustls::RootCertStore::empty();
-        let native = rustls_native_certs::load_native_certs();
-        for e in &native.errors {
-            tracing::warn!("delivery TLS: reading the system's certificates: {e}");
-        }
-        let (added, _) = roots.add_parsable_certificates(native.certs);
-        let mut extra = 0;
-        if let Some(p) = ca_file {
-            let pem = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            for c in rustls_pemfile::certs(&mut &pem[..]) {
-                let c = c.map_err(|e| format!("{}: {e}", p.display()))?;
-                roots.add(c).map_err(|e| format!("{}: {e}", p.display()))?;
-                extra += 1;
-            }
-            if extra == 0 {
-                return Err(format!("{}: no certificate in it", p.display()));
-            }
-        }
-        tracing::debug!(system = added, extra, "delivery TLS trust anchors");
-        builder.with_root_certificates(roots).with_no_client_auth()
+        builder
+            .with_root_certificates(roots(ca_file)?)
+            .with_no_client_auth()
     } else {
         builder
             .dangerous()
@@ -340,4 +323,54 @@ pub fn client_config(
             .with_no_client_auth()
     };
     Ok(cfg)
+}
+
+/// The system's roots plus the certificates of `ca_file`.
+fn roots(ca_file: Option<&std::path::Path>) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for e in &native.errors {
+        tracing::warn!("delivery TLS: reading the system's certificates: {e}");
+    }
+    let (added, _) = roots.add_parsable_certificates(native.certs);
+    let mut extra = 0;
+    if let Some(p) = ca_file {
+        let pem = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        for c in rustls_pemfile::certs(&mut &pem[..]) {
+            let c = c.map_err(|e| format!("{}: {e}", p.display()))?;
+            roots.add(c).map_err(|e| format!("{}: {e}", p.display()))?;
+            extra += 1;
+        }
+        if extra == 0 {
+            return Err(format!("{}: no certificate in it", p.display()));
+        }
+    }
+    tracing::debug!(system = added, extra, "delivery TLS trust anchors");
+    Ok(roots)
+}
+
+/// The web PKI verifier of [`client_config`]'s verifying mode.
+pub fn web_pki_verifier(
+    ca_file: Option<&std::path::Path>,
+) -> Result<Arc<rustls::client::WebPkiServerVerifier>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots(ca_file)?), provider)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// A connector that takes any certificate but records whether `verifier`
+/// would have refused it (an MTA-STS `testing` policy under `encrypt`).
+pub fn reporting_connector(
+    verifier: &Arc<rustls::client::WebPkiServerVerifier>,
+) -> Result<(tokio_rustls::TlsConnector, Arc<super::any_cert::Reporting>), String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let reporting = Arc::new(super::any_cert::Reporting::new(verifier.clone()));
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(reporting.clone())
+        .with_no_client_auth();
+    Ok((tokio_rustls::TlsConnector::from(Arc::new(cfg)), reporting))
 }

@@ -24,7 +24,9 @@
 //!   (the system's roots plus `mail.delivery.ca_file`, even with
 //!   `mail.delivery.tls: encrypt`); no matching host or a failed TLS
 //!   handshake defers the message (reason `mta_sts`). `testing`: what
-//!   would fail is logged and delivery goes on as without a policy.
+//!   would fail (hosts outside the policy; under `encrypt`, a certificate
+//!   that would not verify) is logged and delivery goes on as without a
+//!   policy.
 //! - `frontdoor mail queue --flush` leaves a `flush` file in the queue
 //!   directory; the worker looks for it every second and retries all.
 //! - At most [`MAX_DESTINATIONS`] domains are served at once.
@@ -141,6 +143,9 @@ struct Worker {
     tls: tokio_rustls::TlsConnector,
     /// Always verifying (an `enforce` policy's connections).
     verified: tokio_rustls::TlsConnector,
+    /// With `encrypt`: the verifier a `testing` policy's connections
+    /// report against.
+    testing: Option<Arc<rustls::client::WebPkiServerVerifier>>,
     sts: mta_sts::Sts,
     busy: Mutex<HashSet<String>>,
     shutdown: CancellationToken,
@@ -168,9 +173,12 @@ pub fn start(
     let ca = cfg.delivery.ca_file.as_deref();
     let verified_cfg = client::client_config(true, ca).map_err(DeliveryError::Tls)?;
     let verified = tokio_rustls::TlsConnector::from(Arc::new(verified_cfg.clone()));
-    let tls = match cfg.delivery.tls {
-        DeliveryTls::Verify => verified.clone(),
-        DeliveryTls::Encrypt => client::tls_connector(false, ca).map_err(DeliveryError::Tls)?,
+    let (tls, testing) = match cfg.delivery.tls {
+        DeliveryTls::Verify => (verified.clone(), None),
+        DeliveryTls::Encrypt => (
+            client::tls_connector(false, ca).map_err(DeliveryError::Tls)?,
+            Some(client::web_pki_verifier(ca).map_err(DeliveryError::Tls)?),
+        ),
     };
     let mut web_cfg = verified_cfg;
     web_cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -195,6 +203,7 @@ pub fn start(
         cfg,
         tls,
         verified,
+        testing,
         sts,
         busy: Mutex::new(HashSet::new()),
         shutdown,
@@ -212,6 +221,15 @@ pub fn backoff(retry: Duration, max: Duration, attempts: u32) -> Duration {
 
 /// Due work for one domain: entries and their pending recipients there.
 type Batch = Vec<(Entry, Vec<String>)>;
+
+/// How a domain's MX hosts are tried, after its MTA-STS policy.
+struct Route {
+    hosts: Vec<mx::Host>,
+    tls: tokio_rustls::TlsConnector,
+    sts: Option<mta_sts::Cached>,
+    /// A `testing` policy under `encrypt`: what verification would refuse.
+    reporting: Option<Arc<any_cert::Reporting>>,
+}
 
 impl Worker {
     fn busy(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
@@ -331,7 +349,13 @@ impl Worker {
                 return;
             }
         };
-        let Some((hosts, tls, sts)) = self.apply_sts(dest, hosts, &batch).await else {
+        let Some(Route {
+            hosts,
+            tls,
+            sts,
+            reporting,
+        }) = self.apply_sts(dest, hosts, &batch).await
+        else {
             return;
         };
         let mut conn: Option<Conn> = None;
@@ -362,8 +386,14 @@ impl Worker {
                 }
             };
             if conn.is_none() {
-                match self.connect(&hosts, tls).await {
-                    Ok(c) => conn = Some(c),
+                match self.connect(&hosts, &tls).await {
+                    Ok(c) => {
+                        if let Some((name, why)) = reporting.as_ref().and_then(|r| r.take_refusal())
+                        {
+                            tracing::warn!(domain = %crate::log_safe::Escaped(dest), host = %name, error = %why, "MTA-STS testing: this certificate would not pass an enforce policy; delivering anyway");
+                        }
+                        conn = Some(c);
+                    }
                     Err(err) => {
                         let (why, reason) = match (&sts, &err) {
                             (Some(p), ClientError::Tls(_))
@@ -425,18 +455,15 @@ impl Worker {
     /// The domain's MTA-STS policy applied to its MX hosts: the hosts to
     /// try, the TLS connector to use and the policy. `None` when an
     /// `enforce` policy leaves no host (the batch is then deferred here).
-    async fn apply_sts(
-        &self,
-        dest: &str,
-        hosts: Vec<mx::Host>,
-        batch: &Batch,
-    ) -> Option<(
-        Vec<mx::Host>,
-        &tokio_rustls::TlsConnector,
-        Option<mta_sts::Cached>,
-    )> {
+    async fn apply_sts(&self, dest: &str, hosts: Vec<mx::Host>, batch: &Batch) -> Option<Route> {
+        let plain = |hosts, sts| Route {
+            hosts,
+            tls: self.tls.clone(),
+            sts,
+            reporting: None,
+        };
         let Some(p) = self.sts.policy(self.mx.resolver(), dest).await else {
-            return Some((hosts, &self.tls, None));
+            return Some(plain(hosts, None));
         };
         let mode = p.policy.mode;
         Stats::add(&self.handle.stats.mta_sts, mode.as_str(), 1);
@@ -451,13 +478,25 @@ impl Worker {
             .cloned()
             .partition(|h| p.policy.allows(&h.name));
         match mode {
-            mta_sts::Mode::None => return Some((hosts, &self.tls, Some(p))),
+            mta_sts::Mode::None => return Some(plain(hosts, Some(p))),
             mta_sts::Mode::Testing => {
                 if !off.is_empty() {
                     tracing::warn!(domain = %crate::log_safe::Escaped(dest), id = %p.id, hosts = %names(&off), "MTA-STS testing: these mail hosts are not in the policy (an enforce policy would skip them); delivering anyway");
                 }
                 tracing::info!(domain = %crate::log_safe::Escaped(dest), id = %p.id, mode = mode.as_str(), "MTA-STS: policy applied");
-                return Some((hosts, &self.tls, Some(p)));
+                let reporting = self
+                    .testing
+                    .as_ref()
+                    .and_then(|v| client::reporting_connector(v).ok());
+                return Some(match reporting {
+                    Some((tls, r)) => Route {
+                        hosts,
+                        tls,
+                        sts: Some(p),
+                        reporting: Some(r),
+                    },
+                    None => plain(hosts, Some(p)),
+                });
             }
             mta_sts::Mode::Enforce => {}
         }
@@ -479,7 +518,12 @@ impl Worker {
             }
             return None;
         }
-        Some((ok, &self.verified, Some(p)))
+        Some(Route {
+            hosts: ok,
+            tls: self.verified.clone(),
+            sts: Some(p),
+            reporting: None,
+        })
     }
 
     /// Make the results of one attempt durable, count them, and report
