@@ -67,22 +67,32 @@ async fn fetch_inner(
     tls: &tokio_rustls::TlsConnector,
     host: &str,
 ) -> Result<Vec<u8>, FetchError> {
-    let ips: Vec<std::net::IpAddr> = resolver
+    let addrs: Vec<SocketAddr> = resolver
         .lookup_ip(format!("{host}.").as_str())
         .await
         .map_err(|e| FetchError::Dns(host.to_owned(), e.to_string()))?
         .iter()
         .take(4)
+        .map(|ip| SocketAddr::new(ip, PORT))
         .collect();
+    get(&addrs, tls, host).await
+}
+
+/// The GET itself, to the first of `addrs` that takes the connection.
+async fn get(
+    addrs: &[SocketAddr],
+    tls: &tokio_rustls::TlsConnector,
+    host: &str,
+) -> Result<Vec<u8>, FetchError> {
     let mut last = FetchError::Dns(host.to_owned(), "no address".into());
     let mut tcp = None;
-    for ip in ips {
-        match TcpStream::connect(SocketAddr::new(ip, PORT)).await {
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
             Ok(s) => {
                 tcp = Some(s);
                 break;
             }
-            Err(e) => last = FetchError::Connect(format!("{host} [{ip}]"), e.to_string()),
+            Err(e) => last = FetchError::Connect(format!("{host} [{addr}]"), e.to_string()),
         }
     }
     let tcp = tcp.ok_or(last)?;
@@ -135,4 +145,105 @@ async fn fetch_inner(
     .await;
     driver.abort();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const HOST: &str = "mta-sts.example.test";
+
+    /// A TLS server for `HOST` answering one request with `response`, and
+    /// a client connector trusting it.
+    async fn server(response: Vec<u8>) -> (SocketAddr, tokio_rustls::TlsConnector) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![HOST.to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let der = cert.der().clone();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let scfg = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![der.clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(scfg));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let Ok((tcp, _)) = l.accept().await else {
+                return;
+            };
+            // A client refusing the certificate ends the handshake.
+            let Ok(mut s) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let mut head = Vec::new();
+            let mut b = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut b).await.unwrap_or(0);
+                if n == 0 {
+                    return;
+                }
+                head.extend_from_slice(&b[..n]);
+            }
+            assert!(head.starts_with(b"GET /.well-known/mta-sts.txt HTTP/1.1\r\n"));
+            let _ = s.write_all(&response).await;
+            let _ = s.shutdown().await;
+        });
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der).unwrap();
+        let ccfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (addr, tokio_rustls::TlsConnector::from(Arc::new(ccfg)))
+    }
+
+    async fn answer(response: &[u8]) -> Result<Vec<u8>, FetchError> {
+        let (addr, tls) = server(response.to_vec()).await;
+        get(&[addr], &tls, HOST).await
+    }
+
+    #[tokio::test]
+    async fn takes_only_a_bounded_text_plain_200() {
+        let policy = "version: STSv1\nmode: enforce\nmx: a.example\nmax_age: 60\n";
+        let ok = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n{policy}",
+            policy.len()
+        );
+        assert_eq!(answer(ok.as_bytes()).await.unwrap(), policy.as_bytes());
+        let redirect =
+            b"HTTP/1.1 301 Moved\r\nLocation: https://evil.example/\r\nContent-Length: 0\r\n\r\n";
+        assert!(matches!(
+            answer(redirect).await,
+            Err(FetchError::Status(_, 301))
+        ));
+        let html = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 2\r\n\r\nhi";
+        assert!(matches!(answer(html).await, Err(FetchError::MediaType(..))));
+        let mut big = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+            MAX_POLICY_BYTES + 1
+        )
+        .into_bytes();
+        big.resize(big.len() + MAX_POLICY_BYTES + 1, b'a');
+        assert!(matches!(answer(&big).await, Err(FetchError::TooLarge(_))));
+    }
+
+    #[tokio::test]
+    async fn a_certificate_for_another_name_is_refused() {
+        let (addr, tls) = server(b"HTTP/1.1 200 OK\r\n\r\n".to_vec()).await;
+        assert!(matches!(
+            get(&[addr], &tls, "mta-sts.other.test").await,
+            Err(FetchError::Tls(..))
+        ));
+    }
 }
