@@ -5,7 +5,7 @@
 # stable-only machine, RUSTC_BOOTSTRAP=1 stands in for nightly.
 set -eu
 if [ $# -ne 2 ]; then
-    echo "usage: $0 TARGET SECONDS (targets: imap_parser imap_mime proxy_protocol config registry smtp_parser client_hello xclient_reply proxy_readers proxy_v2_roundtrip record13 tls_stream chatmail_filter connect_request)" >&2
+    echo "usage: $0 TARGET SECONDS (targets: imap_parser imap_mime proxy_protocol config registry smtp_parser client_hello xclient_reply proxy_readers proxy_v2_roundtrip record13 tls_stream chatmail_filter connect_request mta_sts_policy)" >&2
     exit 2
 fi
 target=$1

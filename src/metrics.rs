@@ -47,6 +47,11 @@ pub struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModeLabel {
+    pub mode: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AccountLabel {
     pub account: String,
 }
@@ -94,6 +99,8 @@ pub struct QueueScrape {
     pub failed: Vec<(&'static str, u64)>,
     /// Deferred attempts (recipients), by reason.
     pub deferred: Vec<(&'static str, u64)>,
+    /// Destination attempts an MTA-STS policy applied to, by mode.
+    pub mta_sts: Vec<(&'static str, u64)>,
 }
 
 /// The key registry at scrape time.
@@ -138,6 +145,7 @@ pub struct Metrics {
     queue_delivered: Counter,
     queue_failed: Family<ReasonLabel, Counter>,
     queue_deferred: Family<ReasonLabel, Counter>,
+    mta_sts_applied: Family<ModeLabel, Counter>,
     /// What the queue counters were at the last scrape.
     queue_seen: Mutex<QueueScrape>,
     accounts_seen: Mutex<HashSet<String>>,
@@ -174,6 +182,7 @@ impl Metrics {
             queue_delivered: Counter::default(),
             queue_failed: Family::default(),
             queue_deferred: Family::default(),
+            mta_sts_applied: Family::default(),
             queue_seen: Mutex::new(QueueScrape::default()),
             accounts_seen: Mutex::new(HashSet::new()),
             registry: Registry::default(),
@@ -268,6 +277,11 @@ impl Metrics {
             "Delivery attempts left for a retry (per recipient), by reason",
             m.queue_deferred.clone(),
         );
+        registry.register(
+            "mail_mta_sts_policies",
+            "Deliveries to a domain (one per connection attempt) an MTA-STS policy applied to, by mode",
+            m.mta_sts_applied.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -328,6 +342,11 @@ impl Metrics {
                     .get_or_create(&ReasonLabel { reason })
                     .inc_by(n.saturating_sub(before(&seen.deferred, reason)));
             }
+            for (mode, n) in &q.mta_sts {
+                self.mta_sts_applied
+                    .get_or_create(&ModeLabel { mode })
+                    .inc_by(n.saturating_sub(before(&seen.mta_sts, mode)));
+            }
             *seen = q.clone();
         }
         let mut out = String::new();
@@ -366,4 +385,41 @@ pub async fn serve<S: ScrapeSource>(
         });
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_counters_are_exported_as_increments_since_the_last_scrape() {
+        let m = Metrics::new();
+        let scrape = |deferred: u64, enforce: u64| Scrape {
+            queue: Some(QueueScrape {
+                depth: 1,
+                deferred: vec![("mta_sts", deferred)],
+                mta_sts: vec![("enforce", enforce)],
+                ..QueueScrape::default()
+            }),
+            ..Scrape::default()
+        };
+        let out = m.render(&scrape(1, 2));
+        assert!(
+            out.contains("frontdoor_mail_queue_deferrals_total{reason=\"mta_sts\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("frontdoor_mail_mta_sts_policies_total{mode=\"enforce\"} 2\n"),
+            "{out}"
+        );
+        let out = m.render(&scrape(3, 2));
+        assert!(
+            out.contains("frontdoor_mail_queue_deferrals_total{reason=\"mta_sts\"} 3\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("frontdoor_mail_mta_sts_policies_total{mode=\"enforce\"} 2\n"),
+            "{out}"
+        );
+    }
 }

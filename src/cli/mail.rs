@@ -58,6 +58,9 @@ pub enum MailCmd {
         #[arg(long)]
         flush: bool,
     },
+    /// DKIM keys: list them, make a new pair (rotate), switch signing to
+    /// it (activate) and remove an old one (retire), without a restart.
+    Dkim(super::dkim::DkimArgs),
 }
 
 #[derive(Debug, Args)]
@@ -96,7 +99,7 @@ pub enum LoadMailError {
     NoMailSection(PathBuf),
 }
 
-fn load_mail(path: &Path) -> Result<(Config, MailConfig), LoadMailError> {
+pub(super) fn load_mail(path: &Path) -> Result<(Config, MailConfig), LoadMailError> {
     let cfg = Config::load(path)?;
     let mail = cfg
         .mail
@@ -127,6 +130,7 @@ pub fn run_mail(cmd: MailCmd) -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        MailCmd::Dkim(args) => super::dkim::run(args),
         MailCmd::Serve { config, ready_file } => {
             let (cfg, mail) = match load_mail(&config) {
                 Ok(x) => x,
@@ -213,8 +217,14 @@ fn run_dns(config: &Path, check: bool, ip: &[std::net::IpAddr]) -> anyhow::Resul
     // Written, not printed: a closed pipe (`| head`) ends the command
     // with an error instead of a panic.
     let mut out = std::io::stdout().lock();
-    let signer = frontdoor::mail::dkim::Signer::load_existing(&mail.data_dir, &mail.dkim_selector)?;
-    let dkim: Vec<(String, String)> = signer.map(|s| s.records().to_vec()).unwrap_or_default();
+    // Every kept pair: during a rotation the old and the new selector are
+    // both published.
+    let ring = frontdoor::mail::dkim::keys::Keyring::new(&mail.data_dir, &mail.dkim_selector);
+    let dkim: Vec<(String, String)> = ring
+        .signers()?
+        .iter()
+        .flat_map(|s| s.records().to_vec())
+        .collect();
     let records = dns_records::expected(&dns_records::Inputs {
         domains: &mail.domains,
         addrs: ip,

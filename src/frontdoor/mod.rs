@@ -157,6 +157,7 @@ impl crate::metrics::ScrapeSource for Shared {
                 delivered: h.stats.delivered.load(Ordering::Relaxed),
                 failed: h.stats.failed(),
                 deferred: h.stats.deferred(),
+                mta_sts: h.stats.mta_sts(),
             }),
         }
     }

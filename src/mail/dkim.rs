@@ -19,7 +19,12 @@
 //! Signing: an ed25519 key and an RSA-2048 key, generated on first start
 //! into `<data_dir>/dkim/` (mode 0600) and kept; each message gets both
 //! signatures (relaxed/relaxed), for the domain of its `From:` address when
-//! it is a local domain.
+//! it is a local domain. Rotation: [`keys`] keeps several pairs, one per
+//! selector, and names the active one; [`active`] is the running server's
+//! signer, which follows a switch without a restart.
+
+pub mod active;
+pub mod keys;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -346,11 +351,41 @@ fn read_or_create(
 }
 
 impl Signer {
-    /// Load the keys from `<data_dir>/dkim/` (PKCS#8 DER files
-    /// `ed25519.der` and `rsa.der`), generating the missing ones. Newly
-    /// generated keys are logged with the TXT records to publish.
+    /// The key pair of `selector`, as the keyring finds it
+    /// ([`keys`]: `<data_dir>/dkim/keys/<selector>/`, or
+    /// the first pair in `<data_dir>/dkim/` for the configured selector),
+    /// generating a missing pair. Newly generated keys are logged with the
+    /// TXT records to publish.
     pub fn load_or_generate(data_dir: &Path, selector: &str) -> Result<Signer, DkimError> {
-        let dir = data_dir.join("dkim");
+        let ring = keys::Keyring::new(data_dir, selector);
+        Self::load_dir(&ring.dir_for_new_or_existing(selector), selector)
+    }
+
+    /// Load (or generate) the pair in `dir` (PKCS#8 DER files
+    /// `ed25519.der` and `rsa.der`) as `selector`; a generated pair is
+    /// logged with its TXT records.
+    pub fn load_dir(dir: &Path, selector: &str) -> Result<Signer, DkimError> {
+        let (s, generated) = Self::load_dir_quietly(dir, selector)?;
+        if generated {
+            let (sel_ed, sel_rsa) = selectors(selector);
+            tracing::warn!(
+                dir = %dir.display(),
+                selector_ed25519 = %sel_ed,
+                selector_rsa = %sel_rsa,
+                txt_ed25519 = %s.txt_ed25519,
+                txt_rsa = %s.txt_rsa,
+                "DKIM keys generated; publish for each mail domain D: \
+                 {sel_ed}._domainkey.D TXT \"{}\" and {sel_rsa}._domainkey.D TXT \"{}\"",
+                s.txt_ed25519,
+                s.txt_rsa
+            );
+        }
+        Ok(s)
+    }
+
+    /// [`Signer::load_dir`] without the log line; also says whether a key
+    /// was generated.
+    pub fn load_dir_quietly(dir: &Path, selector: &str) -> Result<(Signer, bool), DkimError> {
         let ed_path = dir.join("ed25519.der");
         let (ed_der, ed_new) = read_or_create(&ed_path, || {
             Ed25519Key::generate_pkcs8().map_err(|e| DkimError::Generate(e.to_string()))
@@ -398,32 +433,22 @@ impl Signer {
             txt_ed25519,
             txt_rsa,
         };
-        if ed_new || rsa_new {
-            let (sel_ed, sel_rsa) = selectors(selector);
-            tracing::warn!(
-                dir = %dir.display(),
-                selector_ed25519 = %sel_ed,
-                selector_rsa = %sel_rsa,
-                txt_ed25519 = %s.txt_ed25519,
-                txt_rsa = %s.txt_rsa,
-                "DKIM keys generated; publish for each mail domain D: \
-                 {sel_ed}._domainkey.D TXT \"{}\" and {sel_rsa}._domainkey.D TXT \"{}\"",
-                s.txt_ed25519,
-                s.txt_rsa
-            );
-        }
-        Ok(s)
+        Ok((s, ed_new || rsa_new))
     }
 
-    /// The keys in `<data_dir>/dkim/` if both exist (nothing is
-    /// generated: `frontdoor mail dns` may run as another user than the
-    /// server).
+    /// The pair of `selector` if it exists (nothing is generated:
+    /// `frontdoor mail dns` may run as another user than the server).
     pub fn load_existing(data_dir: &Path, selector: &str) -> Result<Option<Signer>, DkimError> {
-        let dir = data_dir.join("dkim");
-        if !(dir.join("ed25519.der").exists() && dir.join("rsa.der").exists()) {
-            return Ok(None);
+        let ring = keys::Keyring::new(data_dir, selector);
+        match ring.dir_of(selector) {
+            Some(dir) => Self::load_dir(&dir, selector).map(Some),
+            None => Ok(None),
         }
-        Self::load_or_generate(data_dir, selector).map(Some)
+    }
+
+    /// The selector of this pair (the RSA key's; ed25519 is `<selector>-ed`).
+    pub fn selector(&self) -> &str {
+        &self.selector
     }
 
     /// `(selector, TXT value)` of both keys, ed25519 first.

@@ -452,9 +452,10 @@ pub async fn start_with(
     let dkim_sign = match &mail.submission {
         Some(_) if !mail.domains.is_empty() && (mail.sends_remote() || mail.chatmail.is_some()) => {
             let (dir, sel) = (mail.data_dir.clone(), mail.dkim_selector.clone());
-            let s = tokio::task::spawn_blocking(move || dkim::Signer::load_or_generate(&dir, &sel))
-                .await
-                .map_err(|e| dkim::DkimError::Generate(e.to_string()))??;
+            let s =
+                tokio::task::spawn_blocking(move || dkim::active::ActiveSigner::start(&dir, &sel))
+                    .await
+                    .map_err(|e| dkim::DkimError::Generate(e.to_string()))??;
             Some(Arc::new(s))
         }
         _ => None,

@@ -32,6 +32,10 @@ pub enum ClientError {
     /// A 5xx for the whole transaction (MAIL FROM refused, 554 greeting).
     #[error("{0}")]
     Permanent(String),
+    /// The TLS handshake after STARTTLS failed (among others: the
+    /// certificate did not verify): temporary, like [`Self::Temporary`].
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// The result for one recipient.
@@ -186,7 +190,7 @@ impl Conn {
         let stream = tokio::time::timeout(STEP_TIMEOUT, connector.connect(name, io))
             .await
             .map_err(|_| temp(&format!("TLS with {host}"), "timeout"))?
-            .map_err(|e| temp(&format!("TLS with {host}"), e))?;
+            .map_err(|e| ClientError::Tls(format!("TLS with {host}: {e}")))?;
         let mut c = Conn {
             io: Box::new(stream),
             buf: Vec::new(),
@@ -294,36 +298,79 @@ pub fn tls_connector(
     verify: bool,
     ca_file: Option<&std::path::Path>,
 ) -> Result<tokio_rustls::TlsConnector, String> {
+    let cfg = client_config(verify, ca_file)?;
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(cfg)))
+}
+
+/// The client configuration behind [`tls_connector`] (also the MTA-STS
+/// policy fetch's, with its ALPN added).
+pub fn client_config(
+    verify: bool,
+    ca_file: Option<&std::path::Path>,
+) -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| e.to_string())?;
     let cfg = if verify {
-        let mut roots = rustls::RootCertStore::empty();
-        let native = rustls_native_certs::load_native_certs();
-        for e in &native.errors {
-            tracing::warn!("delivery TLS: reading the system's certificates: {e}");
-        }
-        let (added, _) = roots.add_parsable_certificates(native.certs);
-        let mut extra = 0;
-        if let Some(p) = ca_file {
-            let pem = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            for c in rustls_pemfile::certs(&mut &pem[..]) {
-                let c = c.map_err(|e| format!("{}: {e}", p.display()))?;
-                roots.add(c).map_err(|e| format!("{}: {e}", p.display()))?;
-                extra += 1;
-            }
-            if extra == 0 {
-                return Err(format!("{}: no certificate in it", p.display()));
-            }
-        }
-        tracing::debug!(system = added, extra, "delivery TLS trust anchors");
-        builder.with_root_certificates(roots).with_no_client_auth()
+        builder
+            .with_root_certificates(roots(ca_file)?)
+            .with_no_client_auth()
     } else {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(super::any_cert::AnyCert(provider)))
             .with_no_client_auth()
     };
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(cfg)))
+    Ok(cfg)
+}
+
+/// The system's roots plus the certificates of `ca_file`.
+fn roots(ca_file: Option<&std::path::Path>) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for e in &native.errors {
+        tracing::warn!("delivery TLS: reading the system's certificates: {e}");
+    }
+    let (added, _) = roots.add_parsable_certificates(native.certs);
+    let mut extra = 0;
+    if let Some(p) = ca_file {
+        let pem = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        for c in rustls_pemfile::certs(&mut &pem[..]) {
+            let c = c.map_err(|e| format!("{}: {e}", p.display()))?;
+            roots.add(c).map_err(|e| format!("{}: {e}", p.display()))?;
+            extra += 1;
+        }
+        if extra == 0 {
+            return Err(format!("{}: no certificate in it", p.display()));
+        }
+    }
+    tracing::debug!(system = added, extra, "delivery TLS trust anchors");
+    Ok(roots)
+}
+
+/// The web PKI verifier of [`client_config`]'s verifying mode.
+pub fn web_pki_verifier(
+    ca_file: Option<&std::path::Path>,
+) -> Result<Arc<rustls::client::WebPkiServerVerifier>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots(ca_file)?), provider)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// A connector that takes any certificate but records whether `verifier`
+/// would have refused it (an MTA-STS `testing` policy under `encrypt`).
+pub fn reporting_connector(
+    verifier: &Arc<rustls::client::WebPkiServerVerifier>,
+) -> Result<(tokio_rustls::TlsConnector, Arc<super::any_cert::Reporting>), String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let reporting = Arc::new(super::any_cert::Reporting::new(verifier.clone()));
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(reporting.clone())
+        .with_no_client_auth();
+    Ok((tokio_rustls::TlsConnector::from(Arc::new(cfg)), reporting))
 }

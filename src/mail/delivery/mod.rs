@@ -18,6 +18,15 @@
 //!   `mail.queue.lifetime` has passed since queueing; a 5xx, a domain
 //!   without mail hosts, or the end of the lifetime fails them for good and
 //!   puts a delivery report ([`dsn`]) into the local sender's INBOX.
+//! - MTA-STS ([`mta_sts`]): before connecting, the domain's policy is
+//!   looked up (cached or fetched). `enforce`: only MX hosts the policy
+//!   names are tried, and their certificate must verify for the MX name
+//!   (the system's roots plus `mail.delivery.ca_file`, even with
+//!   `mail.delivery.tls: encrypt`); no matching host or a failed TLS
+//!   handshake defers the message (reason `mta_sts`). `testing`: what
+//!   would fail (hosts outside the policy; under `encrypt`, a certificate
+//!   that would not verify) is logged and delivery goes on as without a
+//!   policy.
 //! - `frontdoor mail queue --flush` leaves a `flush` file in the queue
 //!   directory; the worker looks for it every second and retries all.
 //! - At most [`MAX_DESTINATIONS`] domains are served at once.
@@ -25,6 +34,7 @@
 pub mod any_cert;
 pub mod client;
 pub mod dsn;
+pub mod mta_sts;
 pub mod mx;
 
 use std::collections::{BTreeMap, HashSet};
@@ -60,6 +70,8 @@ pub struct Stats {
     failed: Mutex<BTreeMap<&'static str, u64>>,
     /// Attempts that left recipients pending, by reason.
     deferred: Mutex<BTreeMap<&'static str, u64>>,
+    /// Destination attempts an MTA-STS policy applied to, by mode.
+    mta_sts: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Stats {
@@ -76,9 +88,16 @@ impl Stats {
         g.iter().map(|(k, v)| (*k, *v)).collect()
     }
 
-    /// Deferrals by reason (`peer_4xx`, `connection`, `dns`).
+    /// Deferrals by reason (`peer_4xx`, `connection`, `dns`, `mta_sts`).
     pub fn deferred(&self) -> Vec<(&'static str, u64)> {
         let g = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
+        g.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    /// Destination attempts an MTA-STS policy applied to, by mode
+    /// (`enforce`, `testing`, `none`).
+    pub fn mta_sts(&self) -> Vec<(&'static str, u64)> {
+        let g = self.mta_sts.lock().unwrap_or_else(|p| p.into_inner());
         g.iter().map(|(k, v)| (*k, *v)).collect()
     }
 }
@@ -120,7 +139,14 @@ struct Worker {
     accounts: Accounts,
     cfg: Arc<MailConfig>,
     mx: mx::Mx,
+    /// As `mail.delivery.tls` says.
     tls: tokio_rustls::TlsConnector,
+    /// Always verifying (an `enforce` policy's connections).
+    verified: tokio_rustls::TlsConnector,
+    /// With `encrypt`: the verifier a `testing` policy's connections
+    /// report against.
+    testing: Option<Arc<rustls::client::WebPkiServerVerifier>>,
+    sts: mta_sts::Sts,
     busy: Mutex<HashSet<String>>,
     shutdown: CancellationToken,
 }
@@ -144,11 +170,22 @@ pub fn start(
     tracker: &TaskTracker,
 ) -> Result<Arc<Handle>, DeliveryError> {
     let queue = Arc::new(Queue::open(&cfg.data_dir)?);
-    let tls = client::tls_connector(
-        cfg.delivery.tls == DeliveryTls::Verify,
-        cfg.delivery.ca_file.as_deref(),
-    )
-    .map_err(DeliveryError::Tls)?;
+    let ca = cfg.delivery.ca_file.as_deref();
+    let verified_cfg = client::client_config(true, ca).map_err(DeliveryError::Tls)?;
+    let verified = tokio_rustls::TlsConnector::from(Arc::new(verified_cfg.clone()));
+    let (tls, testing) = match cfg.delivery.tls {
+        DeliveryTls::Verify => (verified.clone(), None),
+        DeliveryTls::Encrypt => (
+            client::tls_connector(false, ca).map_err(DeliveryError::Tls)?,
+            Some(client::web_pki_verifier(ca).map_err(DeliveryError::Tls)?),
+        ),
+    };
+    let mut web_cfg = verified_cfg;
+    web_cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let sts = mta_sts::Sts::new(
+        &cfg.data_dir,
+        tokio_rustls::TlsConnector::from(Arc::new(web_cfg)),
+    );
     let n = queue.len();
     if n > 0 {
         tracing::info!(entries = n, "queue: resuming deliveries");
@@ -165,6 +202,9 @@ pub fn start(
         mx: mx::Mx::new(&cfg.dns_resolvers),
         cfg,
         tls,
+        verified,
+        testing,
+        sts,
         busy: Mutex::new(HashSet::new()),
         shutdown,
     });
@@ -181,6 +221,15 @@ pub fn backoff(retry: Duration, max: Duration, attempts: u32) -> Duration {
 
 /// Due work for one domain: entries and their pending recipients there.
 type Batch = Vec<(Entry, Vec<String>)>;
+
+/// How a domain's MX hosts are tried, after its MTA-STS policy.
+struct Route {
+    hosts: Vec<mx::Host>,
+    tls: tokio_rustls::TlsConnector,
+    sts: Option<mta_sts::Cached>,
+    /// A `testing` policy under `encrypt`: what verification would refuse.
+    reporting: Option<Arc<any_cert::Reporting>>,
+}
 
 impl Worker {
     fn busy(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
@@ -254,12 +303,16 @@ impl Worker {
     }
 
     /// Connect to the first MX host that answers and takes TLS.
-    async fn connect(&self, hosts: &[mx::Host]) -> Result<Conn, ClientError> {
+    async fn connect(
+        &self,
+        hosts: &[mx::Host],
+        tls: &tokio_rustls::TlsConnector,
+    ) -> Result<Conn, ClientError> {
         let mut last = ClientError::Temporary("no mail host".into());
         for h in hosts {
             for ip in h.addrs.iter().take(4) {
                 let addr = SocketAddr::new(*ip, self.cfg.delivery.port);
-                match Conn::open(addr, &h.name, &self.cfg.hostname, Some(&self.tls)).await {
+                match Conn::open(addr, &h.name, &self.cfg.hostname, Some(tls)).await {
                     Ok(c) => return Ok(c),
                     Err(e) => {
                         tracing::info!(host = %h.name, %addr, error = %e, "queue: mail host not usable");
@@ -296,18 +349,27 @@ impl Worker {
                 return;
             }
         };
+        let Some(Route {
+            hosts,
+            tls,
+            sts,
+            reporting,
+        }) = self.apply_sts(dest, hosts, &batch).await
+        else {
+            return;
+        };
         let mut conn: Option<Conn> = None;
-        let mut down: Option<String> = None;
+        let mut down: Option<(String, &'static str)> = None;
         for (e, rcpts) in batch {
             if self.shutdown.is_cancelled() {
                 break;
             }
-            if let Some(why) = &down {
+            if let Some((why, reason)) = &down {
                 let res = rcpts
                     .iter()
                     .map(|r| (r.clone(), Outcome::Temporary(why.clone())))
                     .collect();
-                self.settle(&e, res, None, "connection").await;
+                self.settle(&e, res, None, reason).await;
                 continue;
             }
             let q = self.handle.queue.clone();
@@ -324,16 +386,38 @@ impl Worker {
                 }
             };
             if conn.is_none() {
-                match self.connect(&hosts).await {
-                    Ok(c) => conn = Some(c),
+                match self.connect(&hosts, &tls).await {
+                    Ok(c) => {
+                        if let Some((name, why)) = reporting.as_ref().and_then(|r| r.take_refusal())
+                        {
+                            tracing::warn!(domain = %crate::log_safe::Escaped(dest), host = %name, error = %why, "MTA-STS testing: this certificate would not pass an enforce policy; delivering anyway");
+                        }
+                        conn = Some(c);
+                    }
                     Err(err) => {
-                        let why = err.to_string();
-                        down = Some(why.clone());
+                        let (why, reason) = match (&sts, &err) {
+                            (Some(p), ClientError::Tls(_))
+                                if p.policy.mode == mta_sts::Mode::Enforce =>
+                            {
+                                (
+                                    format!(
+                                        "MTA-STS policy of {dest} (enforce, id {}): {err}",
+                                        p.id
+                                    ),
+                                    "mta_sts",
+                                )
+                            }
+                            _ => (err.to_string(), "connection"),
+                        };
+                        if reason == "mta_sts" {
+                            tracing::warn!(domain = %crate::log_safe::Escaped(dest), error = %crate::log_safe::Escaped(&why), "MTA-STS: no mail host passed the policy; deferred");
+                        }
+                        down = Some((why.clone(), reason));
                         let res = rcpts
                             .iter()
                             .map(|r| (r.clone(), Outcome::Temporary(why.clone())))
                             .collect();
-                        self.settle(&e, res, None, "connection").await;
+                        self.settle(&e, res, None, reason).await;
                         continue;
                     }
                 }
@@ -357,7 +441,8 @@ impl Worker {
             };
             for (r, o) in &res {
                 if let Outcome::Delivered(reply) = o {
-                    tracing::info!(id = %e.id, rcpt = %r, host = %host, tls, reply = %reply, "queue: delivered");
+                    let mta_sts = sts.as_ref().map_or("none", |p| p.policy.mode.as_str());
+                    tracing::info!(id = %e.id, rcpt = %r, host = %host, tls, mta_sts, reply = %reply, "queue: delivered");
                 }
             }
             self.settle(&e, res, Some((host, msg)), "peer_4xx").await;
@@ -365,6 +450,80 @@ impl Worker {
         if let Some(c) = conn {
             c.quit().await;
         }
+    }
+
+    /// The domain's MTA-STS policy applied to its MX hosts: the hosts to
+    /// try, the TLS connector to use and the policy. `None` when an
+    /// `enforce` policy leaves no host (the batch is then deferred here).
+    async fn apply_sts(&self, dest: &str, hosts: Vec<mx::Host>, batch: &Batch) -> Option<Route> {
+        let plain = |hosts, sts| Route {
+            hosts,
+            tls: self.tls.clone(),
+            sts,
+            reporting: None,
+        };
+        let Some(p) = self.sts.policy(self.mx.resolver(), dest).await else {
+            return Some(plain(hosts, None));
+        };
+        let mode = p.policy.mode;
+        Stats::add(&self.handle.stats.mta_sts, mode.as_str(), 1);
+        let names = |hs: &[mx::Host]| {
+            hs.iter()
+                .map(|h| h.name.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let (ok, off): (Vec<_>, Vec<_>) = hosts
+            .iter()
+            .cloned()
+            .partition(|h| p.policy.allows(&h.name));
+        match mode {
+            mta_sts::Mode::None => return Some(plain(hosts, Some(p))),
+            mta_sts::Mode::Testing => {
+                if !off.is_empty() {
+                    tracing::warn!(domain = %crate::log_safe::Escaped(dest), id = %p.id, hosts = %names(&off), "MTA-STS testing: these mail hosts are not in the policy (an enforce policy would skip them); delivering anyway");
+                }
+                tracing::info!(domain = %crate::log_safe::Escaped(dest), id = %p.id, mode = mode.as_str(), "MTA-STS: policy applied");
+                let reporting = self
+                    .testing
+                    .as_ref()
+                    .and_then(|v| client::reporting_connector(v).ok());
+                return Some(match reporting {
+                    Some((tls, r)) => Route {
+                        hosts,
+                        tls,
+                        sts: Some(p),
+                        reporting: Some(r),
+                    },
+                    None => plain(hosts, Some(p)),
+                });
+            }
+            mta_sts::Mode::Enforce => {}
+        }
+        tracing::info!(domain = %crate::log_safe::Escaped(dest), id = %p.id, mode = mode.as_str(), hosts = %names(&ok), skipped = %names(&off), "MTA-STS: policy applied");
+        if ok.is_empty() {
+            let why = format!(
+                "MTA-STS policy of {dest} (enforce, id {}): no mail host matches its mx patterns ({}); MX hosts: {}",
+                p.id,
+                crate::log_safe::Escaped(p.policy.mx.join(",")),
+                names(&hosts)
+            );
+            tracing::warn!(domain = %crate::log_safe::Escaped(dest), error = %crate::log_safe::Escaped(&why), "MTA-STS: deferred");
+            for (e, rcpts) in batch {
+                let res = rcpts
+                    .iter()
+                    .map(|r| (r.clone(), Outcome::Temporary(why.clone())))
+                    .collect();
+                self.settle(e, res, None, "mta_sts").await;
+            }
+            return None;
+        }
+        Some(Route {
+            hosts: ok,
+            tls: self.verified.clone(),
+            sts: Some(p),
+            reporting: None,
+        })
     }
 
     /// Make the results of one attempt durable, count them, and report

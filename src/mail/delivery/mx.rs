@@ -49,6 +49,11 @@ impl Mx {
         Mx { resolver }
     }
 
+    /// The resolver itself (the MTA-STS lookups ask it too).
+    pub fn resolver(&self) -> &TokioResolver {
+        &self.resolver
+    }
+
     /// The hosts for `domain`, best first.
     pub async fn hosts(&self, domain: &str) -> Result<Vec<Host>, MxError> {
         let fqdn = format!("{}.", domain.trim_end_matches('.'));

@@ -87,7 +87,7 @@ pub struct SmtpContext {
     /// DKIM check of arriving mail (the inbound MX, `mail.dkim.verify`).
     pub dkim_verify: Option<Arc<crate::mail::dkim::Verifier>>,
     /// DKIM signing of mail that leaves (submission).
-    pub dkim_sign: Option<Arc<crate::mail::dkim::Signer>>,
+    pub dkim_sign: Option<Arc<crate::mail::dkim::active::ActiveSigner>>,
     /// The outbound queue, with direct delivery (submission).
     pub queue: Option<Arc<crate::mail::delivery::Handle>>,
 }
