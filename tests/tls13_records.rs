@@ -882,6 +882,41 @@ async fn client_close_notify_is_end_of_stream_for_the_backend() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_updates_asked_for_while_the_server_is_silent_do_not_fail_the_client() {
+    // A client that asks for a KeyUpdate with each of 40 writes while the
+    // backend says nothing: the server's answers wait for its next data
+    // (RFC 8446 §4.6.3). Sent one per request, 40 KeyUpdates without data
+    // would arrive, and rustls gives up after 32 (TooManyKeyUpdateRequests).
+    let dir = tempfile::tempdir().unwrap();
+    let (baddr, mut progress, seen) = watching_backend().await;
+    let fd = start_frontdoor(dir.path(), baddr);
+    let mut s = connect(fd.addrs[0], &["imap"], "localhost").await.unwrap();
+    let mut sent = Vec::new();
+    for r in 0..40 {
+        s.get_mut().1.refresh_traffic_keys().unwrap();
+        let line = format!("line {r} after a key update\r\n");
+        s.write_all(line.as_bytes()).await.unwrap();
+        s.flush().await.unwrap();
+        sent.extend_from_slice(line.as_bytes());
+        // The server has opened the KeyUpdate and the data behind it.
+        let n = sent.len();
+        tokio::time::timeout(T, progress.wait_for(|b| b.len() >= n))
+            .await
+            .unwrap_or_else(|_| panic!("round {r}: the backend did not get the line"))
+            .unwrap();
+    }
+    s.shutdown().await.unwrap();
+    let got = tokio::time::timeout(T, seen).await.unwrap().unwrap();
+    assert!(got == sent, "backend got {} bytes", got.len());
+    let mut rest = Vec::new();
+    tokio::time::timeout(T, s.read_to_end(&mut rest))
+        .await
+        .expect("the server's answer within the timeout")
+        .expect("the client accepts what the server sent");
+    assert_eq!(rest, format!("got {}\r\n", sent.len()).as_bytes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_after_close_notify_are_ignored() {
     // RFC 8446 §6.1: data received after a closure alert is ignored.
     let dir = tempfile::tempdir().unwrap();

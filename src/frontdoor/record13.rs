@@ -14,7 +14,7 @@
 //! stream; anything after it is ignored); `user_canceled` (ignored); any other
 //! alert (the connection fails with it); KeyUpdate (the receive key is
 //! replaced, and when the client asks, a KeyUpdate of ours goes out before
-//! our next record); any other handshake message, a change_cipher_spec or
+//! our next data, never alone); any other handshake message, a change_cipher_spec or
 //! plaintext record, an oversized or undecryptable record, inner plaintext
 //! without a content type (fatal alert, then the connection ends). Our own
 //! keys are updated before the cipher's confidentiality limit.
@@ -434,15 +434,6 @@ impl Record13 {
                 self.key_update(out)?;
             }
             self.seal_one(APPLICATION_DATA, chunk, out)?;
-        }
-        Ok(())
-    }
-
-    /// Only the KeyUpdate owed, if any (a client that asked for one and
-    /// sends while we have nothing to say still gets it).
-    pub fn seal_owed(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
-        if self.owe_key_update {
-            self.key_update(out)?;
         }
         Ok(())
     }

@@ -295,12 +295,8 @@ impl<T: Transport> TlsStream<T> {
             self.send_own_alert(f.alert);
             return Err(f.into_io());
         }
-        if let Some(own) = self.own.as_mut() {
-            if !self.close_sent {
-                // Asked for in that flight: after the tickets, before data.
-                own.seal_owed(&mut self.outgoing)?;
-            }
-        }
+        // A KeyUpdate asked for in that flight is owed: `seal` sends it
+        // before our next data.
         Ok(())
     }
 
@@ -605,7 +601,6 @@ impl<T: Transport> TlsStream<T> {
             let TlsStream {
                 own,
                 incoming,
-                outgoing,
                 plain,
                 ..
             } = self;
@@ -632,11 +627,11 @@ impl<T: Transport> TlsStream<T> {
                 self.send_own_alert(f.alert);
                 return Poll::Ready(Err(f.into_io()));
             }
-            if own.key_update_due() && outgoing.len() == self.out_off && !self.close_sent {
-                // The client asked for our KeyUpdate: send it now, not only
-                // with our next data.
-                own.seal_owed(outgoing)?;
-            }
+            // A KeyUpdate the client asked for goes out before our next
+            // data (RFC 8446 §4.6.3), as rustls sends it, never on its own:
+            // a client counts the KeyUpdates that come without data (rustls
+            // allows 32), so answering each request at once would fail a
+            // client that updates its keys while we are silent.
             if !self.outgoing.is_empty() {
                 if let Poll::Ready(Err(e)) = self.poll_drain_out(cx) {
                     return Poll::Ready(Err(e));

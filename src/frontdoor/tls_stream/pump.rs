@@ -63,7 +63,6 @@ impl<T: Transport> TlsStream<T> {
             let TlsStream {
                 own,
                 incoming,
-                outgoing,
                 plain,
                 ..
             } = self;
@@ -103,11 +102,10 @@ impl<T: Transport> TlsStream<T> {
                 incoming.clear();
                 incoming.extend_from_slice(left);
             }
-            if own.key_update_due() && outgoing.len() == self.out_off && !self.close_sent {
-                own.seal_owed(outgoing).map_err(Fail::Write)?;
-            }
+            // A KeyUpdate the client asked for waits for our next data
+            // (`seal_due_key_update`), as in `poll_read`.
             if !self.outgoing.is_empty() {
-                // Our KeyUpdate goes out as far as the socket takes it.
+                // What waits (tickets) goes out as far as the socket takes it.
                 if let Poll::Ready(Err(e)) = self.poll_drain_out(cx) {
                     return Poll::Ready(Err(Fail::Read(e)));
                 }
