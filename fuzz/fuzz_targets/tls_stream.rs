@@ -96,8 +96,11 @@ impl Client {
             }
             let mut r = rb.filled();
             while !r.is_empty() && !self.failed {
-                if self.tls.read_tls(&mut r).is_err() || self.tls.process_new_packets().is_err() {
-                    self.failed = true;
+                match self.tls.read_tls(&mut r) {
+                    // rustls takes nothing after the server's close_notify.
+                    Ok(0) => panic!("{} bytes after the server's close_notify", r.len()),
+                    Ok(_) if self.tls.process_new_packets().is_ok() => {}
+                    _ => self.failed = true,
                 }
                 tls_pair::read_plain(&mut self.tls.reader(), &mut self.got);
             }

@@ -464,7 +464,9 @@ impl<T: Transport> TlsStream<T> {
 
     /// `record13`'s fatal alert, sent once without waiting.
     fn send_own_alert(&mut self, alert: Option<Alert>) {
-        if let (Some(own), Some(a)) = (self.own.as_mut(), alert) {
+        // After our close_notify nothing more is sent, not even a fatal
+        // alert: the client stops reading at the close_notify.
+        if let (Some(own), Some(a), false) = (self.own.as_mut(), alert, self.close_sent) {
             let _ = own.seal_alert(a, &mut self.outgoing);
         }
         self.try_send_out();
