@@ -463,15 +463,18 @@ fn a_wrong_password_flood_does_not_slow_a_correct_login_from_elsewhere() {
     assert!(flood_counts.contains("'UNAVAILABLE'"), "{flood_counts}");
     let log = s.log();
     assert!(
-        log.event(|e| e.get("refused_by").is_some()).is_some(),
+        log.wait_event_sync(T, |e| e.get("refused_by").is_some())
+            .is_some(),
         "{}",
         s.logs()
     );
     // The address limit was reached (that event names the client, the
     // account limit's names the account).
     assert!(
-        log.event(|e| at(e, "WARN") && e.get("limit").is_some() && e.get("client").is_some())
-            .is_some(),
+        log.wait_event_sync(T, |e| {
+            at(e, "WARN") && e.get("limit").is_some() && e.get("client").is_some()
+        })
+        .is_some(),
         "{}",
         s.logs()
     );

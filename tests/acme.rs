@@ -278,7 +278,8 @@ async fn pebble_issues_by_tls_alpn_01_and_the_certificate_is_served_without_rest
     );
     assert!(
         fd.events()
-            .event(|e| closed_with(e, "acme_answered"))
+            .wait_event(Duration::from_secs(10), |e| closed_with(e, "acme_answered"))
+            .await
             .is_some(),
         "pebble's validator never completed a handshake: {}",
         fd.logs()

@@ -451,7 +451,8 @@ async fn sigterm_drains_open_connections_then_exits() {
     // The grace period ran out with the connection still open: forced.
     assert!(
         s.fd.events()
-            .event(|e| at(e, "WARN") && num_field(e, "open") == 1)
+            .wait_event(T, |e| at(e, "WARN") && num_field(e, "open") == 1)
+            .await
             .is_some(),
         "{}",
         s.fd.logs()

@@ -72,10 +72,19 @@ fn chatmail_mx_requires_starttls_before_mail() {
         "{}",
         srv.logs()
     );
-    let refused = srv.process().log.count(|e| {
+    // The log arrives through a pipe read by another thread: wait for the
+    // line (bounded), then count.
+    let refusal = |e: &serde_json::Value| {
         common::str_field(e, "message") == "plaintext MAIL refused: mail.mx.require_tls"
-    });
-    assert_eq!(refused, 1, "{}", srv.logs());
+    };
+    let log = &srv.process().log;
+    assert!(
+        log.wait_event_sync(Duration::from_secs(10), refusal)
+            .is_some(),
+        "{}",
+        srv.logs()
+    );
+    assert_eq!(log.count(refusal), 1, "{}", srv.logs());
 
     // The operator may allow plaintext peers.
     let open = chatmail_mx("  mx: { require_tls: false }\n");
@@ -115,7 +124,9 @@ fn mx_limits_sessions_per_client_address() {
     let ev = srv
         .process()
         .log
-        .event(|e| common::str_field(e, "refused") == "peer_limit")
+        .wait_event_sync(Duration::from_secs(10), |e| {
+            common::str_field(e, "refused") == "peer_limit"
+        })
         .unwrap_or_else(|| panic!("no refusal event: {}", srv.logs()));
     assert_eq!(
         common::str_field(&ev, "client").split(':').next(),
