@@ -291,6 +291,9 @@ async fn finish(a: FinishArgs) -> Result<(), ServeError> {
                     if let Some(q) = &s.delivery {
                         let _ = current.load().mail_queue.set(q.clone());
                     }
+                    if let Some(mx) = &s.mx {
+                        let _ = current.load().mail_mx.set(mx.clone());
+                    }
                     Some(s)
                 }
                 Err(e) => {

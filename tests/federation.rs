@@ -11,7 +11,8 @@
 //! kill -9 of the sending relay during deliveries loses nothing; in
 //! chatmail mode cleartext for another relay is refused before the queue;
 //! and Delta Chat 2.65 users signed up on each of two whole relays
-//! (`frontdoor serve`, port 443) chat end to end across them.
+//! (`frontdoor serve`, port 443) chat end to end across them, the relays
+//! delivering to each other over HTTPS (`/mxdeliv`).
 //!
 //! Each test uses its own loopback addresses and DNS server, so they run
 //! in parallel. Needs root (port 25), dnsmasq and python3.
@@ -478,7 +479,7 @@ fn delta_chat_users_on_two_relays_chat_end_to_end() {
         "{out}"
     );
     // Each way: queued and delivered over TLS by the sender's worker, and
-    // the receiving MX logged dkim=pass for it.
+    // the receiving MX's rules logged dkim=pass for it.
     for (sender, receiver, peer) in [(&relay_a, &relay_b, B), (&relay_b, &relay_a, A)] {
         let delivered = sender
             .log
@@ -486,6 +487,8 @@ fn delta_chat_users_on_two_relays_chat_end_to_end() {
             .unwrap_or_else(|| panic!("no delivery: {}", diag()));
         assert_eq!(str_field(&delivered, "host"), peer, "{delivered}");
         assert_eq!(delivered["tls"], serde_json::json!(true), "{delivered}");
+        // Whole relays deliver to each other over HTTPS (`/mxdeliv`).
+        assert_eq!(str_field(&delivered, "via"), "https", "{delivered}");
         assert!(
             receiver
                 .log

@@ -24,22 +24,12 @@ use std::time::Duration;
 
 use common::logs::str_field;
 use common::poll::poll_until;
-use common::{Launch, Process};
+use common::Process;
 use federation_common::*;
 
 /// `_b` as a whole chatmail relay, with its account `bob@_b`.
 fn start_b(dir: &Path) -> Process {
-    Launch::new(["serve", "--config"])
-        .arg(dir.join("frontdoor.yaml"))
-        .start()
-}
-
-fn events(p: &Process, msg: &str) -> Vec<serde_json::Value> {
-    p.log
-        .events()
-        .into_iter()
-        .filter(|e| str_field(e, "message") == msg)
-        .collect()
+    serve_relay(dir)
 }
 
 /// DNS for `_a` (MX, A, DKIM) and `_b` (MX, A, `mta-sts.` A, `_mta-sts` TXT).

@@ -553,6 +553,7 @@ async fn set_up<'a>(
         let site = match (&route.backend, &shared.web) {
             (crate::config::Backend::BuiltinChatmail, Some(web)) => {
                 crate::web::Site::chatmail(web.clone(), account)
+                    .with_mx(shared.mail_mx.get().cloned())
             }
             _ => crate::web::Site::status(super::builtin::page(shared), account),
         };

@@ -128,6 +128,9 @@ pub struct Shared {
     /// The bundled backend's outbound queue, once started (for metrics);
     /// the same cell in every configuration a reload brings.
     pub mail_queue: Arc<std::sync::OnceLock<Arc<crate::mail::delivery::Handle>>>,
+    /// The bundled MX, once started, for `POST /mxdeliv` on the chatmail
+    /// web side; the same cell in every configuration a reload brings.
+    pub mail_mx: Arc<std::sync::OnceLock<Arc<crate::mail::smtp::SmtpContext>>>,
 }
 
 impl crate::metrics::ScrapeSource for Shared {
@@ -401,6 +404,7 @@ impl Frontdoor {
             account_page,
             logins,
             mail_queue: Arc::default(),
+            mail_mx: Arc::default(),
         };
         Ok(Self {
             current: Arc::new(Current::new(shared)),

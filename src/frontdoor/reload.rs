@@ -273,6 +273,7 @@ impl Running {
             account_page: prev.account_page.clone(),
             logins: prev.logins.clone(),
             mail_queue: prev.mail_queue.clone(),
+            mail_mx: prev.mail_mx.clone(),
         };
         let binds = keys;
         self.current.store(Arc::new(shared));

@@ -86,6 +86,10 @@ struct RawDelivery {
     ca_file: Option<PathBuf>,
     #[serde(default)]
     port: Option<u16>,
+    #[serde(default)]
+    mxdeliv: Option<bool>,
+    #[serde(default)]
+    https_port: Option<u16>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -283,6 +287,11 @@ pub struct Delivery {
     pub ca_file: Option<PathBuf>,
     /// The port of the peers' MX (25; another only for tests and labs).
     pub port: u16,
+    /// Try HTTPS delivery (`POST https://<domain>/mxdeliv`) before SMTP
+    /// (default on in chatmail mode).
+    pub mxdeliv: bool,
+    /// The port of the peers' HTTPS (443; another only for tests and labs).
+    pub https_port: u16,
 }
 
 /// The outbound queue's timing (`mail.queue`).
@@ -392,6 +401,8 @@ impl MailConfig {
                 tls: DeliveryTls::Verify,
                 ca_file: None,
                 port: 25,
+                mxdeliv: false,
+                https_port: 443,
             },
             queue: QueueTiming {
                 lifetime: DEFAULT_QUEUE_LIFETIME,
@@ -701,6 +712,9 @@ pub(crate) fn validate(raw: RawMail, base: &Path, r: &mut Reporter) -> MailConfi
     if raw_delivery.port == Some(0) {
         r.at("mail.delivery.port", "must not be 0");
     }
+    if raw_delivery.https_port == Some(0) {
+        r.at("mail.delivery.https_port", "must not be 0");
+    }
     let direct = raw_delivery
         .direct
         .unwrap_or(chatmail.is_some() && raw.relay.is_none());
@@ -715,6 +729,8 @@ pub(crate) fn validate(raw: RawMail, base: &Path, r: &mut Reporter) -> MailConfi
         tls,
         ca_file,
         port: raw_delivery.port.filter(|p| *p != 0).unwrap_or(25),
+        mxdeliv: raw_delivery.mxdeliv.unwrap_or(chatmail.is_some()),
+        https_port: raw_delivery.https_port.filter(|p| *p != 0).unwrap_or(443),
     };
     let raw_queue = raw.queue.unwrap_or_default();
     let mut dur = |key: &str, v: Option<String>, default: std::time::Duration| match v {

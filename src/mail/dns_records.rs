@@ -119,7 +119,7 @@ pub fn txt_rdata(value: &str) -> String {
 /// The `id=` of the `_mta-sts` record: from the policy's text, so that it
 /// changes exactly when the policy does (RFC 8461 §3.1).
 pub fn mta_sts_id(domain: &str) -> String {
-    let policy = crate::web::autoconfig::mta_sts(domain);
+    let policy = mta_sts_policy(domain);
     let h = Sha256::digest(policy.as_bytes());
     h.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
@@ -498,6 +498,13 @@ pub async fn lookup(
         }
     }
     Ok(out)
+}
+
+/// The relay's own MTA-STS policy (RFC 8461 §3.2), as chatmail's
+/// `mta-sts.txt.j2`: the web side serves it, and its `_mta-sts` id is made
+/// from it ([`mta_sts_id`]).
+pub fn mta_sts_policy(domain: &str) -> String {
+    format!("version: STSv1\nmode: enforce\nmx: {domain}\nmax_age: 2419200\n")
 }
 
 #[cfg(test)]

@@ -191,6 +191,8 @@ pub struct MailServers {
     pub imap: Option<ListenAddr>,
     /// The outbound queue and its worker, with direct delivery.
     pub delivery: Option<Arc<delivery::Handle>>,
+    /// The inbound MX's context: `POST /mxdeliv` delivers through it.
+    pub mx: Option<Arc<smtp::SmtpContext>>,
     /// Tracks accept loops and sessions; closed by [`MailServers::wait`].
     pub tracker: TaskTracker,
 }
@@ -399,6 +401,7 @@ pub async fn start_with(
         inbound: None,
         imap: None,
         delivery: None,
+        mx: None,
         tracker: tracker.clone(),
     };
     if mail.delivery.direct {
@@ -500,6 +503,9 @@ pub async fn start_with(
                 _ => None,
             },
         });
+        if mode == smtp::Mode::Inbound {
+            servers.mx = Some(ctx.clone());
+        }
         // The MX is open to the world: sessions are limited per client.
         let per_peer = match mode {
             smtp::Mode::Inbound => Some(listener::PeerLimit::new(

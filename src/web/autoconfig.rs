@@ -93,10 +93,9 @@ pub fn xml(domain: &str, ports: &ServedPorts) -> String {
     x
 }
 
-/// The MTA-STS policy (RFC 8461 §3.2), as chatmail's `mta-sts.txt.j2`.
-pub fn mta_sts(domain: &str) -> String {
-    format!("version: STSv1\nmode: enforce\nmx: {domain}\nmax_age: 2419200\n")
-}
+/// The MTA-STS policy served (kept beside the `_mta-sts` record whose id
+/// is made from it).
+pub use crate::mail::dns_records::mta_sts_policy as mta_sts;
 
 #[cfg(test)]
 mod tests {

@@ -14,6 +14,8 @@
 //!   Thunderbird autoconfig listing the ports served (`autoconfig`);
 //! - `/.well-known/mta-sts.txt`: the MTA-STS policy (on every host name,
 //!   `mta-sts.<domain>` included, as chatmail's nginx serves it);
+//! - `POST /mxdeliv`: delivery from other relays over HTTPS, through the
+//!   bundled MX of this process (`mxdeliv`);
 //! - `mail.chatmail.paths` prefixes: proxied to their backends (`proxy`);
 //! - files from `www_dir` (`files`); `/` without an `index.html` there is
 //!   the relay's page with its invite QR code (`status`).
@@ -27,6 +29,7 @@ pub mod account;
 pub mod autoconfig;
 pub mod files;
 pub mod markup;
+pub mod mxdeliv;
 pub mod newemail;
 pub mod proxy;
 pub mod ratelimit;
@@ -86,6 +89,8 @@ pub struct Web {
 pub struct Site {
     kind: SiteKind,
     account: Option<Arc<account::AccountPage>>,
+    /// The bundled MX of this process, for `POST /mxdeliv` (`mxdeliv`).
+    mx: Option<Arc<crate::mail::smtp::SmtpContext>>,
 }
 
 #[derive(Clone)]
@@ -101,7 +106,14 @@ impl Site {
         Self {
             kind: SiteKind::Chatmail(web),
             account,
+            mx: None,
         }
+    }
+
+    /// With the bundled MX that `POST /mxdeliv` delivers through.
+    pub fn with_mx(mut self, mx: Option<Arc<crate::mail::smtp::SmtpContext>>) -> Self {
+        self.mx = mx;
+        self
     }
 
     /// The status page (`page` is its HTML at `/`).
@@ -109,6 +121,7 @@ impl Site {
         Self {
             kind: SiteKind::Status(page.into()),
             account,
+            mx: None,
         }
     }
 }
@@ -354,7 +367,7 @@ async fn handle(
     let started = Instant::now();
     let (resp, what) = match (&site.account, &site.kind) {
         (Some(a), _) if account::serves(&path) => a.handle(req, client).await,
-        (_, SiteKind::Chatmail(web)) => route(req, web, client, upgrade).await,
+        (_, SiteKind::Chatmail(web)) => route(req, web, site.mx.as_ref(), client, upgrade).await,
         (_, SiteKind::Status(page)) => status_route(&req, page),
     };
     tracing::info!(
@@ -373,6 +386,7 @@ async fn handle(
 async fn route(
     req: Request<Incoming>,
     web: &Web,
+    mx: Option<&Arc<crate::mail::smtp::SmtpContext>>,
     client: &Client,
     upgrade: &Mutex<Option<proxy::Upgrade>>,
 ) -> (Response<Body>, &'static str) {
@@ -421,6 +435,16 @@ async fn route(
                 method_not_allowed("GET, HEAD")
             };
             return (r, "mta-sts");
+        }
+        "/mxdeliv" if mx.is_some() => {
+            let r = match (*req.method() == Method::POST, mx) {
+                (true, Some(mx)) => {
+                    let (status, body) = mxdeliv::handle(req, mx, client.addr).await;
+                    respond(status, "text/plain; charset=utf-8", body + "\n")
+                }
+                _ => method_not_allowed("POST"),
+            };
+            return (r, "mxdeliv");
         }
         _ => {}
     }

@@ -525,3 +525,20 @@ pub fn add_account(config: &Path, address: &str) {
     let out = c.wait_with_output().unwrap();
     assert!(out.status.success(), "{out:?}");
 }
+
+/// A whole relay made by [`chatmail_relay`] in `dir`, started
+/// (`frontdoor serve`).
+pub fn serve_relay(dir: &Path) -> Process {
+    Launch::new(["serve", "--config"])
+        .arg(dir.join("frontdoor.yaml"))
+        .start()
+}
+
+/// The events of `p` whose message is `msg`.
+pub fn events(p: &Process, msg: &str) -> Vec<serde_json::Value> {
+    p.log
+        .events()
+        .into_iter()
+        .filter(|e| str_field(e, "message") == msg)
+        .collect()
+}

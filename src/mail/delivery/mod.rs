@@ -18,6 +18,10 @@
 //!   `mail.queue.lifetime` has passed since queueing; a 5xx, a domain
 //!   without mail hosts, or the end of the lifetime fails them for good and
 //!   puts a delivery report ([`dsn`]) into the local sender's INBOX.
+//! - HTTPS first (`mail.delivery.mxdeliv`, [`mxdeliv`]): each message is
+//!   posted to `https://<domain>/mxdeliv`; only a `200` delivers, anything
+//!   else hands it to SMTP in the same attempt, and a peer without the
+//!   path is sent SMTP only for an hour.
 //! - MTA-STS ([`mta_sts`]): before connecting, the domain's policy is
 //!   looked up (cached or fetched). `enforce`: only MX hosts the policy
 //!   names are tried, and their certificate must verify for the MX name
@@ -34,8 +38,10 @@
 pub mod any_cert;
 pub mod client;
 pub mod dsn;
+pub mod https;
 pub mod mta_sts;
 pub mod mx;
+pub mod mxdeliv;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -147,6 +153,12 @@ struct Worker {
     /// report against.
     testing: Option<Arc<rustls::client::WebPkiServerVerifier>>,
     sts: mta_sts::Sts,
+    /// `POST /mxdeliv`: as `mail.delivery.tls` says, and always verifying
+    /// (under an `enforce` policy); both offer ALPN `http/1.1`.
+    https: tokio_rustls::TlsConnector,
+    https_verified: tokio_rustls::TlsConnector,
+    /// Peers found without `/mxdeliv`.
+    no_mxdeliv: mxdeliv::Unsupported,
     busy: Mutex<HashSet<String>>,
     shutdown: CancellationToken,
 }
@@ -182,10 +194,16 @@ pub fn start(
     };
     let mut web_cfg = verified_cfg;
     web_cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let sts = mta_sts::Sts::new(
-        &cfg.data_dir,
-        tokio_rustls::TlsConnector::from(Arc::new(web_cfg)),
-    );
+    let https_verified = tokio_rustls::TlsConnector::from(Arc::new(web_cfg));
+    let sts = mta_sts::Sts::new(&cfg.data_dir, https_verified.clone());
+    let https = match cfg.delivery.tls {
+        DeliveryTls::Verify => https_verified.clone(),
+        DeliveryTls::Encrypt => {
+            let mut c = client::client_config(false, ca).map_err(DeliveryError::Tls)?;
+            c.alpn_protocols = vec![b"http/1.1".to_vec()];
+            tokio_rustls::TlsConnector::from(Arc::new(c))
+        }
+    };
     let n = queue.len();
     if n > 0 {
         tracing::info!(entries = n, "queue: resuming deliveries");
@@ -205,6 +223,9 @@ pub fn start(
         verified,
         testing,
         sts,
+        https,
+        https_verified,
+        no_mxdeliv: mxdeliv::Unsupported::default(),
         busy: Mutex::new(HashSet::new()),
         shutdown,
     });
@@ -358,6 +379,11 @@ impl Worker {
         else {
             return;
         };
+        let batch = if self.cfg.delivery.mxdeliv && !self.no_mxdeliv.marked(dest) {
+            self.over_https(dest, batch, sts.as_ref()).await
+        } else {
+            batch
+        };
         let mut conn: Option<Conn> = None;
         let mut down: Option<(String, &'static str)> = None;
         for (e, rcpts) in batch {
@@ -442,7 +468,7 @@ impl Worker {
             for (r, o) in &res {
                 if let Outcome::Delivered(reply) = o {
                     let mta_sts = sts.as_ref().map_or("none", |p| p.policy.mode.as_str());
-                    tracing::info!(id = %e.id, rcpt = %r, host = %host, tls, mta_sts, reply = %reply, "queue: delivered");
+                    tracing::info!(id = %e.id, rcpt = %r, host = %host, tls, via = "smtp", mta_sts, reply = %reply, "queue: delivered");
                 }
             }
             self.settle(&e, res, Some((host, msg)), "peer_4xx").await;
@@ -450,6 +476,68 @@ impl Worker {
         if let Some(c) = conn {
             c.quit().await;
         }
+    }
+
+    /// Post each message of `batch` to `dest`'s `/mxdeliv` until one does
+    /// not go; that one and the rest are returned for SMTP.
+    /// Under an `enforce` policy the domain's own name must be one of the
+    /// policy's mail hosts, and its certificate must verify.
+    async fn over_https(&self, dest: &str, batch: Batch, sts: Option<&mta_sts::Cached>) -> Batch {
+        let mode = sts.map(|p| p.policy.mode);
+        let tls = match mode {
+            Some(mta_sts::Mode::Enforce) => {
+                if !sts.is_some_and(|p| p.policy.allows(dest)) {
+                    return batch;
+                }
+                &self.https_verified
+            }
+            _ => &self.https,
+        };
+        let mta_sts = mode.map_or("none", |m| m.as_str());
+        let mut rest = batch.into_iter();
+        while let Some((e, rcpts)) = rest.next() {
+            if self.shutdown.is_cancelled() {
+                return std::iter::once((e, rcpts)).chain(rest).collect();
+            }
+            let (q, id) = (self.handle.queue.clone(), e.id.clone());
+            let msg = match tokio::task::spawn_blocking(move || q.message(&id)).await {
+                Ok(Ok(m)) => m,
+                _ => return std::iter::once((e, rcpts)).chain(rest).collect(),
+            };
+            let post = mxdeliv::Post {
+                domain: dest,
+                port: self.cfg.delivery.https_port,
+                from: &e.from,
+                rcpts: &rcpts,
+            };
+            let res = mxdeliv::post(self.mx.resolver(), tls, post, msg.clone()).await;
+            match res {
+                Ok(()) => {
+                    let host = dest.to_owned();
+                    for r in &rcpts {
+                        tracing::info!(id = %e.id, rcpt = %r, host = %host, tls = true, via = "https", mta_sts, reply = "200 OK", "queue: delivered");
+                    }
+                    let res = rcpts
+                        .iter()
+                        .map(|r| {
+                            (
+                                r.clone(),
+                                Outcome::Delivered("200 OK (HTTPS /mxdeliv)".into()),
+                            )
+                        })
+                        .collect();
+                    self.settle(&e, res, Some((host, msg)), "peer_4xx").await;
+                }
+                Err(err) => {
+                    if matches!(err, mxdeliv::PostError::Unsupported(_)) {
+                        self.no_mxdeliv.mark(dest);
+                    }
+                    tracing::info!(id = %e.id, domain = %crate::log_safe::Escaped(dest), error = %err, "queue: trying SMTP");
+                    return std::iter::once((e, rcpts)).chain(rest).collect();
+                }
+            }
+        }
+        Vec::new()
     }
 
     /// The domain's MTA-STS policy applied to its MX hosts: the hosts to

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+
+use crate::mail::delivery::https::{self, HttpsError};
 
 pub use super::policy::MAX_POLICY_BYTES;
 
@@ -31,12 +31,8 @@ pub const PORT: u16 = 443;
 /// Why a policy could not be fetched.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum FetchError {
-    #[error("no address for {0}: {1}")]
-    Dns(String, String),
-    #[error("connect to {0}: {1}")]
-    Connect(String, String),
-    #[error("TLS with {0}: {1}")]
-    Tls(String, String),
+    #[error(transparent)]
+    Https(#[from] HttpsError),
     #[error("HTTP with {0}: {1}")]
     Http(String, String),
     #[error("{0} answered {1} (redirects are not followed)")]
@@ -67,14 +63,7 @@ async fn fetch_inner(
     tls: &tokio_rustls::TlsConnector,
     host: &str,
 ) -> Result<Vec<u8>, FetchError> {
-    let addrs: Vec<SocketAddr> = resolver
-        .lookup_ip(format!("{host}.").as_str())
-        .await
-        .map_err(|e| FetchError::Dns(host.to_owned(), e.to_string()))?
-        .iter()
-        .take(4)
-        .map(|ip| SocketAddr::new(ip, PORT))
-        .collect();
+    let addrs = https::resolve(resolver, host, PORT).await?;
     get(&addrs, tls, host).await
 }
 
@@ -84,29 +73,8 @@ async fn get(
     tls: &tokio_rustls::TlsConnector,
     host: &str,
 ) -> Result<Vec<u8>, FetchError> {
-    let mut last = FetchError::Dns(host.to_owned(), "no address".into());
-    let mut tcp = None;
-    for addr in addrs {
-        match TcpStream::connect(addr).await {
-            Ok(s) => {
-                tcp = Some(s);
-                break;
-            }
-            Err(e) => last = FetchError::Connect(format!("{host} [{addr}]"), e.to_string()),
-        }
-    }
-    let tcp = tcp.ok_or(last)?;
-    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
-        .map_err(|e| FetchError::Tls(host.to_owned(), e.to_string()))?;
-    let stream = tls
-        .connect(name, tcp)
-        .await
-        .map_err(|e| FetchError::Tls(host.to_owned(), e.to_string()))?;
+    let (mut sender, driver) = https::connect(addrs, tls, host).await?;
     let http = |e: hyper::Error| FetchError::Http(host.to_owned(), e.to_string());
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(http)?;
-    let driver = tokio::spawn(conn);
     let req = hyper::Request::get(PATH)
         .header(hyper::header::HOST, host)
         .header(hyper::header::USER_AGENT, "frontdoor MTA-STS")
@@ -243,7 +211,7 @@ mod tests {
         let (addr, tls) = server(b"HTTP/1.1 200 OK\r\n\r\n".to_vec()).await;
         assert!(matches!(
             get(&[addr], &tls, "mta-sts.other.test").await,
-            Err(FetchError::Tls(..))
+            Err(FetchError::Https(HttpsError::Tls(..)))
         ));
     }
 }

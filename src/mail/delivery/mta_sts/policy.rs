@@ -366,7 +366,7 @@ mod tests {
     #[test]
     fn the_policy_we_serve_parses_and_names_our_mx() {
         let domain = "chat.example.org";
-        let served = crate::web::autoconfig::mta_sts(domain);
+        let served = crate::mail::dns_records::mta_sts_policy(domain);
         let p = parse(served.as_bytes()).unwrap();
         assert_eq!(p.mode, Mode::Enforce);
         // `frontdoor mail dns` publishes `D. MX 10 D.`: the MX host is the domain.
