@@ -12,8 +12,9 @@
 //!   again for the next message;
 //! - curl against `_b`'s `/mxdeliv`: an unsigned message is refused with
 //!   the MX's DKIM reply, a missing `X-Mail-To` is `400`, a body over
-//!   `mail.max_message_size` is `413`, `GET` is `405`, and none of it
-//!   reaches the mailbox.
+//!   `mail.max_message_size` is `413`, `GET` is `405`, an address already
+//!   at `mail.mx.max_connections_per_peer` on port 25 is `503`, and none of
+//!   it reaches the mailbox.
 //!
 //! Needs root (ports 25 and 443), dnsmasq, curl and python3.
 
@@ -210,7 +211,7 @@ fn mxdeliv_refuses_what_the_mx_refuses() {
     let dir_b = chatmail_relay(B, ip_b, port, &ca);
     let cfg = dir_b.path().join("frontdoor.yaml");
     let mut yaml = std::fs::read_to_string(&cfg).unwrap();
-    yaml.push_str("  max_message_size: 65536\n");
+    yaml.push_str("  max_message_size: 65536\n  mx: { max_connections_per_peer: 1 }\n");
     std::fs::write(&cfg, yaml).unwrap();
     let bob = format!("bob@{B}");
     add_account(&cfg, &bob);
@@ -262,6 +263,35 @@ fn mxdeliv_refuses_what_the_mx_refuses() {
     // Not a POST.
     let (code, _) = curl(ip_b, &cafile, &[]);
     assert_eq!(code, "405");
+    // An address holding its one MX session on port 25 gets no second one
+    // over HTTPS; once it lets go, it does.
+    let src = "127.0.0.9";
+    let smtp = {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let at = |a: String| socket2::SockAddr::from(a.parse::<std::net::SocketAddr>().unwrap());
+        s.bind(&at(format!("{src}:0"))).unwrap();
+        s.connect_timeout(&at(format!("{ip_b}:25")), T).unwrap();
+        s.set_read_timeout(Some(T)).unwrap();
+        std::net::TcpStream::from(s)
+    };
+    let mut greeting = [0u8; 3];
+    std::io::Read::read_exact(&mut &smtp, &mut greeting).unwrap();
+    assert_eq!(&greeting, b"220");
+    let from_src = |extra: &[&str]| {
+        let mut args = vec!["--interface", src];
+        args.extend_from_slice(extra);
+        post(&args)
+    };
+    let sender = "X-Mail-From: mallory@elsewhere.test";
+    let (code, body) = from_src(&["-H", sender, "-H", &to]);
+    assert_eq!(code, "503", "{body}");
+    assert!(body.contains("421 4.7.0 Too many connections"), "{body}");
+    drop(smtp);
+    assert!(
+        poll_until(T, || from_src(&["-H", sender, "-H", &to]).0 == "403"),
+        "the slot is given back when the SMTP session ends\n{}",
+        b.log.text()
+    );
     let refused = b
         .log
         .wait_event_sync(T, |e| str_field(e, "message") == "mxdeliv")

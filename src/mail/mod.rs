@@ -477,8 +477,18 @@ pub async fn start_with(
             smtp::Mode::Lmtp => servers.lmtp = bound,
             smtp::Mode::Inbound => servers.inbound = bound,
         }
+        // The MX is open to the world: sessions are limited per client
+        // (HTTPS deliveries to /mxdeliv count too).
+        let per_peer = match mode {
+            smtp::Mode::Inbound => Some(listener::PeerLimit::new(
+                mail.mx_max_connections_per_peer,
+                b"421 4.7.0 Too many connections from your address, try again later\r\n",
+            )),
+            _ => None,
+        };
         let ctx = Arc::new(smtp::SmtpContext {
             mode,
+            per_peer: per_peer.clone(),
             cfg: mail.clone(),
             store: store.clone(),
             accounts: accounts.clone(),
@@ -506,14 +516,6 @@ pub async fn start_with(
         if mode == smtp::Mode::Inbound {
             servers.mx = Some(ctx.clone());
         }
-        // The MX is open to the world: sessions are limited per client.
-        let per_peer = match mode {
-            smtp::Mode::Inbound => Some(listener::PeerLimit::new(
-                mail.mx_max_connections_per_peer,
-                b"421 4.7.0 Too many connections from your address, try again later\r\n",
-            )),
-            _ => None,
-        };
         if mode == smtp::Mode::Inbound && mail.mx_require_tls && starttls.is_none() {
             tracing::error!(
                 "mail.mx.require_tls is on but the MX has no certificate for STARTTLS: \

@@ -1038,7 +1038,7 @@ mod tests {
             cert.der()
                 .last()
                 .is_some_and(u8::is_ascii_whitespace)
-                .then(|| (cert, kp))
+                .then_some((cert, kp))
         });
         let (cert, kp) = found.expect("a certificate ending in whitespace");
         let spki = uploaded_spki(cert.der()).unwrap();

@@ -81,6 +81,9 @@ pub struct Web {
     paths: Vec<proxy::PathBackend>,
     connect_timeout: Duration,
     idle_timeout: Duration,
+    /// This process runs an inbound MX (`mail.inbound`): before it has
+    /// started, `/mxdeliv` is "try again later", not "no such path".
+    mx_expected: bool,
 }
 
 /// What one connection is served: a chatmail relay's web side or the
@@ -192,6 +195,7 @@ impl Web {
             paths,
             connect_timeout: cfg.timeouts.connect,
             idle_timeout: cfg.timeouts.idle,
+            mx_expected: mail.inbound.is_some(),
         })
     }
 
@@ -436,12 +440,17 @@ async fn route(
             };
             return (r, "mta-sts");
         }
-        "/mxdeliv" if mx.is_some() => {
+        "/mxdeliv" if mx.is_some() || web.mx_expected => {
             let r = match (*req.method() == Method::POST, mx) {
                 (true, Some(mx)) => {
                     let (status, body) = mxdeliv::handle(req, mx, client.addr).await;
                     respond(status, "text/plain; charset=utf-8", body + "\n")
                 }
+                (true, None) => respond(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain; charset=utf-8",
+                    "421 4.3.2 the relay is starting, try again later\n".to_owned(),
+                ),
                 _ => method_not_allowed("POST"),
             };
             return (r, "mxdeliv");

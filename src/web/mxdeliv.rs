@@ -17,8 +17,11 @@
 //! nothing was delivered and the body is the MX's SMTP reply: `413` too
 //! large, `507` a mailbox full, `400` a malformed request, `403` any other
 //! refusal (DKIM, encryption, unknown recipient: the sender's SMTP retry
-//! then gets the per-recipient answer), `503` a temporary failure. Without
-//! the bundled MX in this process: `404`, as for any unknown path.
+//! then gets the per-recipient answer), `503` a temporary failure (also
+//! when the client address already has `mail.mx.max_connections_per_peer`
+//! MX sessions, on port 25 and here together). Without
+//! an MX in this process (no `mail.inbound`): `404`, as for any unknown
+//! path; with one that has not started yet: `503`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -144,6 +147,18 @@ pub async fn handle(
     let env = match envelope(req.headers()) {
         Ok(e) => e,
         Err(r) => return (r.status, r.text),
+    };
+    // One MX session for the whole request, counted with the port-25 ones.
+    let _permit = match mx.per_peer.as_ref().map(|l| l.try_acquire(client.ip())) {
+        Some(None) => {
+            tracing::warn!(refused = "peer_limit", client = %client, "mxdeliv: too many MX sessions from this address");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "421 4.7.0 Too many connections from your address, try again later".to_owned(),
+            );
+        }
+        Some(Some(p)) => Some(p),
+        None => None,
     };
     let limit = mx.cfg.max_message_size;
     let read = tokio::time::timeout(BODY_TIMEOUT, Limited::new(req.into_body(), limit).collect());

@@ -75,6 +75,9 @@ pub enum Mode {
 #[derive(Debug, Clone)]
 pub struct SmtpContext {
     pub mode: Mode,
+    /// Sessions per client address (the inbound MX), for sessions that do
+    /// not come through its accept loop (`POST /mxdeliv`).
+    pub per_peer: Option<Arc<crate::mail::listener::PeerLimit>>,
     pub cfg: Arc<MailConfig>,
     pub store: Store,
     pub accounts: Accounts,
