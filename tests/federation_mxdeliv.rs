@@ -256,6 +256,12 @@ fn mxdeliv_refuses_what_the_mx_refuses() {
             &format!("@{}", big.display()),
             "-H",
             &to,
+            // The refusal comes before the body is sent (no reset while
+            // curl is still uploading).
+            "-H",
+            "Expect: 100-continue",
+            "--expect100-timeout",
+            "30",
         ],
     );
     assert_eq!(code, "413", "{body}");
@@ -299,4 +305,91 @@ fn mxdeliv_refuses_what_the_mx_refuses() {
     assert_eq!(refused["status"], serde_json::json!(403), "{refused}");
     b.kill();
     assert!(inbox(&dir_b.path().join("data"), &bob).is_empty());
+}
+
+/// Messages queued for one relay go over one HTTPS connection: while
+/// three are submitted, `_b` has no address in the DNS (a TXT record
+/// only), so all three wait in `_a`'s queue; once it has one, a flush
+/// delivers them as one batch, and `_b`'s web log shows the three requests
+/// on the same connection.
+#[test]
+fn a_batch_goes_over_one_https_connection() {
+    let (ip_a, ip_b) = ("127.0.11.8", "127.0.11.9");
+    let ca = Ca::new();
+    let port = free_port();
+    let mut a = Relay::with_delivery(
+        A,
+        ip_a,
+        port,
+        &ca,
+        "{ retry: 1h }",
+        "{ direct: true, ca_file: ca.pem, mxdeliv: true }",
+    );
+    let dir_b = chatmail_relay(B, ip_b, port, &ca);
+    let bob = format!("bob@{B}");
+    add_account(&dir_b.path().join("frontdoor.yaml"), &bob);
+    let mut b = serve_relay(dir_b.path());
+    let no_address = vec![(B.to_owned(), "no address yet".to_owned())];
+    let dns = start_dns(port, &[(A, ip_a)], &no_address);
+    a.start();
+    let alice = format!("alice@{A}");
+    let ids = ["batch-1@test", "batch-2@test", "batch-3@test"];
+    for id in ids {
+        let body = encrypted(&alice, &bob, id);
+        assert_eq!(a.submit_body(&alice, &bob, &body), Some(250), "{}", a.log());
+    }
+    assert!(
+        poll_until(T, || a.events("queue: delivery deferred").len()
+            == ids.len()),
+        "{}",
+        a.log()
+    );
+    let deferred = &a.events("queue: delivery deferred")[0];
+    assert!(
+        str_field(deferred, "error").contains("no address"),
+        "{deferred}"
+    );
+    drop(dns);
+    let mut txt = a.txt();
+    txt.extend(dkim_txt(&dir_b.path().join("data"), B));
+    let _dns = start_dns(port, &[(A, ip_a), (B, ip_b)], &txt);
+    a.queue_cli(true);
+    assert!(
+        poll_until(T, || a.events("queue: delivered").len() == ids.len()),
+        "{}\nB:\n{}",
+        a.log(),
+        b.log.text()
+    );
+    for d in a.events("queue: delivered") {
+        assert_eq!(str_field(&d, "via"), "https", "{d}");
+    }
+    assert!(a.events("queue: trying SMTP").is_empty(), "{}", a.log());
+    let posts = poll_until(T, || {
+        events(&b, "web request")
+            .iter()
+            .filter(|e| str_field(e, "path") == "/mxdeliv")
+            .count()
+            == ids.len()
+    });
+    let requests: Vec<_> = events(&b, "web request")
+        .into_iter()
+        .filter(|e| str_field(e, "path") == "/mxdeliv")
+        .collect();
+    assert!(posts, "{requests:?}");
+    let conns: std::collections::HashSet<String> =
+        requests.iter().map(|e| str_field(e, "id")).collect();
+    assert_eq!(conns.len(), 1, "one connection for the batch: {requests:?}");
+    for r in &requests {
+        assert_eq!(r["status"], serde_json::json!(200), "{r}");
+    }
+    b.kill();
+    let got = inbox(&dir_b.path().join("data"), &bob);
+    assert_eq!(got.len(), ids.len(), "{got:?}");
+    for id in ids {
+        let n = got
+            .iter()
+            .filter(|m| m.contains(&format!("Message-ID: <{id}>")))
+            .count();
+        assert_eq!(n, 1, "{id} once");
+    }
 }

@@ -161,6 +161,21 @@ pub async fn handle(
         None => None,
     };
     let limit = mx.cfg.max_message_size;
+    let too_big = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("552 5.3.4 Message too big (at most {limit} bytes)"),
+        )
+    };
+    // A declared length over the limit is refused before the body is read
+    // (a client sending `Expect: 100-continue` then sends none of it).
+    let declared = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_big();
+    }
     let read = tokio::time::timeout(BODY_TIMEOUT, Limited::new(req.into_body(), limit).collect());
     let body = match read.await {
         Err(_) => {
@@ -170,12 +185,7 @@ pub async fn handle(
             )
         }
         Ok(Ok(b)) => b.to_bytes(),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("552 5.3.4 Message too big (at most {limit} bytes)"),
-            )
-        }
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return too_big(),
         Ok(Err(e)) => return (StatusCode::BAD_REQUEST, format!("reading the body: {e}")),
     };
     let (code, text) = match tokio::time::timeout(

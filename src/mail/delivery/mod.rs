@@ -49,6 +49,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -478,8 +479,9 @@ impl Worker {
         }
     }
 
-    /// Post each message of `batch` to `dest`'s `/mxdeliv` until one does
-    /// not go; that one and the rest are returned for SMTP.
+    /// Post each message of `batch` to `dest`'s `/mxdeliv`, one connection
+    /// for all: those the peer refuses, and all from the first that fails
+    /// to go at all, are returned for SMTP.
     /// Under an `enforce` policy the domain's own name must be one of the
     /// policy's mail hosts, and its certificate must verify.
     async fn over_https(&self, dest: &str, batch: Batch, sts: Option<&mta_sts::Cached>) -> Batch {
@@ -494,23 +496,37 @@ impl Worker {
             _ => &self.https,
         };
         let mta_sts = mode.map_or("none", |m| m.as_str());
+        let mut session: Option<mxdeliv::Session> = None;
+        let mut smtp = Batch::new();
         let mut rest = batch.into_iter();
         while let Some((e, rcpts)) = rest.next() {
             if self.shutdown.is_cancelled() {
-                return std::iter::once((e, rcpts)).chain(rest).collect();
+                smtp.push((e, rcpts));
+                smtp.extend(rest);
+                return smtp;
             }
             let (q, id) = (self.handle.queue.clone(), e.id.clone());
             let msg = match tokio::task::spawn_blocking(move || q.message(&id)).await {
-                Ok(Ok(m)) => m,
-                _ => return std::iter::once((e, rcpts)).chain(rest).collect(),
+                Ok(Ok(m)) => Bytes::from(m),
+                _ => {
+                    smtp.push((e, rcpts));
+                    smtp.extend(rest);
+                    return smtp;
+                }
             };
-            let post = mxdeliv::Post {
-                domain: dest,
-                port: self.cfg.delivery.https_port,
-                from: &e.from,
-                rcpts: &rcpts,
+            if session.as_ref().is_some_and(|s| !s.is_open()) {
+                session = None;
+            }
+            let res = match session.as_mut() {
+                Some(s) => s.post(&e.from, &rcpts, msg.clone()).await,
+                None => {
+                    let port = self.cfg.delivery.https_port;
+                    match mxdeliv::Session::open(self.mx.resolver(), tls, dest, port).await {
+                        Ok(s) => session.insert(s).post(&e.from, &rcpts, msg.clone()).await,
+                        Err(err) => Err(err),
+                    }
+                }
             };
-            let res = mxdeliv::post(self.mx.resolver(), tls, post, msg.clone()).await;
             match res {
                 Ok(()) => {
                     let host = dest.to_owned();
@@ -526,18 +542,24 @@ impl Worker {
                             )
                         })
                         .collect();
-                    self.settle(&e, res, Some((host, msg)), "peer_4xx").await;
+                    self.settle(&e, res, Some((host, Vec::from(msg))), "peer_4xx")
+                        .await;
                 }
                 Err(err) => {
+                    tracing::info!(id = %e.id, domain = %crate::log_safe::Escaped(dest), error = %err, "queue: trying SMTP");
+                    let refused = matches!(err, mxdeliv::PostError::Refused(_));
                     if matches!(err, mxdeliv::PostError::Unsupported(_)) {
                         self.no_mxdeliv.mark(dest);
                     }
-                    tracing::info!(id = %e.id, domain = %crate::log_safe::Escaped(dest), error = %err, "queue: trying SMTP");
-                    return std::iter::once((e, rcpts)).chain(rest).collect();
+                    smtp.push((e, rcpts));
+                    if !refused {
+                        smtp.extend(rest);
+                        return smtp;
+                    }
                 }
             }
         }
-        Vec::new()
+        smtp
     }
 
     /// The domain's MTA-STS policy applied to its MX hosts: the hosts to

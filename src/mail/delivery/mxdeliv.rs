@@ -6,17 +6,21 @@
 //! `web::mxdeliv`).
 //!
 //! - Only `200` counts as delivered, for every recipient of the request.
-//! - Anything else hands the message to SMTP on port 25 in the same attempt
-//!   ([`PostError::Failed`]): the peer's MX then gives its per-recipient
-//!   answer, and a refusal there produces the delivery report.
+//! - Any other answer hands that message to SMTP on port 25 in the same
+//!   attempt ([`PostError::Refused`]): the peer's MX then gives its
+//!   per-recipient answer, and a refusal there produces the delivery
+//!   report. A failed connection or request hands it and the rest of the
+//!   batch to SMTP ([`PostError::Failed`]).
 //! - A peer without the path (no HTTPS at all, `404`, `405`, `501`) is
 //!   remembered for [`UNSUPPORTED_FOR`] ([`Unsupported`]), and SMTP is used
 //!   straight away until then.
 //! - The certificate is checked as `mail.delivery.tls` says for the SMTP
 //!   peers, for the domain's name; under an `enforce` MTA-STS policy it
 //!   must verify whatever that setting is.
-//! - The whole request runs within [`POST_TIMEOUT`]; the answer's body is
-//!   read up to [`MAX_ANSWER`] bytes, for the log.
+//! - One connection ([`Session`]) carries a batch's messages, one request
+//!   after the other; connecting and each request run within
+//!   [`POST_TIMEOUT`]; the answer's body is read up to [`MAX_ANSWER`]
+//!   bytes, for the log.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -24,7 +28,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::client::conn::http1::SendRequest;
 use hyper::StatusCode;
+use tokio::task::JoinHandle;
 
 use super::https::{self, HttpsError};
 use crate::log_safe::Escaped;
@@ -35,7 +41,8 @@ pub const PATH: &str = "/mxdeliv";
 pub const MAIL_FROM: &str = "x-mail-from";
 /// The header naming one recipient (repeated for each).
 pub const MAIL_TO: &str = "x-mail-to";
-/// The whole request: connect, TLS, the body up, the answer back.
+/// Connecting (TCP and TLS), and then each request (the body up, the
+/// answer back).
 pub const POST_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a peer without `/mxdeliv` is sent SMTP only.
 pub const UNSUPPORTED_FOR: Duration = Duration::from_secs(3600);
@@ -50,7 +57,11 @@ pub enum PostError {
     /// The peer does not serve `/mxdeliv`.
     #[error("no HTTPS delivery at {0}")]
     Unsupported(String),
-    /// It does, and did not take this message now.
+    /// It answered, and did not take this message (the next message may
+    /// still go on the same connection).
+    #[error("HTTPS delivery refused: {0}")]
+    Refused(String),
+    /// The connection or the request failed, or timed out.
     #[error("HTTPS delivery failed: {0}")]
     Failed(String),
 }
@@ -62,82 +73,110 @@ pub fn classify(status: StatusCode, body: &[u8], url: &str) -> Result<(), PostEr
     match status.as_u16() {
         200 => Ok(()),
         404 | 405 | 501 => Err(PostError::Unsupported(format!("{url} answered {status}"))),
-        _ => Err(PostError::Failed(format!(
+        _ => Err(PostError::Refused(format!(
             "{url} answered {status}: {text}"
         ))),
     }
 }
 
-/// One message for one domain's relay.
-#[derive(Debug, Clone, Copy)]
-pub struct Post<'a> {
-    /// The recipients' domain (the host posted to).
-    pub domain: &'a str,
-    /// The peer's HTTPS port (`mail.delivery.https_port`).
-    pub port: u16,
-    /// The envelope sender.
-    pub from: &'a str,
-    /// The recipients there.
-    pub rcpts: &'a [String],
+/// One HTTPS connection to a peer's `/mxdeliv`, kept for the messages of
+/// a batch (as SMTP keeps its connection); its driver stops with it.
+pub struct Session {
+    domain: String,
+    url: String,
+    sender: SendRequest<Full<Bytes>>,
+    driver: JoinHandle<()>,
 }
 
-/// Post `msg` as `p` says, within [`POST_TIMEOUT`].
-pub async fn post(
-    resolver: &hickory_resolver::TokioResolver,
-    tls: &tokio_rustls::TlsConnector,
-    p: Post<'_>,
-    msg: Vec<u8>,
-) -> Result<(), PostError> {
-    let url = format!("https://{}{PATH}", p.domain);
-    match tokio::time::timeout(POST_TIMEOUT, post_inner(resolver, tls, p, msg, &url)).await {
-        Ok(r) => r,
-        Err(_) => Err(PostError::Failed(format!("{url}: timed out"))),
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.driver.abort();
     }
 }
 
-async fn post_inner(
-    resolver: &hickory_resolver::TokioResolver,
-    tls: &tokio_rustls::TlsConnector,
-    p: Post<'_>,
-    msg: Vec<u8>,
-    url: &str,
-) -> Result<(), PostError> {
-    let Post {
-        domain,
-        port,
-        from,
-        rcpts,
-    } = p;
-    let connected = async {
-        let addrs = https::resolve(resolver, domain, port).await?;
-        https::connect::<Full<Bytes>>(&addrs, tls, domain).await
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("url", &self.url).finish()
     }
-    .await;
-    let (mut sender, driver) = match connected {
-        Ok(c) => c,
-        // Nothing listens there, or the name has no address: no HTTPS side.
-        Err(e @ (HttpsError::Connect(..) | HttpsError::Dns(..))) => {
-            return Err(PostError::Unsupported(e.to_string()))
+}
+
+impl Session {
+    /// Connect to `domain`'s relay on `port` (`mail.delivery.https_port`),
+    /// within [`POST_TIMEOUT`]. Nothing listening or no address is
+    /// [`PostError::Unsupported`].
+    pub async fn open(
+        resolver: &hickory_resolver::TokioResolver,
+        tls: &tokio_rustls::TlsConnector,
+        domain: &str,
+        port: u16,
+    ) -> Result<Session, PostError> {
+        let url = format!("https://{domain}{PATH}");
+        let connected = async {
+            let addrs = https::resolve(resolver, domain, port).await?;
+            https::connect::<Full<Bytes>>(&addrs, tls, domain).await
+        };
+        match tokio::time::timeout(POST_TIMEOUT, connected).await {
+            Ok(Ok((sender, driver))) => Ok(Session {
+                domain: domain.to_owned(),
+                url,
+                sender,
+                driver,
+            }),
+            Ok(Err(e @ (HttpsError::Connect(..) | HttpsError::Dns(..)))) => {
+                Err(PostError::Unsupported(e.to_string()))
+            }
+            Ok(Err(e)) => Err(PostError::Failed(e.to_string())),
+            Err(_) => Err(PostError::Failed(format!("{url}: connecting timed out"))),
         }
-        Err(e) => return Err(PostError::Failed(e.to_string())),
-    };
-    let mut req = hyper::Request::post(PATH)
-        .header(hyper::header::HOST, domain)
-        .header(hyper::header::USER_AGENT, "frontdoor mxdeliv")
-        .header(hyper::header::CONTENT_TYPE, "application/octet-stream")
-        .header(MAIL_FROM, from);
-    for r in rcpts {
-        req = req.header(MAIL_TO, r.as_str());
     }
-    let result = async {
-        let req = req
-            .body(Full::new(Bytes::from(msg)))
-            .map_err(|e| PostError::Failed(format!("{url}: {e}")))?;
-        let resp = sender
+
+    /// False once the peer has closed the connection (its keep-alive
+    /// ended): open a new one.
+    pub fn is_open(&self) -> bool {
+        !self.sender.is_closed()
+    }
+
+    /// Post one message from `from` to `rcpts` (all of this domain),
+    /// within [`POST_TIMEOUT`].
+    pub async fn post(
+        &mut self,
+        from: &str,
+        rcpts: &[String],
+        msg: Bytes,
+    ) -> Result<(), PostError> {
+        let url = self.url.clone();
+        match tokio::time::timeout(POST_TIMEOUT, self.post_inner(from, rcpts, msg)).await {
+            Ok(r) => r,
+            Err(_) => Err(PostError::Failed(format!("{url}: timed out"))),
+        }
+    }
+
+    async fn post_inner(
+        &mut self,
+        from: &str,
+        rcpts: &[String],
+        msg: Bytes,
+    ) -> Result<(), PostError> {
+        let url = &self.url;
+        let failed = |e: &dyn std::fmt::Display| PostError::Failed(format!("{url}: {e}"));
+        let mut req = hyper::Request::post(PATH)
+            .header(hyper::header::HOST, self.domain.as_str())
+            .header(hyper::header::USER_AGENT, "frontdoor mxdeliv")
+            .header(hyper::header::CONTENT_TYPE, "application/octet-stream")
+            .header(MAIL_FROM, from);
+        for r in rcpts {
+            req = req.header(MAIL_TO, r.as_str());
+        }
+        let req = req.body(Full::new(msg)).map_err(|e| failed(&e))?;
+        self.sender.ready().await.map_err(|e| failed(&e))?;
+        let resp = self
+            .sender
             .send_request(req)
             .await
-            .map_err(|e| PostError::Failed(format!("{url}: {e}")))?;
+            .map_err(|e| failed(&e))?;
         let status = resp.status();
+        // Read whole (up to the bound) so that the connection can serve
+        // the next message; a longer answer ends the connection.
         let body = Limited::new(resp.into_body(), MAX_ANSWER)
             .collect()
             .await
@@ -145,9 +184,6 @@ async fn post_inner(
             .unwrap_or_default();
         classify(status, &body, url)
     }
-    .await;
-    driver.abort();
-    result
 }
 
 /// Peers found without `/mxdeliv`, and until when they are sent SMTP only.
@@ -207,11 +243,11 @@ mod tests {
         for s in [400, 403, 413, 500, 503, 507] {
             assert!(matches!(
                 classify(StatusCode::from_u16(s).unwrap(), b"no", u),
-                Err(PostError::Failed(_))
+                Err(PostError::Refused(_))
             ));
         }
         // The peer's words reach the log escaped.
-        let Err(PostError::Failed(t)) = classify(StatusCode::FORBIDDEN, b"bad\x1b[31m", u) else {
+        let Err(PostError::Refused(t)) = classify(StatusCode::FORBIDDEN, b"bad\x1b[31m", u) else {
             panic!()
         };
         assert!(!t.contains('\x1b'), "{t}");
