@@ -250,11 +250,18 @@ async fn sixteen_mib_each_way_intact_and_half_close() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_backend_answers_in_the_clients_protocol() {
     let dir = tempfile::tempdir().unwrap();
-    // A port with nothing listening.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // A port with nothing listening: bound and never listened on, and held
+    // for the whole test, so no other test can take it meanwhile (a
+    // connection to it is refused).
+    let held = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    held.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    let dead = held.local_addr().unwrap().as_socket().unwrap();
     let cfg = format!(
         r#"
 listeners:
