@@ -64,19 +64,25 @@ fn curl(ip: &str, ca: &Path, args: &[&str]) -> (String, String) {
     (code.to_owned(), body.to_owned())
 }
 
+/// The sending relay `_a`: direct delivery, HTTPS first, retries an hour
+/// apart (a retry is a flush).
+fn https_sender(ip: &str, dns_port: u16, ca: &Ca) -> Relay {
+    Relay::with_delivery(
+        A,
+        ip,
+        dns_port,
+        ca,
+        "{ retry: 1h }",
+        "{ direct: true, ca_file: ca.pem, mxdeliv: true }",
+    )
+}
+
 #[test]
 fn relays_deliver_over_https_and_fall_back_to_smtp() {
     let (ip_a, ip_b, ip_c) = ("127.0.11.2", "127.0.11.3", "127.0.11.4");
     let ca = Ca::new();
     let port = free_port();
-    let mut a = Relay::with_delivery(
-        A,
-        ip_a,
-        port,
-        &ca,
-        "{ retry: 1h }",
-        "{ direct: true, ca_file: ca.pem, mxdeliv: true }",
-    );
+    let mut a = https_sender(ip_a, port, &ca);
     let mut c = Relay::new(C, ip_c, port, &ca, "{ retry: 1h }");
     let dir_b = chatmail_relay(B, ip_b, port, &ca);
     let bob = format!("bob@{B}");
@@ -317,14 +323,7 @@ fn a_batch_goes_over_one_https_connection() {
     let (ip_a, ip_b) = ("127.0.11.8", "127.0.11.9");
     let ca = Ca::new();
     let port = free_port();
-    let mut a = Relay::with_delivery(
-        A,
-        ip_a,
-        port,
-        &ca,
-        "{ retry: 1h }",
-        "{ direct: true, ca_file: ca.pem, mxdeliv: true }",
-    );
+    let mut a = https_sender(ip_a, port, &ca);
     let dir_b = chatmail_relay(B, ip_b, port, &ca);
     let bob = format!("bob@{B}");
     add_account(&dir_b.path().join("frontdoor.yaml"), &bob);
